@@ -1,0 +1,112 @@
+"""The one place for numerical linear algebra in jaxpref.
+
+PSD solves and log-determinants through Cholesky, rank-one (Sherman–Morrison) inverse and
+log-det updates, Mahalanobis norms, symmetrisation. Nothing else in the package calls
+``jnp.linalg.inv``.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import jax.scipy.linalg as jsl
+import numpy as np
+from jaxtyping import Array, Float
+
+from jaxpref import _checks
+
+
+def symmetrize(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
+    """(A + Aᵀ)/2: removes the asymmetry that accumulates in repeated rank-one updates."""
+    return 0.5 * (A + A.T)
+
+
+def check_psd(name: str, A, *, strict: bool = True) -> None:
+    """Raise ``ValueError`` naming ``name`` unless A is square, symmetric, finite and PD (PSD).
+
+    Runs on concrete arrays only (skipped under tracing); uses float64 NumPy so that the check
+    does not depend on the caller's dtype.
+    """
+    shape = _checks.shape_of(name, A)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"{name}: expected a square (d, d) matrix, got shape {shape}")
+    if not _checks.is_concrete(A):
+        return
+    _checks.check_finite(name, A)
+    a = np.asarray(A, dtype=np.float64)
+    scale = max(1.0, float(np.max(np.abs(a))))
+    if not np.allclose(a, a.T, atol=1e-6 * scale, rtol=0):
+        raise ValueError(f"{name}: matrix is not symmetric")
+    eig_min = float(np.linalg.eigvalsh(a).min())
+    tol = 1e-12 * scale * shape[0]
+    if strict and eig_min <= tol:
+        raise ValueError(f"{name}: matrix is singular or not positive definite "
+                         f"(smallest eigenvalue {eig_min:.3g})")
+    if not strict and eig_min < -1e-6 * scale:
+        raise ValueError(f"{name}: matrix is not positive semi-definite "
+                         f"(smallest eigenvalue {eig_min:.3g})")
+
+
+def cholesky(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
+    """Lower Cholesky factor of a symmetric PD matrix (NaN if A is not PD; check first)."""
+    return jnp.linalg.cholesky(symmetrize(A))
+
+
+def psd_solve(A: Float[Array, "d d"], b: Float[Array, "d ..."]) -> Float[Array, "d ..."]:
+    """A⁻¹b for symmetric PD A, by Cholesky."""
+    return jsl.cho_solve((cholesky(A), True), b)
+
+
+def psd_inverse(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
+    """A⁻¹ for symmetric PD A, by Cholesky solves against the identity (kept symmetric)."""
+    return symmetrize(psd_solve(A, jnp.eye(A.shape[0], dtype=A.dtype)))
+
+
+def psd_logdet(A: Float[Array, "d d"]) -> Float[Array, ""]:
+    """log det A for symmetric PD A: 2 Σ log diag(chol A)."""
+    return 2.0 * jnp.sum(jnp.log(jnp.diagonal(cholesky(A))))
+
+
+def mahalanobis_sq(A: Float[Array, "d d"], X: Float[Array, "... d"]) -> Float[Array, "..."]:
+    """‖x‖²_{A⁻¹} = xᵀA⁻¹x for each row x of X, via one triangular solve (A symmetric PD)."""
+    L = cholesky(A)
+    flat = X.reshape(-1, X.shape[-1])
+    Z = jsl.solve_triangular(L, flat.T, lower=True)  # (d, M): L⁻¹xᵀ
+    return jnp.sum(Z * Z, axis=0).reshape(X.shape[:-1])
+
+
+def quad_form(M: Float[Array, "d d"], X: Float[Array, "... d"]) -> Float[Array, "..."]:
+    """xᵀMx for each row x of X (M given explicitly, e.g. a maintained inverse)."""
+    return jnp.einsum("...i,ij,...j->...", X, M, X)
+
+
+def sherman_morrison(
+    A_inv: Float[Array, "d d"], v: Float[Array, " d"]
+) -> tuple[Float[Array, "d d"], Float[Array, " d"], Float[Array, ""]]:
+    """(A + vvᵀ)⁻¹ from A⁻¹ in O(d²).
+
+    (A + vvᵀ)⁻¹ = A⁻¹ − (A⁻¹v)(A⁻¹v)ᵀ / (1 + vᵀA⁻¹v) for symmetric A.
+
+    Returns:
+      (new inverse, u = A⁻¹v, q = vᵀA⁻¹v); by the matrix determinant lemma
+      log det(A + vvᵀ) = log det A + log1p(q).
+    """
+    u = A_inv @ v
+    q = jnp.dot(v, u)
+    return symmetrize(A_inv - jnp.outer(u, u) / (1.0 + q)), u, q
+
+
+def logdet_rank_one(logdet: Float[Array, ""], q: Float[Array, ""]) -> Float[Array, ""]:
+    """Matrix determinant lemma: log det(A + vvᵀ) = log det A + log(1 + vᵀA⁻¹v)."""
+    return logdet + jnp.log1p(q)
+
+
+def ridge_gram(X: Float[Array, "N d"], lam, weights=None) -> Float[Array, "d d"]:
+    """λI + Σ_i w_i x_i x_iᵀ (w = 1 when not given)."""
+    Xw = X if weights is None else X * weights[:, None]
+    return lam * jnp.eye(X.shape[1], dtype=X.dtype) + Xw.T @ X
+
+
+__all__ = [
+    "check_psd", "cholesky", "logdet_rank_one", "mahalanobis_sq", "psd_inverse", "psd_logdet",
+    "psd_solve", "quad_form", "ridge_gram", "sherman_morrison", "symmetrize",
+]
