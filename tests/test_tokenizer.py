@@ -1,0 +1,112 @@
+"""The shipped HH byte-level BPE tokenizer, and pair encoding with and without chat templates."""
+
+import numpy as np
+import pytest
+
+from jaxpref.data import (
+    TOKENIZER_DIR,
+    encode_pair,
+    load_tokenizer,
+    make_pair,
+    tokenize_preferences,
+)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return make_pair(
+        0,
+        "\n\nHuman: How do I bake bread?\n\nAssistant: Mix flour, water and yeast.",
+        "\n\nHuman: How do I bake bread?\n\nAssistant: I don't know.",
+    )
+
+
+class HHChatTokenizer:
+    """The shipped tokenizer plus a chat template rendered in Python (no jinja2 needed)."""
+
+    chat_template = "hh"
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.tok(*args, **kwargs)
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        assert not tokenize
+        turn = {"user": "\n\nHuman: {}", "assistant": "\n\nAssistant: {}<|eos|>"}
+        text = "<|bos|>" + "".join(turn[m["role"]].format(m["content"]) for m in messages)
+        return text + ("\n\nAssistant:" if add_generation_prompt else "")
+
+
+def test_loads_through_autotokenizer(tok):
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(str(TOKENIZER_DIR))
+    assert len(tok) == len(again) <= 4096
+    assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 2)
+    assert sum(f.stat().st_size for f in TOKENIZER_DIR.iterdir()) < 400_000
+
+
+@pytest.mark.parametrize(
+    "text", ["\n\nHuman: Hello there!\n\nAssistant: Hi, how can I help?", "naïve café — 😀 ∑x²"]
+)
+def test_round_trips_text(tok, text):
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+    with_bos = tok(text)["input_ids"]
+    assert with_bos == [tok.bos_token_id, *ids]
+
+
+def test_bpe_compresses_hh_text(tok):
+    text = "\n\nHuman: What is the best way to learn to cook?\n\nAssistant: Practice every day."
+    n = len(tok(text, add_special_tokens=False)["input_ids"])
+    assert n < len(text.encode()) / 2.5  # merges learned from the HH dialogues
+
+
+def test_encode_pair_one_bos_one_eos_shared_prompt(tok, pair):
+    enc = encode_pair(tok, pair)
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    for resp, text in ((enc.chosen, pair.chosen), (enc.rejected, pair.rejected)):
+        seq = enc.prompt + resp
+        assert seq.count(bos) == 1 and seq[0] == bos
+        assert seq.count(eos) == 1 and seq[-1] == eos
+        assert tok.decode(resp[:-1]) == text
+    assert tok.decode(enc.prompt[1:]) == pair.prompt
+
+
+def test_tokenize_preferences_masks_cover_responses(tok, pair):
+    enc = encode_pair(tok, pair)
+    batch = tokenize_preferences(tok, [pair, pair], padding_side="left")
+    c = batch.chosen
+    np.testing.assert_array_equal(c.loss_mask.sum(1), len(enc.chosen))
+    np.testing.assert_array_equal(c.attention_mask.sum(1), len(enc.prompt) + len(enc.chosen))
+    width = c.input_ids.shape[1]
+    assert width == len(enc.prompt) + max(len(enc.chosen), len(enc.rejected))
+    assert list(c.input_ids[0, -len(enc.chosen):]) == enc.chosen
+    assert np.all(c.input_ids[c.attention_mask == 0] == tok.pad_token_id)
+
+
+def test_truncation_keeps_bos_and_prompt_end(tok, pair):
+    enc = encode_pair(tok, pair, max_length=8, max_prompt_length=4)
+    full = encode_pair(tok, pair)
+    assert enc.truncated and len(enc.prompt) == 4
+    assert enc.prompt == [tok.bos_token_id, *full.prompt[-3:]]
+    assert enc.chosen == full.chosen[:4] and len(enc.prompt) + len(enc.chosen) <= 8
+
+
+def test_chat_template_path_no_duplicate_specials(tok, pair):
+    chat = HHChatTokenizer(tok)
+    enc = encode_pair(chat, pair)
+    plain = encode_pair(tok, pair)
+    assert enc.prompt == plain.prompt  # the template writes BOS itself: not added twice
+    assert enc.chosen.count(tok.eos_token_id) == 1 and enc.chosen[-1] == tok.eos_token_id
+    assert tok.decode(enc.chosen) == " Mix flour, water and yeast.<|eos|>"
