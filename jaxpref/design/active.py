@@ -1,0 +1,245 @@
+"""Active selection of preference pairs for log-linear DPO: ADPO, ADPO+ and the baselines of
+Kveton et al. (arXiv 2503.01076, §4 and §6): uniform, APO and certainty (PMC).
+
+Every rule returns the selected pair indices in selection order; a prefix of length n' < n is
+what the same rule selects with budget n' (all rules are sequential), so one run serves a
+whole budget grid.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from jaxpref import _checks, linalg
+from jaxpref.design.greedy import DOptimalState, doptimal_init, doptimal_update, greedy_doptimal
+from jaxpref.losses.mle import _fit, dpo_hessian
+from jaxpref.policies.loglinear import dpo_logit
+
+_MLE_ITERS = 50
+
+
+class ActiveResult(NamedTuple):
+    indices: Array    # (n,)  selected pairs in selection order
+    theta_hat: Array  # (d,)  the estimate θ̂ that scored the last pick
+
+
+def design_vectors(
+    theta_hat: Float[Array, " d"],
+    phi_diff: Float[Array, "N d"],
+    ref_logratio: Float[Array, " N"],
+    *,
+    beta=1.0,
+    alpha=0.0,
+    precision: Float[Array, "d d"] | None = None,
+) -> Float[Array, "N d"]:
+    r"""ADPO design vectors v_i = β √U_i φ_i.
+
+    Without the stabiliser (α = 0) U_i = μ_i(θ̂)(1 − μ_i(θ̂)), the Fisher weight of Lemma 1.
+    With it (App. B, Eq. 13) U_i = μ(z_i)(1 − μ(z_i)), z_i = max{|β(φ_iᵀθ̂ − b_i)| −
+    α √(φ_iᵀ Σ̂ φ_i), 0}, Σ̂ = ``precision``⁻¹ the covariance of θ̂ (the regularised Hessian's
+    inverse; a reconstruction: the paper does not spell Σ̂ out). μ(z)(1 − μ(z)) is even in z,
+    so α = 0 (or ``precision=None``) gives the plain weights.
+
+    References: Kveton et al., arXiv 2503.01076, §4 (design vector) and App. B, Eq. (13).
+    """
+    z = jnp.abs(dpo_logit(theta_hat, phi_diff, ref_logratio, beta))
+    if precision is not None:
+        width = jnp.sqrt(linalg.mahalanobis_sq(precision, phi_diff))  # √(φᵀΣ̂φ), Σ̂ = precision⁻¹
+        z = jnp.maximum(z - alpha * width, 0.0)  # Eq. (13)
+    mu = jax.nn.sigmoid(z)
+    return (beta * jnp.sqrt(mu * (1 - mu)))[:, None] * phi_diff
+
+
+def _refit(phi, labels, b, selected, beta, gamma):
+    """θ̂ on the labels queried so far and its regularised Hessian (the precision of θ̂)."""
+    w = selected.astype(phi.dtype)
+    theta = _fit(phi, labels, b, w, beta, gamma, _MLE_ITERS).theta
+    precision = dpo_hessian(theta, phi, beta=beta, ref_logratio=b, weights=w)
+    return theta, precision + gamma * jnp.eye(phi.shape[1], dtype=phi.dtype)
+
+
+def _is_refit_time(t):
+    """t = 1, 2, 4, 8, … (the doubling schedule of ADPO's experiments)."""
+    return (t & (t - 1)) == 0
+
+
+@partial(jax.jit, static_argnames=("n", "num_candidates"))
+def _adpo(key, phi, labels, b, beta, gamma, alpha, n, num_candidates):
+    N, d = phi.shape
+    state = doptimal_init(jnp.zeros_like(phi), gamma=gamma)
+    theta = jnp.zeros(d, phi.dtype)
+    carry = (state, theta, jnp.eye(d, dtype=phi.dtype) * gamma, jnp.zeros_like(phi), key)
+
+    def step(carry, t):
+        state, theta, precision, V, key = carry
+
+        def refit(_):
+            th, prec = _refit(phi, labels, b, state.selected, beta, gamma)
+            return th, prec, design_vectors(th, phi, b, beta=beta, alpha=alpha, precision=prec)
+
+        theta, precision, V = jax.lax.cond(
+            _is_refit_time(t), refit, lambda _: (theta, precision, V), None)
+        if num_candidates is None:
+            state = state._replace(scores=linalg.quad_form(state.H_inv, V))
+            state, i = doptimal_update(state, V)
+        else:
+            key, sub = jax.random.split(key)
+            state, i = _subset_step(sub, state, V, num_candidates)
+        return (state, theta, precision, V, key), (i, theta)
+
+    _, (indices, thetas) = jax.lax.scan(step, carry, jnp.arange(1, n + 1))
+    return ActiveResult(indices, thetas[-1])
+
+
+def _subset_step(key, state: DOptimalState, V, m):
+    """Greedy pick among m unselected candidates drawn uniformly (ADPO's practical variant)."""
+    u = jnp.where(state.selected, jnp.inf, jax.random.uniform(key, state.selected.shape))
+    idx = jax.lax.top_k(-u, m)[1]
+    j = jnp.argmax(linalg.quad_form(state.H_inv, V[idx]))
+    i = idx[j]
+    H_inv, _, q = linalg.sherman_morrison(state.H_inv, V[i])
+    return state._replace(H_inv=H_inv, logdet=linalg.logdet_rank_one(state.logdet, q),
+                          selected=state.selected.at[i].set(True)), i
+
+
+def _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma):
+    N, _ = _checks.check_ndim("phi_diff", phi_diff, 2)
+    for name, x in (("labels", labels), ("ref_logratio", ref_logratio)):
+        if _checks.shape_of(name, x) != (N,):
+            raise ValueError(f"{name}: expected shape ({N},) to match phi_diff, "
+                             f"got {_checks.shape_of(name, x)}")
+        _checks.check_finite(name, x)
+    _checks.check_finite("phi_diff", phi_diff)
+    _checks.check_in_range("labels", labels, 0.0, 1.0)
+    _checks.check_int_in("n", n, 1, N)
+    _checks.check_positive("beta", beta)
+    _checks.check_positive("gamma", gamma)
+    dt = jnp.asarray(phi_diff).dtype
+    return (jnp.asarray(phi_diff), jnp.asarray(labels, dt), jnp.asarray(ref_logratio, dt),
+            jnp.asarray(beta, dt), jnp.asarray(gamma, dt))
+
+
+def adpo(
+    key: PRNGKeyArray,
+    phi_diff: Float[Array, "N d"],
+    labels: Float[Array, " N"],
+    ref_logratio: Float[Array, " N"],
+    n: int,
+    *,
+    beta=1.0,
+    gamma=1.0,
+    alpha=0.0,
+    num_candidates: int | None = None,
+) -> ActiveResult:
+    r"""ADPO (online feedback): greedy D-optimal selection with θ̂ re-fitted on queried labels.
+
+    For t = 1..n: if t is a power of two, re-fit θ̂_{t−1} = argmin L_DPO(θ; S_{t−1}) + (γ/2)‖θ‖²
+    on the labels queried so far; score candidates by v_iᵀH⁻¹v_i with v_i = β√U_i φ_i
+    (``design_vectors``); pick the best unselected i, "query" s_i, H ← H + v_i v_iᵀ.
+
+    ``labels`` play the oracle: only the entries of already-selected pairs ever enter a fit.
+    Between re-fits all N scores are kept current in O(N·d) per pick (``greedy.py``); a re-fit
+    re-scores all candidates against the current H⁻¹ (O(N·d²), log₂ n times).
+
+    Args:
+      key: PRNG key for the random candidate subsets (unused when ``num_candidates`` is None).
+      phi_diff, labels, ref_logratio: (N, d), (N,), (N,) the pool; see ``fit_dpo_mle``.
+      n: budget, 1 ≤ n ≤ N.
+      beta, gamma: > 0; γ is both the ridge of the fit and H_0 = γI.
+      alpha: ≥ 0, the UCB stabiliser of App. B (α = 3 in the paper's §6; 0 disables it).
+      num_candidates: if set (the paper uses 256), score only that many unselected candidates
+        drawn uniformly afresh at each step; needs num_candidates ≤ N − n + 1.
+
+    Returns: ``ActiveResult(indices (n,), theta_hat (d,))``.
+
+    References: Kveton et al., "Active Learning for Direct Preference Optimization",
+      arXiv 2503.01076, Algorithm 1 (ADPO), §6 (doubling re-fits, 256 candidates), App. B.
+    """
+    phi, s, b, beta, gamma = _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma)
+    _checks.check_nonnegative("alpha", alpha)
+    if num_candidates is not None:
+        _checks.check_int_in("num_candidates", num_candidates, 1, phi.shape[0] - n + 1)
+    return _adpo(key, phi, s, b, beta, gamma, jnp.asarray(alpha, phi.dtype), n, num_candidates)
+
+
+def adpo_plus(
+    phi_diff: Float[Array, "N d"],
+    labels: Float[Array, " N"],
+    ref_logratio: Float[Array, " N"],
+    n: int,
+    *,
+    beta=1.0,
+    gamma=1.0,
+    alpha=0.0,
+) -> ActiveResult:
+    r"""ADPO+ (logged feedback): θ̂ is fitted once on all N labels, then greedy D-optimal
+    selection of the design vectors v_i = β√U_i(θ̂) φ_i. This is ADPO's only difference.
+
+    References: Kveton et al., arXiv 2503.01076, Algorithm 2 (ADPO+).
+    """
+    phi, s, b, beta, gamma = _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma)
+    _checks.check_nonnegative("alpha", alpha)
+    theta, precision = _refit(phi, s, b, jnp.ones(phi.shape[0], bool), beta, gamma)
+    V = design_vectors(theta, phi, b, beta=beta, alpha=alpha, precision=precision)
+    return ActiveResult(greedy_doptimal(V, n, gamma=gamma).indices, theta)
+
+
+def apo(phi_diff: Float[Array, "N d"], n: int, *, gamma=1.0) -> ActiveResult:
+    r"""Practical APO: greedy on ‖φ_i‖_{H_t⁻¹} with the unweighted Gram matrix
+    H_t = γI + Σ φφᵀ (no μ(1 − μ) weights, no β), as described in ADPO's App. C.
+
+    References: Das, Chakraborty, Pacchiano & Chowdhury, "Active Preference Optimization for
+      Sample Efficient RLHF", arXiv 2402.10500; Kveton et al., arXiv 2503.01076, App. C.
+    """
+    _checks.check_ndim("phi_diff", phi_diff, 2)
+    res = greedy_doptimal(phi_diff, n, gamma=gamma)
+    return ActiveResult(res.indices, jnp.zeros(phi_diff.shape[1], jnp.asarray(phi_diff).dtype))
+
+
+@partial(jax.jit, static_argnames=("n",))
+def _certainty(phi, labels, b, beta, gamma, n):
+    N, d = phi.shape
+
+    def step(carry, t):
+        selected, theta = carry
+        theta = jax.lax.cond(
+            _is_refit_time(t), lambda _: _refit(phi, labels, b, selected, beta, gamma)[0],
+            lambda _: theta, None)
+        margin = jnp.abs(dpo_logit(theta, phi, b, beta))  # |r̂(x, y₁) − r̂(x, y₂)|
+        i = jnp.argmax(jnp.where(selected, -jnp.inf, margin))
+        return (selected.at[i].set(True), theta), (i, theta)
+
+    init = (jnp.zeros(N, bool), jnp.zeros(d, phi.dtype))
+    _, (indices, thetas) = jax.lax.scan(step, init, jnp.arange(1, n + 1))
+    return ActiveResult(indices, thetas[-1])
+
+
+def certainty(
+    phi_diff: Float[Array, "N d"],
+    labels: Float[Array, " N"],
+    ref_logratio: Float[Array, " N"],
+    n: int,
+    *,
+    beta=1.0,
+    gamma=1.0,
+) -> ActiveResult:
+    r"""Certainty / PMC: pick the unselected pair with the largest implicit-reward gap
+    |r̂(x, y₁) − r̂(x, y₂)| = |β(φ_iᵀθ̂ − b_i)|, θ̂ re-fitted on queried labels on ADPO's doubling
+    schedule.
+
+    References: Muldrew, Hayes, Zhang & Barber, "Active Preference Learning for Large Language
+      Models", arXiv 2402.08114 (the CERTAINTY acquisition); Kveton et al., arXiv 2503.01076, §6.
+    """
+    phi, s, b, beta, gamma = _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma)
+    return _certainty(phi, s, b, beta, gamma, n)
+
+
+def uniform(key: PRNGKeyArray, num_pairs: int, n: int) -> ActiveResult:
+    """Uniform selection without replacement: the first n of a random permutation."""
+    _checks.check_int_in("n", n, 1, num_pairs)
+    return ActiveResult(jax.random.permutation(key, num_pairs)[:n], jnp.zeros(0))
