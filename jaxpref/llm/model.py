@@ -1,0 +1,179 @@
+"""Decoder-only transformers in Flax NNX: the Llama family (Llama 2/3, Qwen2, Mistral) and GPT-2.
+
+``model(input_ids, attention_mask=None)`` returns logits ``(B, L, V)``. Position ids come from the
+mask (``cumsum(mask) − 1``), so a left- or right-padded row equals the run of its unpadded
+sequence. Attention works on *slots* (indices into the sequence or the KV cache): token i may
+attend to slot j when j holds a real token, j ≤ i, and, with a sliding window w, i − j < w.
+Passing a :class:`KVCache` appends the new keys/values at ``cache.index`` and returns
+``(logits, cache)``; this is the one code path for full forwards, prefill and decoding.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxpref.llm.config import DecoderConfig
+from jaxpref.llm.layers import (
+    Embed,
+    LayerNorm,
+    Linear,
+    RMSNorm,
+    apply_rope,
+    attend,
+    rope_cos_sin,
+    rope_inv_freq,
+)
+from jaxpref.llm.sharding import constrain
+
+ACT = ("batch", "length", "act_embed")
+
+
+class KVCache(NamedTuple):
+    """Keys and values of every layer for ``S`` slots."""
+
+    keys: tuple  # n_layers × (B, S, K, D)
+    values: tuple  # n_layers × (B, S, K, D)
+    valid: jax.Array  # (B, S) bool: the slot holds a real token
+    index: jax.Array  # () int32: next slot to write
+
+    @classmethod
+    def init(cls, config: DecoderConfig, batch: int, slots: int, dtype) -> KVCache:
+        shape = (batch, slots, config.num_kv_heads, config.head_dim)
+        zeros = tuple(jnp.zeros(shape, dtype) for _ in range(config.num_layers))
+        return cls(zeros, zeros, jnp.zeros((batch, slots), bool), jnp.zeros((), jnp.int32))
+
+
+def position_ids(attention_mask_BxL):
+    """Position of each token among the real tokens of its row: cumsum(mask) − 1, ≥ 0."""
+    return jnp.maximum(jnp.cumsum(attention_mask_BxL.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+class Attention(nnx.Module):
+    def __init__(self, c: DecoderConfig, *, dtype, rngs):
+        q_out, kv_out = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        kw = dict(dtype=dtype, rngs=rngs)
+        self.q_proj = Linear(c.hidden_size, q_out, ("embed", "heads"), bias=c.qkv_bias, **kw)
+        self.k_proj = Linear(c.hidden_size, kv_out, ("embed", "kv_heads"), bias=c.qkv_bias, **kw)
+        self.v_proj = Linear(c.hidden_size, kv_out, ("embed", "kv_heads"), bias=c.qkv_bias, **kw)
+        self.o_proj = Linear(q_out, c.hidden_size, ("heads", "embed"), bias=c.o_bias, **kw)
+        self.shape = (c.num_heads, c.num_kv_heads, c.head_dim)
+
+    def __call__(self, x_BxLxE, rope, allowed_BxLxS, kv, index):
+        heads, kv_heads, dim = self.shape
+        b, length, _ = x_BxLxE.shape
+        q = self.q_proj(x_BxLxE).reshape(b, length, heads, dim)
+        k = self.k_proj(x_BxLxE).reshape(b, length, kv_heads, dim)
+        v = self.v_proj(x_BxLxE).reshape(b, length, kv_heads, dim)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if kv is not None:
+            k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
+            v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
+        out = constrain(attend(q, k, v, allowed_BxLxS), ("batch", "length", "act_heads"))
+        return self.o_proj(out), (k, v)
+
+
+class MLP(nnx.Module):
+    """SwiGLU (Llama family): down(silu(gate x) ⊙ up x); GELU (GPT-2): proj(gelu(fc x))."""
+
+    def __init__(self, c: DecoderConfig, *, dtype, rngs):
+        kw = dict(bias=c.mlp_bias, dtype=dtype, rngs=rngs)
+        e, m = c.hidden_size, c.intermediate_size
+        self.gated = c.family == "llama"
+        self.gate_proj = Linear(e, m, ("embed", "mlp"), **kw) if self.gated else None
+        self.up_proj = Linear(e, m, ("embed", "mlp"), **kw)
+        self.down_proj = Linear(m, e, ("mlp", "embed"), **kw)
+        self.exact_gelu = c.activation == "gelu"
+
+    def __call__(self, x):
+        if self.gated:
+            return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(jax.nn.gelu(self.up_proj(x), approximate=not self.exact_gelu))
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block: x + attn(norm₁ x), then + mlp(norm₂ ·)."""
+
+    def __init__(self, c: DecoderConfig, *, dtype, rngs):
+        norm = RMSNorm if c.family == "llama" else LayerNorm
+        self.attn_norm = norm(c.hidden_size, c.norm_eps, dtype=dtype)
+        self.attn = Attention(c, dtype=dtype, rngs=rngs)
+        self.mlp_norm = norm(c.hidden_size, c.norm_eps, dtype=dtype)
+        self.mlp = MLP(c, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x, rope, allowed, kv, index):
+        h, kv = self.attn(self.attn_norm(x), rope, allowed, kv, index)
+        x = x + h
+        return constrain(x + self.mlp(self.mlp_norm(x)), ACT), kv
+
+
+class Decoder(nnx.Module):
+    """A causal language model of any supported family; see the module docstring."""
+
+    def __init__(self, config: DecoderConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        c = self.config = config
+        self.dtype = jnp.dtype(dtype)
+        self.embed = Embed(c.vocab_size, c.hidden_size, ("vocab", "embed"), dtype=dtype, rngs=rngs)
+        gpt2 = c.family == "gpt2"
+        pos_axes = ("positions", "embed")
+        self.pos_embed = (
+            Embed(c.max_position_embeddings, c.hidden_size, pos_axes, dtype=dtype, rngs=rngs)
+            if gpt2 else None
+        )
+        self.layers = nnx.List([Block(c, dtype=dtype, rngs=rngs) for _ in range(c.num_layers)])
+        self.final_norm = (LayerNorm if gpt2 else RMSNorm)(c.hidden_size, c.norm_eps, dtype=dtype)
+        self.lm_head = (
+            None if c.tie_word_embeddings
+            else Linear(c.hidden_size, c.vocab_size, ("embed", "vocab"), bias=False,
+                        dtype=dtype, rngs=rngs)
+        )
+
+    def __call__(self, input_ids, attention_mask=None, *, positions=None, cache=None):
+        mask = _default_mask(input_ids, attention_mask)
+        positions = position_ids(mask) if positions is None else positions
+        allowed, index, valid = self._allowed(mask, cache)
+        x = constrain(self.embed(input_ids), ACT)
+        rope = None
+        if self.pos_embed is not None:
+            x = x + self.pos_embed(positions)
+        else:
+            inv_freq = rope_inv_freq(self.config.rope, self.config.head_dim)
+            rope = rope_cos_sin(inv_freq, positions, x.dtype)
+        kvs = [None] * len(self.layers) if cache is None else zip(cache.keys, cache.values)
+        new = []
+        for layer, kv in zip(self.layers, kvs):
+            x, kv = layer(x, rope, allowed, kv, index)
+            new.append(kv)
+        logits = self._head(self.final_norm(x))
+        if cache is None:
+            return logits
+        index = index + input_ids.shape[1]
+        return logits, KVCache(tuple(k for k, _ in new), tuple(v for _, v in new), valid, index)
+
+    def _head(self, x):
+        logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
+        return constrain(logits, ("batch", "length", "act_vocab"))
+
+    def _allowed(self, mask_BxL, cache):
+        length = mask_BxL.shape[1]
+        if cache is None:
+            index, valid = jnp.zeros((), jnp.int32), mask_BxL
+        else:
+            index = cache.index
+            valid = jax.lax.dynamic_update_slice(cache.valid, mask_BxL, (0, index))
+        q_slots = index + jnp.arange(length)
+        k_slots = jnp.arange(valid.shape[1])
+        causal = k_slots[None, :] <= q_slots[:, None]
+        if self.config.sliding_window is not None:
+            causal = causal & (q_slots[:, None] - k_slots[None, :] < self.config.sliding_window)
+        return valid[:, None, :] & causal[None], index, valid
+
+
+def _default_mask(input_ids, attention_mask):
+    if attention_mask is None:
+        return jnp.ones(input_ids.shape, bool)
+    return attention_mask.astype(bool)

@@ -1,0 +1,244 @@
+"""Parity of jaxpref.llm models with transformers' PyTorch models (golden files), padding,
+HF checkpoint IO and its error messages, and sequence log-probs."""
+
+import dataclasses
+import json
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxpref.llm import Decoder, DecoderConfig, load_config
+from jaxpref.llm.hf_io import from_pretrained, save_pretrained
+from jaxpref.llm.logps import sequence_logps
+from jaxpref.llm.safetensors_io import SafetensorsFile, save_file
+
+GOLDEN = pathlib.Path(__file__).parent / "golden"
+FAMILIES = ("llama2", "llama3", "qwen2", "mistral", "gpt2")
+TOL = 1e-4
+
+
+@nnx.jit
+def forward(model, ids, mask):
+    return model(ids, mask)
+
+
+def golden(family):
+    exp = SafetensorsFile(GOLDEN / family / "expected.safetensors")
+    n = len([k for k in exp.keys() if k.startswith("ids_")])
+    return [(np.asarray(exp.get(f"ids_{i}")), np.asarray(exp.get(f"logits_{i}"))) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {f: from_pretrained(GOLDEN / f) for f in FAMILIES}
+
+
+def pad_batch(examples, side, pad_id=0):
+    length = max(len(ids) for ids, _ in examples)
+    ids = np.full((len(examples), length), pad_id, np.int32)
+    mask = np.zeros((len(examples), length), np.int32)
+    for b, (x, _) in enumerate(examples):
+        sl = slice(length - len(x), length) if side == "left" else slice(0, len(x))
+        ids[b, sl], mask[b, sl] = x, 1
+    return jnp.asarray(ids), jnp.asarray(mask)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_golden_logits_unpadded(models, family):
+    for ids, expected in golden(family):
+        out = forward(models[family], jnp.asarray(ids)[None], jnp.ones((1, len(ids)), jnp.int32))
+        assert out.dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(out[0]), expected, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_batch_equals_each_unpadded_run(models, family, side):
+    examples = golden(family)
+    ids, mask = pad_batch(examples, side, pad_id=7)
+    out = np.asarray(forward(models[family], ids, mask))
+    for b, (_, expected) in enumerate(examples):
+        real = np.asarray(mask[b]).astype(bool)
+        np.testing.assert_allclose(out[b][real], expected, atol=TOL, rtol=0)
+    assert np.isfinite(out).all()
+
+
+def test_rope_scaling_and_sliding_window_matter(models):
+    """The llama3 and mistral goldens would fail without Llama-3 scaling / the window."""
+    for family, change in [("llama3", dict(rope=DecoderConfig.tiny().rope)),
+                           ("mistral", dict(sliding_window=None))]:
+        model = models[family]
+        graphdef, state = nnx.split(model)
+        other = nnx.merge(graphdef, state)
+        other.config = dataclasses.replace(model.config, **change)
+        ids, expected = golden(family)[0]
+        out = forward(other, jnp.asarray(ids)[None], jnp.ones((1, len(ids)), jnp.int32))
+        assert np.abs(np.asarray(out[0]) - expected).max() > 1e-2
+
+
+def test_config_round_trip_and_hf_fields():
+    for family in FAMILIES:
+        cfg = load_config(GOLDEN / family)
+        assert DecoderConfig.from_hf_dict(cfg.to_hf_dict()) == cfg
+    llama3 = load_config(GOLDEN / "llama3")
+    assert (llama3.rope.rope_type, llama3.rope.factor, llama3.num_kv_heads) == ("llama3", 4.0, 2)
+    assert load_config(GOLDEN / "qwen2").qkv_bias and not load_config(GOLDEN / "qwen2").o_bias
+    assert load_config(GOLDEN / "mistral").sliding_window == 4
+    assert load_config(GOLDEN / "gpt2").intermediate_size == 128
+
+
+def test_legacy_rope_scaling_spelling():
+    hf = load_config(GOLDEN / "llama3").to_hf_dict()
+    params = hf.pop("rope_parameters")
+    hf["rope_theta"] = params.pop("rope_theta")
+    hf["rope_scaling"] = params
+    assert DecoderConfig.from_hf_dict(hf).rope == load_config(GOLDEN / "llama3").rope
+
+
+@pytest.mark.parametrize("family", ["llama3", "gpt2"])
+def test_save_pretrained_round_trip_sharded(models, family, tmp_path):
+    model = models[family]
+    save_pretrained(model, tmp_path / "one")
+    save_pretrained(model, tmp_path / "many", max_shard_bytes=8_000)
+    index = json.loads((tmp_path / "many" / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 2
+    original = nnx.state(model)
+    for sub in ("one", "many"):
+        again = nnx.state(from_pretrained(tmp_path / sub))
+        assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
+                                         original, again))
+    # Same tensor names, shapes and bytes as the HF-written file.
+    theirs = SafetensorsFile(GOLDEN / family / "model.safetensors")
+    ours = SafetensorsFile(tmp_path / "one" / "model.safetensors")
+    assert set(ours.keys()) == set(theirs.keys())
+    for k in theirs.keys():
+        np.testing.assert_array_equal(ours.get(k), theirs.get(k))
+
+
+def test_our_files_read_by_safetensors_library(models, tmp_path):
+    from safetensors.numpy import load_file
+
+    save_pretrained(models["qwen2"], tmp_path)
+    theirs = load_file(str(tmp_path / "model.safetensors"))
+    ours = SafetensorsFile(GOLDEN / "qwen2" / "model.safetensors")
+    for k, v in theirs.items():
+        np.testing.assert_array_equal(v, ours.get(k))
+
+
+def test_bfloat16_load(tmp_path):
+    src = SafetensorsFile(GOLDEN / "qwen2" / "model.safetensors")
+    save_file({k: src.get(k).astype(jnp.bfloat16) for k in src.keys()}, tmp_path / "model.safetensors")
+    shutil.copy(GOLDEN / "qwen2" / "config.json", tmp_path)
+    model = from_pretrained(tmp_path, dtype=jnp.bfloat16)
+    assert model.embed.embedding[...].dtype == jnp.bfloat16
+    ids, expected = golden("qwen2")[0]
+    out = forward(model, jnp.asarray(ids)[None], jnp.ones((1, len(ids)), jnp.int32))
+    assert np.abs(np.asarray(out[0], np.float32) - expected).max() < 0.5
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def copy_golden(family, tmp_path):
+    dst = tmp_path / family
+    shutil.copytree(GOLDEN / family, dst)
+    return dst
+
+
+def test_unsupported_architecture(tmp_path):
+    path = copy_golden("llama2", tmp_path)
+    hf = json.loads((path / "config.json").read_text())
+    hf["model_type"] = "mamba"
+    (path / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(ValueError, match="unsupported architecture.*mamba"):
+        from_pretrained(path)
+
+
+def test_missing_shard(tmp_path):
+    path = copy_golden("mistral", tmp_path)
+    (path / "model-00002-of-00003.safetensors").unlink()
+    with pytest.raises(ValueError, match="missing shard model-00002-of-00003"):
+        from_pretrained(path)
+
+
+def test_tensor_shape_mismatch(tmp_path):
+    path = copy_golden("llama2", tmp_path)
+    hf = json.loads((path / "config.json").read_text())
+    hf["intermediate_size"] = 48
+    (path / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(ValueError, match=r"down_proj.weight' has shape \(32, 64\), expected \(32, 48\)"):
+        from_pretrained(path)
+
+
+def test_tensor_name_mismatch(tmp_path):
+    path = copy_golden("llama2", tmp_path)
+    src = SafetensorsFile(path / "model.safetensors")
+    tensors = {k.replace("model.norm", "model.final_norm"): np.array(src.get(k))
+               for k in src.keys()}
+    save_file(tensors, path / "model.safetensors")
+    with pytest.raises(ValueError, match="missing tensor 'model.norm.weight'"):
+        from_pretrained(path)
+    hf = json.loads((path / "config.json").read_text())
+    hf["num_hidden_layers"] = 1
+    (path / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(ValueError, match="tensor"):
+        from_pretrained(path)
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match="num_kv_heads: 3 does not divide num_heads=4"):
+        DecoderConfig.tiny(num_kv_heads=3)
+    with pytest.raises(ValueError, match="rope_type"):
+        DecoderConfig.tiny(rope=dataclasses.replace(DecoderConfig.tiny().rope, rope_type="yarn"))
+    with pytest.raises(ValueError, match="no config.json"):
+        load_config("/nonexistent/dir")
+
+
+# ---- sequence log-probs ----------------------------------------------------------------------
+
+
+def reference_logps(expected_logits, ids, n_prompt):
+    """float64 log-softmax of the golden logits, summed over the response tokens."""
+    logits = np.asarray(expected_logits, np.float64)
+    logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    per = logits[np.arange(len(ids) - 1), ids[1:]] - logz[:-1]
+    return per[n_prompt - 1:].sum()
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_sequence_logps_padded_equals_golden(models, side):
+    examples = golden("llama3")
+    ids, mask = pad_batch(examples, side)
+    loss = np.zeros(ids.shape, np.int32)
+    for b, (x, _) in enumerate(examples):
+        start = int(np.argmax(np.asarray(mask[b]))) + 1  # response = all but the first token
+        loss[b, start:start + len(x) - 1] = 1
+    summed, per_token = jax.jit(lambda m, *a: sequence_logps(m, *a))(
+        models["llama3"], ids, mask, jnp.asarray(loss))
+    assert summed.dtype == jnp.float32 and per_token.shape == ids.shape
+    for b, (x, logits) in enumerate(examples):
+        np.testing.assert_allclose(summed[b], reference_logps(logits, x, 1), atol=5e-4, rtol=0)
+    np.testing.assert_array_equal(np.asarray(per_token)[loss == 0], 0.0)
+
+
+def test_sequence_logps_uniform_model_and_shapes():
+    """A model with all-zero logits gives −log V per response token (hand computed)."""
+    zero = lambda ids, mask: jnp.zeros((*ids.shape, 10), jnp.float64)  # noqa: E731
+    ids = jnp.array([[1, 2, 3, 4]])
+    summed, _ = sequence_logps(zero, ids, jnp.ones_like(ids), jnp.array([[0, 0, 1, 1]]))
+    np.testing.assert_allclose(summed, [-2 * np.log(10.0)], rtol=1e-12)
+    assert summed.dtype == jnp.float64
+    with pytest.raises(ValueError, match="loss_mask"):
+        sequence_logps(zero, ids, jnp.ones_like(ids), jnp.ones((1, 3)))
+
+
+def test_random_init_forward_float64():
+    model = Decoder(DecoderConfig.tiny("mistral", sliding_window=3), dtype=jnp.float64,
+                    rngs=nnx.Rngs(0))
+    out = model(jnp.array([[1, 2, 3, 4, 5]]))
+    assert out.shape == (1, 5, 96) and out.dtype == jnp.float64
