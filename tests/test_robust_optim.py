@@ -1,0 +1,148 @@
+"""Score-function estimator, projected updates, prox solver and Moreau envelope (jaxpref.robust)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_robust_objective import random_problem
+
+from jaxpref import robust
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return random_problem(11, n=2, k=3, extreme=True)
+
+
+def enumerated_estimator_mean(theta, problem, rho, baseline=0.0):
+    """E_{x, y, y' ~ π_θ} ĝ by exact enumeration of the estimator's law."""
+    n, k, _ = problem.phi.shape
+    pi = jax.nn.softmax(problem.phi @ theta, axis=-1)
+    total = jnp.zeros_like(theta)
+    for i in range(n):
+        for y in range(k):
+            for yp in range(k):
+                g = robust.pair_gradient_estimate(theta, problem, rho, i, y, yp, baseline)
+                total = total + problem.weights[i] * pi[i, y] * pi[i, yp] * g
+    return total
+
+
+@pytest.mark.parametrize("rho,baseline", [(0.0, 0.0), (0.3, 0.0), (0.3, 0.7)])
+def test_estimator_mean_equals_exact_gradient_by_enumeration(problem, rho, baseline):
+    theta = jnp.array([0.6, -0.9])
+    exact = jax.grad(robust.robust_sail_objective)(theta, problem, rho)
+    np.testing.assert_allclose(enumerated_estimator_mean(theta, problem, rho, baseline), exact,
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_estimator_monte_carlo_mean_within_standard_errors(problem):
+    theta, rho, m = jnp.array([0.6, -0.9]), 0.3, 40000
+    s = robust.sample_pairs(jax.random.key(3), theta, problem, m)
+    grads = jax.vmap(robust.pair_gradient_estimate, in_axes=(None, None, None, 0, 0, 0))(
+        theta, problem, rho, s.context, s.first, s.second)
+    exact = jax.grad(robust.robust_sail_objective)(theta, problem, rho)
+    se = jnp.std(grads, axis=0) / np.sqrt(m)
+    assert np.all(np.abs(np.mean(grads, 0) - exact) < 5 * se)
+    batched = robust.robust_sail_gradient_estimate(jax.random.key(3), theta, problem, rho, m)
+    np.testing.assert_allclose(batched, jnp.mean(grads, 0), rtol=1e-10)
+
+
+def test_project_ball():
+    np.testing.assert_allclose(robust.project_ball(jnp.array([3.0, 4.0]), 1.0), [0.6, 0.8])
+    np.testing.assert_allclose(robust.project_ball(jnp.array([0.3, 0.4]), 1.0), [0.3, 0.4])
+    np.testing.assert_allclose(robust.project_ball(jnp.zeros(2), 1.0), [0.0, 0.0])
+
+
+def test_projected_subgradient_scan_equals_loop_and_stays_in_ball(problem):
+    radius = 0.5
+    update = functools.partial(robust.projected_subgradient_update, problem=problem, rho=0.2,
+                               radius=radius, step_size=1.0, num_samples=4)
+    s0 = robust.projected_subgradient_init(jnp.array([2.0, 2.0]), jax.random.key(0), radius)
+    s_loop = s0
+    for _ in range(20):
+        s_loop = update(s_loop)
+    s_scan, path = jax.lax.scan(lambda s, _: (update(s), s.theta), s0, None, length=20)
+    np.testing.assert_allclose(s_scan.theta, s_loop.theta, rtol=1e-12)
+    assert int(s_scan.step) == 20
+    assert float(jnp.max(jnp.linalg.norm(path, axis=-1))) <= radius + 1e-12
+
+
+def grid_prox(theta, problem, rho, lam, radius, num=401):
+    """prox_{λφ}(θ) by exhaustive search over a grid of the disc (d = 2), exact nonsmooth F."""
+    g = np.linspace(-radius, radius, num)
+    pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    pts = jnp.asarray(pts[np.linalg.norm(pts, axis=-1) <= radius])
+    vals = jax.vmap(robust.expectation, in_axes=(0, None, None))(pts, problem, rho)
+    vals = vals + jnp.sum((pts - theta[None]) ** 2, -1) / (2 * lam)
+    return pts[jnp.argmin(vals)], 2 * radius / (num - 1)
+
+
+@pytest.mark.parametrize("theta,radius", [([0.5, -0.4], 3.0), ([2.5, 1.5], 1.0)])
+def test_prox_matches_grid_search(problem, theta, radius):
+    theta, rho, lam = jnp.asarray(theta), 0.3, 0.5
+    res = robust.moreau_envelope(theta, problem, rho, lam, radius, delta=1e-4, tol=1e-9,
+                                 max_iters=20000)
+    assert float(res.grad_map_norm) <= 1e-9
+    want, spacing = grid_prox(theta, problem, rho, lam, radius)
+    assert float(jnp.linalg.norm(res.prox - want)) <= 2 * spacing
+    np.testing.assert_allclose(res.gradient, (theta - res.prox) / lam, rtol=1e-12)
+
+
+def test_moreau_gradient_matches_finite_differences_of_envelope(problem):
+    theta, rho, lam, radius, eps = jnp.array([0.4, 0.7]), 0.3, 0.4, 3.0, 1e-4
+    env = functools.partial(robust.moreau_envelope, problem=problem, rho=rho, lam=lam,
+                            radius=radius, delta=1e-6, tol=1e-11, max_iters=50000)
+    grad = env(theta).gradient
+    fd = [(env(theta + eps * e).value - env(theta - eps * e).value) / (2 * eps)
+          for e in jnp.eye(2)]
+    np.testing.assert_allclose(fd, grad, rtol=1e-3, atol=1e-5)
+
+
+def test_envelope_bounds_and_smooth_case(problem):
+    theta, lam = jnp.array([0.4, 0.7]), 0.4
+    res = robust.moreau_envelope(theta, problem, 0.0, lam, 5.0, tol=1e-10, max_iters=20000)
+    f_theta = robust.sail_objective(theta, problem)
+    assert float(res.value) <= float(f_theta) + 1e-12  # u = θ is feasible
+    # smooth interior case: the prox equation θ − u = λ∇F(u) holds
+    np.testing.assert_allclose(res.gradient, jax.grad(robust.sail_objective)(res.prox, problem),
+                               rtol=1e-6, atol=1e-8)
+
+
+def test_proximal_point_decreases_objective(problem):
+    rho, lam, radius = 0.3, 0.5, 3.0
+    state = robust.proximal_point_init(jnp.array([2.0, -2.0]), radius)
+    values = [float(robust.robust_sail_objective(state.theta, problem, rho))]
+    for _ in range(5):
+        state = robust.proximal_point_update(state, problem, rho, lam, radius, delta=1e-5)
+        values.append(float(robust.robust_sail_objective(state.theta, problem, rho)))
+    assert np.all(np.diff(values) <= 1e-6)
+    assert values[-1] < values[0] - 1e-3
+
+
+def test_float32_paths_are_finite_and_keep_dtype():
+    p32 = random_problem(12, dtype=np.float32)
+    theta = jnp.array([0.3, -0.2], jnp.float32)
+    g = robust.robust_sail_gradient_estimate(jax.random.key(0), theta, p32, 0.2, 8)
+    res = robust.moreau_envelope(theta, p32, 0.2, 0.5, 2.0, tol=1e-4)
+    assert g.dtype == jnp.float32 and res.gradient.dtype == jnp.float32
+    assert np.all(np.isfinite(g)) and np.all(np.isfinite(res.gradient))
+
+
+def test_bad_input(problem):
+    theta = jnp.zeros(2)
+    with pytest.raises(ValueError, match="radius"):
+        robust.moreau_envelope(theta, problem, 0.1, 0.5, 0.0)
+    with pytest.raises(ValueError, match="radius"):
+        robust.projected_subgradient_init(theta, jax.random.key(0), -1.0)
+    with pytest.raises(ValueError, match="lam"):
+        robust.moreau_envelope(theta, problem, 0.1, -0.5, 1.0)
+    with pytest.raises(ValueError, match="rho"):
+        robust.robust_sail_gradient_estimate(jax.random.key(0), theta, problem, -0.1)
+    with pytest.raises(ValueError, match="rho"):
+        robust.moreau_envelope(theta, problem, -0.1, 0.5, 1.0)
+    with pytest.raises(ValueError, match="num_samples"):
+        robust.robust_sail_gradient_estimate(jax.random.key(0), theta, problem, 0.1, 0)
+    with pytest.raises(ValueError, match="theta0"):
+        robust.proximal_point_init(jnp.array([jnp.nan, 0.0]), 1.0)
