@@ -71,6 +71,7 @@ def make_family(name, cfg_cls, model_cls, kwargs, shard_size, gen):
         old.unlink()
     extra = {"max_shard_size": shard_size} if shard_size else {}
     model.save_pretrained(out, **extra)
+    (out / "generation_config.json").unlink(missing_ok=True)
     model = model.double()
     expected = {}
     for i, n in enumerate(LENGTHS):

@@ -10,6 +10,7 @@ Passing a :class:`KVCache` appends the new keys/values at ``cache.index`` and re
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -27,7 +28,7 @@ from jaxpref.llm.layers import (
     rope_cos_sin,
     rope_inv_freq,
 )
-from jaxpref.llm.sharding import constrain
+from jaxpref.llm.sharding import LOGICAL_RULES, constrain, state_shardings
 
 ACT = ("batch", "length", "act_embed")
 
@@ -177,3 +178,21 @@ def _default_mask(input_ids, attention_mask):
     if attention_mask is None:
         return jnp.ones(input_ids.shape, bool)
     return attention_mask.astype(bool)
+
+
+def create_model(config: DecoderConfig, *, seed: int = 0, dtype=jnp.float32, mesh=None,
+                 rules=None) -> Decoder:
+    """A randomly initialised :class:`Decoder`; with a ``mesh``, created inside ``jit`` so every
+    weight is born with its rules-table sharding (never materialised whole on one device)."""
+    if mesh is None:
+        return Decoder(config, dtype=dtype, rngs=nnx.Rngs(seed))
+    rules = LOGICAL_RULES if rules is None else rules
+    abstract = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(seed)))
+    graphdef, abstract_state = nnx.split(abstract)
+    shardings = state_shardings(abstract_state, mesh, rules)
+
+    @functools.partial(jax.jit, out_shardings=shardings)
+    def init():
+        return nnx.state(Decoder(config, dtype=dtype, rngs=nnx.Rngs(seed)))
+
+    return nnx.merge(graphdef, init())
