@@ -1,0 +1,290 @@
+"""PM RLHF (Xiao et al., arXiv 2405.16455): Figures 2 and 9, and a miniature of Table 2.
+
+1. Figures 2 / 9 from the closed forms: the KL-RLHF pairwise preference (eq. (5.2)) against the
+   reward preference for several p_ref at β = 1, and for several β at p_ref = ½.
+2. Table 2 in miniature on an enumerable token-level toy language: ``vocab_size`` content tokens
+   plus an end token, at most ``max_len`` content tokens (the end token is then forced), so every
+   sequence can be listed. The reference is an autoregressive table with peaked next-token
+   distributions, so sequence probabilities span orders of magnitude with length and the
+   reference's pairwise preferences collapse towards 0/1 (the paper's Figures 3–4). The BTL
+   reward is a per-token value sum with a length term and noise; the paper's reward is r_θ/β.
+   A tabular autoregressive policy (one logit row per prefix, initialised at the reference) is
+   optimised with optax Adam on the exact expected objective of KL-RLHF, PM RLHF, conditional PM
+   at sequence level (Definition 4.1, gate π_ref(y) ≥ α) and the official code's token-level
+   variant (gate π_ref(T_i | prefix) > α). Each objective is E_π[r̃ − log π] for a shaped reward
+   r̃, so the optimum is softmax(r̃) over sequences; the run reports the distance to it. The five
+   columns (PM divergence, length, perplexity, entropy, KL) are computed exactly by enumeration
+   and by sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxpref.metrics.alignment import exact_alignment_metrics, sampled_alignment_metrics
+from jaxpref.regularizers import (
+    conditional_pm_shaped_reward,
+    gibbs_policy,
+    kl_rlhf_pairwise_preference,
+    tempered_preference,
+)
+
+COLUMNS = ("pm_divergence", "length", "perplexity", "entropy", "kl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    vocab_size: int = 3                      # content tokens (the end token is extra)
+    max_len: int = 4                         # maximum number of content tokens
+    betas: tuple[float, ...] = (0.1, 0.5, 1.0)
+    seq_alphas: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)  # gate π_ref(y) ≥ α
+    token_alphas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)    # gate π_ref(T|prefix) > α
+    ref_temperature: float = 1.0             # reference table logits N(0, 1)/temperature
+    reward_scale: float = 0.1                # standard deviation of r_θ over sequences
+    num_steps: int = 600                     # Adam steps on the tabular policy
+    learning_rate: float = 0.1
+    num_samples: int = 4000                  # pairs for the sampled metrics
+    seed: int = 0
+    fig_p_refs: tuple[float, ...] = (0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
+    fig_betas: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+_CONFIGS = {
+    "test": Config(vocab_size=2, max_len=3, num_steps=300, num_samples=2000),
+    "quickstart": Config(num_steps=400),
+    "small": Config(),
+    "full": Config(vocab_size=4, max_len=5, num_steps=1500, num_samples=20000),
+}
+
+
+def config(scale: str) -> Config:
+    if scale not in _CONFIGS:
+        raise ValueError(f"scale: must be one of {tuple(_CONFIGS)}, got {scale!r}")
+    return _CONFIGS[scale]
+
+
+def num_units(cfg: Config) -> int:
+    return 1 + len(cfg.betas)
+
+
+# ---------------------------------------------------------------- toy language
+def toy_language(vocab_size: int, max_len: int) -> dict:
+    """Enumerate sequences and the (prefix, token) path of each (numpy index arrays).
+
+    Prefixes of length < max_len are decision nodes over vocab_size + 1 tokens (end = last);
+    at length max_len the end token is forced (log-prob 0, masked out of the path).
+    """
+    prefixes = [p for n in range(max_len) for p in itertools.product(range(vocab_size), repeat=n)]
+    index = {p: i for i, p in enumerate(prefixes)}
+    seqs = [s for n in range(max_len + 1) for s in itertools.product(range(vocab_size), repeat=n)]
+    steps = max_len + 1
+    node = np.zeros((len(seqs), steps), np.int32)
+    token = np.zeros((len(seqs), steps), np.int32)
+    mask = np.zeros((len(seqs), steps), np.float64)
+    for k, s in enumerate(seqs):
+        for i in range(min(len(s) + 1, max_len)):
+            node[k, i] = index[s[:i]]
+            token[k, i] = s[i] if i < len(s) else vocab_size
+            mask[k, i] = 1.0
+    lengths = np.array([len(s) + 1 for s in seqs], np.float64)  # content + end token
+    return dict(seqs=seqs, node=node, token=token, mask=mask, lengths=lengths,
+                num_nodes=len(prefixes), num_tokens=vocab_size + 1)
+
+
+def token_logps(table_logits, lang):
+    """(S, L) log π(T_i | prefix) along every sequence's path (0 where masked)."""
+    logsm = jax.nn.log_softmax(table_logits, axis=-1)
+    return logsm[lang["node"], lang["token"]] * lang["mask"]
+
+
+def sequence_logps(table_logits, lang):
+    """(S,) log π(y) = Σ_i log π(T_i | prefix) of a tabular autoregressive policy."""
+    return jnp.sum(token_logps(table_logits, lang), axis=-1)
+
+
+def _toy_problem(cfg: Config) -> dict:
+    rng = np.random.default_rng(cfg.seed)
+    lang = toy_language(cfg.vocab_size, cfg.max_len)
+    ref_table = rng.normal(size=(lang["num_nodes"], lang["num_tokens"])) / cfg.ref_temperature
+    values = rng.normal(size=cfg.vocab_size)
+    lens = lang["lengths"] - 1
+    content = np.array([sum(values[t] for t in s) for s in lang["seqs"]])
+    raw = content / np.maximum(lens, 1) + 0.3 * lens + rng.normal(size=lens.size)
+    reward = cfg.reward_scale * (raw - raw.mean()) / raw.std()
+    lang_j = {k: jnp.asarray(v) for k, v in lang.items() if isinstance(v, np.ndarray)}
+    ref_tok = token_logps(jnp.asarray(ref_table), lang_j)
+    return dict(lang=lang_j, ref_table=jnp.asarray(ref_table), reward=jnp.asarray(reward),
+                ref_logps=jnp.sum(ref_tok, -1), ref_token_logps=ref_tok, lengths=lang_j["lengths"])
+
+
+# ---------------------------------------------------------------- methods
+def _shaped_rewards(prob: dict, cfg: Config, beta: float) -> dict:
+    """name → (S,) shaped reward r̃ with objective E_π[r̃ − log π] (r = r_θ/β)."""
+    r, ref = prob["reward"] / beta, prob["ref_logps"]
+    out = {"KL RLHF": r + ref, "PM RLHF": r}  # Prop. 5.1 / eq. (3.10)
+    for a in cfg.seq_alphas:
+        out[f"cPM seq α={a:g}"] = conditional_pm_shaped_reward(r, ref, a)  # Def. 4.1
+    for a in cfg.token_alphas:
+        tok = prob["ref_token_logps"]
+        ungated = (tok <= jnp.log(a)) * prob["lang"]["mask"]  # code: penalty is KL here
+        out[f"cPM token α={a:g}"] = r + jnp.sum(ungated * tok, axis=-1)
+    return out
+
+
+def optimise_tabular(shaped, init_table, lang, num_steps: int, learning_rate: float):
+    """Adam on −E_π[r̃ − log π] for M tabular policies at once; returns (M, nodes, tokens)."""
+    opt = optax.adam(learning_rate)
+
+    def loss(table, rt):
+        logp = sequence_logps(table, lang)
+        return -jnp.sum(jnp.exp(logp) * (rt - logp))
+
+    def run_one(rt):
+        def step(carry, _):
+            table, state = carry
+            grad = jax.grad(loss)(table, rt)
+            upd, state = opt.update(grad, state, table)
+            return (optax.apply_updates(table, upd), state), None
+
+        (table, _), _ = jax.lax.scan(step, (init_table, opt.init(init_table)), None, num_steps)
+        return table
+
+    return jax.jit(jax.vmap(run_one))(shaped)
+
+
+def _metrics_row(key, logp, prob, reward, num_samples):
+    args = (logp, prob["ref_logps"], reward, prob["lengths"])
+    exact = exact_alignment_metrics(*args)._asdict()
+    sampled = sampled_alignment_metrics(key, *args, num_samples)._asdict()
+    ref_ppl = jnp.sum(jnp.exp(logp) * jnp.exp(-prob["ref_logps"] / prob["lengths"]))
+    return {k: float(v) for k, v in exact.items()}, {k: float(v) for k, v in sampled.items()}, \
+        float(ref_ppl)
+
+
+def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
+    shaped = _shaped_rewards(prob, cfg, beta)
+    names = list(shaped)
+    stacked = jnp.stack([shaped[n] for n in names])
+    tables = optimise_tabular(stacked, prob["ref_table"], prob["lang"], cfg.num_steps,
+                              cfg.learning_rate)
+    rows = []
+    for i, name in enumerate(names):
+        closed = gibbs_policy(stacked[i])
+        logp = sequence_logps(tables[i], prob["lang"])
+        exact, sampled, ref_ppl = _metrics_row(jax.random.fold_in(key, i), logp, prob,
+                                               prob["reward"] / beta, cfg.num_samples)
+        closed_exact, _, _ = _metrics_row(key, closed, prob, prob["reward"] / beta, 1)
+        gap = float(jnp.max(jnp.abs(jnp.exp(logp) - jnp.exp(closed))))
+        rows.append(dict(beta=beta, method=name, exact=exact, sampled=sampled,
+                         closed_form=closed_exact, ref_perplexity=ref_ppl,
+                         max_abs_prob_gap_to_closed_form=gap))
+    return rows
+
+
+# ---------------------------------------------------------------- figures 2 / 9
+def _figures(cfg: Config) -> dict:
+    p = np.linspace(0.005, 0.995, 199)
+    fig2 = {f"{q:g}": np.asarray(kl_rlhf_pairwise_preference(q, p)) for q in cfg.fig_p_refs}
+    fig9 = {f"{b:g}": np.asarray(tempered_preference(p, b)) for b in cfg.fig_betas}
+    bias = {k: float(np.max(np.abs(v - p))) for k, v in fig2.items()}
+    at07 = float(tempered_preference(0.7, 0.1))
+    return dict(p_reward=p, figure2=fig2, figure9=fig9, figure2_max_bias=bias,
+                p_rlhf_beta01_at_p07=at07)
+
+
+def _collapse(prob, key, n=20000) -> dict:
+    """Pairwise preferences of pairs drawn from π_ref: reference vs reward (Figures 3–4)."""
+    a, b = jax.random.categorical(key, prob["ref_logps"], shape=(2, n))
+    p_ref = jax.nn.sigmoid(prob["ref_logps"][a] - prob["ref_logps"][b])
+    p_rm = jax.nn.sigmoid(prob["reward"][a] - prob["reward"][b])
+    extreme = lambda q: float(jnp.mean((q < 0.05) | (q > 0.95)))  # noqa: E731
+    distinct = a != b
+    return dict(p_ref=np.asarray(p_ref[distinct][:2000]), p_reward=np.asarray(p_rm[distinct][:2000]),
+                frac_extreme_ref=extreme(p_ref[distinct]), frac_extreme_reward=extreme(p_rm[distinct]))
+
+
+def run(cfg: Config, *, progress=None) -> dict:
+    tick = progress or (lambda n: None)
+    figs = _figures(cfg)
+    tick(1)
+    prob = _toy_problem(cfg)
+    key = jax.random.key(cfg.seed)
+    rows = []
+    for j, beta in enumerate(cfg.betas):
+        rows += _run_beta(prob, cfg, beta, jax.random.fold_in(key, j))
+        tick(1)
+    toy = dict(num_sequences=int(prob["reward"].shape[0]),
+               collapse=_collapse(prob, jax.random.fold_in(key, 999)))
+    return dict(config=dataclasses.asdict(cfg), figures=figs, toy=toy, table=rows)
+
+
+# ---------------------------------------------------------------- output
+def table(results: dict) -> str:
+    head = f"{'beta':>5} {'method':<18}" + "".join(f"{c:>14}" for c in COLUMNS)
+    lines = ["Exact (enumeration) metrics of the optimised tabular policy; "
+             "[sampled] in brackets for PM divergence", head]
+    for row in results["table"]:
+        e, s = row["exact"], row["sampled"]
+        cells = f"{e['pm_divergence']:8.4f}[{s['pm_divergence']:.3f}]"
+        cells += "".join(f"{e[c]:14.4f}" for c in COLUMNS[1:])
+        lines.append(f"{row['beta']:>5g} {row['method']:<18} {cells}")
+    col = results["toy"]["collapse"]
+    lines.append(f"pairs from π_ref with preference outside [0.05, 0.95]: reference "
+                 f"{col['frac_extreme_ref']:.2f}, reward {col['frac_extreme_reward']:.2f}")
+    return "\n".join(lines)
+
+
+def plot(results: dict, out_dir) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    figs = results["figures"]
+    p = np.asarray(figs["p_reward"], float)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for key_, title, ax in (("figure2", "Fig. 2: β = 1, varying p_ref", axes[0]),
+                            ("figure9", "Fig. 9: p_ref = ½, varying β", axes[1])):
+        for k, v in figs[key_].items():
+            ax.plot(p, v, label=("p_ref=" if key_ == "figure2" else "β=") + k)
+        ax.plot(p, p, "r--", lw=2, label="preference matching")
+        ax.set(xlabel="reward preference p_reward(y₁)", ylabel="KL-RLHF preference p_rlhf(y₁)",
+               title=title)
+        ax.legend(fontsize=7)
+    col = results["toy"]["collapse"]
+    bins = np.linspace(0, 1, 21)
+    axes[2].hist(col["p_ref"], bins=bins, alpha=0.6, label="reference σ(Δlog π_ref)")
+    axes[2].hist(col["p_reward"], bins=bins, alpha=0.6, label="reward σ(Δr)")
+    axes[2].set(xlabel="p(y₁ ≻ y₂)", title="toy language: pairs from π_ref (cf. Figs. 3–4)")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    f1 = out_dir / "pm_rlhf_figures_2_9.png"
+    fig.savefig(f1, dpi=120)
+    plt.close(fig)
+    return [f1, _plot_table(results, out_dir, plt)]
+
+
+def _plot_table(results, out_dir, plt) -> Path:
+    rows = results["table"]
+    betas = sorted({r["beta"] for r in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, col in zip(axes, ("pm_divergence", "perplexity")):
+        for r in rows:
+            x = betas.index(r["beta"])
+            ax.scatter(x, r["exact"][col], s=18)
+            ax.annotate(r["method"], (x, r["exact"][col]), fontsize=6)
+        ax.set_xticks(range(len(betas)), [f"β={b:g}" for b in betas])
+        ax.set(title=f"miniature Table 2: {col} (exact)", yscale="log")
+    fig.tight_layout()
+    path = Path(out_dir) / "pm_rlhf_table2.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
