@@ -160,6 +160,12 @@ def test_params_really_sharded_and_match_single_device(mesh, uninterrupted):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
+def test_mesh_that_does_not_divide_a_parameter_is_named():
+    with pytest.raises(ValueError, match=r"\['l1'\]\['kernel'\]: dimension 0 of size 4 is not "
+                                         r"divisible by mesh axes \('fsdp',\) of total size 8"):
+        setup(make_mesh(1, 8, 1))
+
+
 def test_step_compiles_once(mesh):
     _, state, _, step = setup(mesh)
     with jax.set_mesh(mesh):

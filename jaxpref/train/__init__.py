@@ -19,6 +19,7 @@ from jaxpref.train.mesh import (
 from jaxpref.train.steps import (
     TrainState,
     abstract_state,
+    abstract_train_state,
     create_train_state,
     init_train_state,
     make_train_step,
@@ -29,6 +30,7 @@ from jaxpref.train.steps import (
 
 __all__ = [
     "AXES", "BATCH_AXES", "CheckpointExistsError", "Checkpointer", "TrainState", "abstract_state",
+    "abstract_train_state",
     "batch_sharding", "check_divisible", "create_train_state", "init_train_state",
     "make_mesh", "make_train_step", "merge_model", "named_sharding", "replicated",
     "restore_or_init", "shard_batch", "state_shardings", "step_key", "train_loop",

@@ -11,15 +11,20 @@ input state is donated.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import Mesh
+from flax.nnx.spmd import get_var_pspec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxpref.train.mesh import check_divisible
 
 LossFn = Callable[[nnx.Module, Any, jax.Array], Any]
+SpecFn = Callable[[str, nnx.Variable, Mesh], PartitionSpec]  # (path name, variable, mesh)
 
 
 class TrainState(NamedTuple):
@@ -43,26 +48,72 @@ def init_train_state(
 
 def create_train_state(
     make_model: Callable[[], nnx.Module], tx: optax.GradientTransformation, key: jax.Array, *,
-    mesh: Mesh, wrt: Any = nnx.Param,
+    mesh: Mesh, wrt: Any = nnx.Param, spec_fn: SpecFn | None = None,
 ) -> tuple[nnx.GraphDef, TrainState, Any]:
     """Build model and optimizer state inside ``jit`` so every array is born with its sharding.
 
     ``make_model()`` must be deterministic (it builds its own ``nnx.Rngs``). Returns
-    ``(graphdef, state, shardings)``; ``shardings`` mirrors ``state`` (see :func:`state_shardings`).
+    ``(graphdef, state, shardings)``; ``shardings`` mirrors ``state`` (see :func:`state_shardings`,
+    which also explains ``spec_fn``).
     """
-    def init() -> TrainState:
-        return init_train_state(make_model(), tx, key, wrt=wrt)[1]
-
+    graphdef, _, shardings = abstract_train_state(
+        make_model, tx, key, mesh=mesh, wrt=wrt, spec_fn=spec_fn
+    )
+    init = functools.partial(_init_state, make_model, tx, key, wrt)
     with jax.set_mesh(mesh):
-        graphdef = nnx.split(nnx.eval_shape(make_model), wrt, ...)[0]
-        shardings = state_shardings(jax.eval_shape(init), mesh)
         state = jax.jit(init, out_shardings=shardings)()
     return graphdef, state, shardings
 
 
-def state_shardings(state: Any, mesh: Mesh) -> Any:
-    """``NamedSharding`` for every leaf, from variable sharding metadata (replicated if none)."""
-    return nnx.get_named_sharding(state, mesh)
+def abstract_train_state(
+    make_model: Callable[[], nnx.Module], tx: optax.GradientTransformation, key: jax.Array, *,
+    mesh: Mesh, wrt: Any = nnx.Param, spec_fn: SpecFn | None = None,
+) -> tuple[nnx.GraphDef, TrainState, Any]:
+    """Shapes, dtypes and target shardings of the state, without allocating it.
+
+    Returns ``(graphdef, abstract, shardings)``: ``abstract`` holds ``ShapeDtypeStruct`` leaves
+    with shardings on ``mesh`` — the restore target for a checkpoint written on any mesh.
+    """
+    init = functools.partial(_init_state, make_model, tx, key, wrt)
+    with jax.set_mesh(mesh):
+        graphdef = nnx.split(nnx.eval_shape(make_model), wrt, ...)[0]
+        shapes = jax.eval_shape(init)
+        shardings = state_shardings(shapes, mesh, spec_fn)
+    return graphdef, abstract_state(shapes, shardings), shardings
+
+
+def _init_state(make_model, tx, key, wrt) -> TrainState:
+    return init_train_state(make_model(), tx, key, wrt=wrt)[1]
+
+
+def state_shardings(state: Any, mesh: Mesh, spec_fn: SpecFn | None = None) -> Any:
+    """A tree mirroring ``state`` with a ``NamedSharding`` for every array.
+
+    Each ``nnx.Variable`` (parameters, and the optimizer moments that copy their metadata) gets
+    ``spec_fn(path, variable, mesh)``; the default reads Flax's own sharding metadata
+    (``nnx.with_partitioning`` / ``sharding=``) and checks that the mesh divides the shape.
+    Plain arrays (step, RNG, optimizer counters) are replicated. A model with its own rules table
+    passes its spec function here (e.g. one wrapping ``jaxpref.llm.sharding.variable_spec``).
+    """
+    spec_fn = metadata_spec if spec_fn is None else spec_fn
+
+    def one(path, x):
+        if isinstance(x, nnx.Variable):
+            return x.replace(NamedSharding(mesh, spec_fn(jax.tree_util.keystr(path), x, mesh)))
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree_util.tree_map_with_path(one, state, is_leaf=_is_variable)
+
+
+def metadata_spec(name: str, var: nnx.Variable, mesh: Mesh) -> PartitionSpec:
+    """The variable's Flax sharding metadata as a spec, checked against the mesh."""
+    spec = get_var_pspec(var)
+    check_divisible(name, var.get_value().shape, spec, mesh)
+    return spec
+
+
+def _is_variable(x: Any) -> bool:
+    return isinstance(x, nnx.Variable)
 
 
 def abstract_state(state: Any, shardings: Any) -> Any:
