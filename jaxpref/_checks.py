@@ -67,7 +67,7 @@ def check_nonnegative(name: str, value: Any) -> None:
 
 
 def check_in_range(name: str, value: Any, lo: float, hi: float, *, closed: str = "both") -> None:
-    """``lo <= value <= hi`` with the ends open or closed: closed in {both, left, right, neither}."""
+    """``lo <= value <= hi``, each end open or closed: closed in {both, left, right, neither}."""
     if not is_concrete(value):
         return
     v = np.asarray(value)

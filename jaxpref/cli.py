@@ -11,14 +11,22 @@ from jaxpref.experiments import SCALES
 
 # name -> (module, one-line description)
 EXPERIMENTS = {
-    "logit_error": ("jaxpref.experiments.logit_error",
-                    "ADPO/ADPO+ vs baselines: max logit error vs budget n (arXiv 2503.01076 §6.1)"),
-    "pm_rlhf": ("jaxpref.experiments.pm_rlhf",
-                "KL-RLHF vs (conditional) PM RLHF on an enumerable toy language (arXiv 2405.16455)"),
-    "pbpo": ("jaxpref.experiments.pbpo",
-             "PbPO regret vs K, d, H on linear dueling bandits / token MDPs (arXiv 2511.12867)"),
-    "robust_sail": ("jaxpref.experiments.robust_sail",
-                    "robust vs nominal SAIL under a misspecified oracle (arXiv 2602.20457)"),
+    "logit_error": (
+        "jaxpref.experiments.logit_error",
+        "ADPO/ADPO+ vs baselines: max logit error vs budget n (arXiv 2503.01076 §6.1)",
+    ),
+    "pm_rlhf": (
+        "jaxpref.experiments.pm_rlhf",
+        "KL-RLHF vs (conditional) PM RLHF on an enumerable toy language (arXiv 2405.16455)",
+    ),
+    "pbpo": (
+        "jaxpref.experiments.pbpo",
+        "PbPO regret vs K, d, H on linear dueling bandits / token MDPs (arXiv 2511.12867)",
+    ),
+    "robust_sail": (
+        "jaxpref.experiments.robust_sail",
+        "robust vs nominal SAIL under a misspecified oracle (arXiv 2602.20457)",
+    ),
 }
 
 
@@ -41,11 +49,17 @@ def run_experiment(name: str, scale: str, out=None, *, overwrite: bool = False, 
     cfg = module.config(scale)
     out_dir = _io.new_output_dir(name, out, overwrite=overwrite)
     t0 = time.perf_counter()
-    with tqdm(total=module.num_units(cfg), desc=f"{name} [{scale}]", disable=quiet,
-              unit="run", file=sys.stderr) as bar:
+    with tqdm(
+        total=module.num_units(cfg),
+        desc=f"{name} [{scale}]",
+        disable=quiet,
+        unit="run",
+        file=sys.stderr,
+    ) as bar:
         results = module.run(cfg, progress=bar.update)
     results.setdefault("meta", {}).update(
-        experiment=name, scale=scale, wall_seconds=round(time.perf_counter() - t0, 2))
+        experiment=name, scale=scale, wall_seconds=round(time.perf_counter() - t0, 2)
+    )
     _io.write_json(out_dir / "results.json", results)
     figures = module.plot(results, out_dir)
     if not quiet:
@@ -59,7 +73,9 @@ def run_experiment(name: str, scale: str, out=None, *, overwrite: bool = False, 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="jaxpref", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("quickstart", help="the logit-error experiment at small scale on CPU (<3 min)")
+    q = sub.add_parser(
+        "quickstart", help="the logit-error experiment at small scale on CPU (<3 min)"
+    )
     q.add_argument("--out", help="output folder (default: a new runs/logit_error-<time> folder)")
     q.add_argument("--overwrite", action="store_true", help="replace results in an existing --out")
     r = sub.add_parser("run", help="run one experiment")

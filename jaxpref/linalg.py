@@ -39,11 +39,14 @@ def check_psd(name: str, A, *, strict: bool = True) -> None:
     eig_min = float(np.linalg.eigvalsh(a).min())
     tol = 1e-12 * scale * shape[0]
     if strict and eig_min <= tol:
-        raise ValueError(f"{name}: matrix is singular or not positive definite "
-                         f"(smallest eigenvalue {eig_min:.3g})")
+        raise ValueError(
+            f"{name}: matrix is singular or not positive definite "
+            f"(smallest eigenvalue {eig_min:.3g})"
+        )
     if not strict and eig_min < -1e-6 * scale:
-        raise ValueError(f"{name}: matrix is not positive semi-definite "
-                         f"(smallest eigenvalue {eig_min:.3g})")
+        raise ValueError(
+            f"{name}: matrix is not positive semi-definite (smallest eigenvalue {eig_min:.3g})"
+        )
 
 
 def cholesky(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
@@ -107,6 +110,15 @@ def ridge_gram(X: Float[Array, "N d"], lam, weights=None) -> Float[Array, "d d"]
 
 
 __all__ = [
-    "check_psd", "cholesky", "logdet_rank_one", "mahalanobis_sq", "psd_inverse", "psd_logdet",
-    "psd_solve", "quad_form", "ridge_gram", "sherman_morrison", "symmetrize",
+    "check_psd",
+    "cholesky",
+    "logdet_rank_one",
+    "mahalanobis_sq",
+    "psd_inverse",
+    "psd_logdet",
+    "psd_solve",
+    "quad_form",
+    "ridge_gram",
+    "sherman_morrison",
+    "symmetrize",
 ]

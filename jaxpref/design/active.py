@@ -24,7 +24,7 @@ _MLE_ITERS = 50
 
 
 class ActiveResult(NamedTuple):
-    indices: Array    # (n,)  selected pairs in selection order
+    indices: Array  # (n,)  selected pairs in selection order
     theta_hat: Array  # (d,)  the estimate θ̂ that scored the last pick
 
 
@@ -83,7 +83,8 @@ def _adpo(key, phi, labels, b, beta, gamma, alpha, n, num_candidates):
             return th, prec, design_vectors(th, phi, b, beta=beta, alpha=alpha, precision=prec)
 
         theta, precision, V = jax.lax.cond(
-            _is_refit_time(t), refit, lambda _: (theta, precision, V), None)
+            _is_refit_time(t), refit, lambda _: (theta, precision, V), None
+        )
         if num_candidates is None:
             state = state._replace(scores=linalg.quad_form(state.H_inv, V))
             state, i = doptimal_update(state, V)
@@ -103,16 +104,20 @@ def _subset_step(key, state: DOptimalState, V, m):
     j = jnp.argmax(linalg.quad_form(state.H_inv, V[idx]))
     i = idx[j]
     H_inv, _, q = linalg.sherman_morrison(state.H_inv, V[i])
-    return state._replace(H_inv=H_inv, logdet=linalg.logdet_rank_one(state.logdet, q),
-                          selected=state.selected.at[i].set(True)), i
+    return state._replace(
+        H_inv=H_inv,
+        logdet=linalg.logdet_rank_one(state.logdet, q),
+        selected=state.selected.at[i].set(True),
+    ), i
 
 
 def _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma):
     N, _ = _checks.check_ndim("phi_diff", phi_diff, 2)
     for name, x in (("labels", labels), ("ref_logratio", ref_logratio)):
         if _checks.shape_of(name, x) != (N,):
-            raise ValueError(f"{name}: expected shape ({N},) to match phi_diff, "
-                             f"got {_checks.shape_of(name, x)}")
+            raise ValueError(
+                f"{name}: expected shape ({N},) to match phi_diff, got {_checks.shape_of(name, x)}"
+            )
         _checks.check_finite(name, x)
     _checks.check_finite("phi_diff", phi_diff)
     _checks.check_in_range("labels", labels, 0.0, 1.0)
@@ -120,8 +125,13 @@ def _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma):
     _checks.check_positive("beta", beta)
     _checks.check_positive("gamma", gamma)
     dt = jnp.asarray(phi_diff).dtype
-    return (jnp.asarray(phi_diff), jnp.asarray(labels, dt), jnp.asarray(ref_logratio, dt),
-            jnp.asarray(beta, dt), jnp.asarray(gamma, dt))
+    return (
+        jnp.asarray(phi_diff),
+        jnp.asarray(labels, dt),
+        jnp.asarray(ref_logratio, dt),
+        jnp.asarray(beta, dt),
+        jnp.asarray(gamma, dt),
+    )
 
 
 def adpo(
@@ -208,8 +218,11 @@ def _certainty(phi, labels, b, beta, gamma, n):
     def step(carry, t):
         selected, theta = carry
         theta = jax.lax.cond(
-            _is_refit_time(t), lambda _: _refit(phi, labels, b, selected, beta, gamma)[0],
-            lambda _: theta, None)
+            _is_refit_time(t),
+            lambda _: _refit(phi, labels, b, selected, beta, gamma)[0],
+            lambda _: theta,
+            None,
+        )
         margin = jnp.abs(dpo_logit(theta, phi, b, beta))  # |r̂(x, y₁) − r̂(x, y₂)|
         i = jnp.argmax(jnp.where(selected, -jnp.inf, margin))
         return (selected.at[i].set(True), theta), (i, theta)

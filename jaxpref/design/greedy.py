@@ -18,26 +18,29 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, Float, Int
 
 from jaxpref import _checks, linalg
 
 
 class DOptimalState(NamedTuple):
-    H_inv: Array     # (d, d)  H_t⁻¹, H_0 = γI
-    logdet: Array    # ()      log det H_t
-    scores: Array    # (N,)    s_i = v_iᵀ H_t⁻¹ v_i for every candidate, kept current
+    H_inv: Array  # (d, d)  H_t⁻¹, H_0 = γI
+    logdet: Array  # ()      log det H_t
+    scores: Array  # (N,)    s_i = v_iᵀ H_t⁻¹ v_i for every candidate, kept current
     selected: Array  # (N,)    bool, already chosen (never chosen again)
 
 
 class DOptimalResult(NamedTuple):
     indices: Array  # (n,)  picks in selection order
     logdets: Array  # (n,)  log det(γI + Σ_{s≤t} v_s v_sᵀ) after each pick
-    kappa: Array    # ()    max_t max_{i∈[N]} s_i / s_{I_t}: the empirical κ of ADPO's Assumption 4
+    kappa: Array  # ()    max_t max_{i∈[N]} s_i / s_{I_t}: the empirical κ of ADPO's Assumption 4
 
 
 def doptimal_init(
-    features: Float[Array, "N d"], *, gamma=1.0, H_inv: Float[Array, "d d"] | None = None,
+    features: Float[Array, "N d"],
+    *,
+    gamma=1.0,
+    H_inv: Float[Array, "d d"] | None = None,
     logdet: Float[Array, ""] | None = None,
 ) -> DOptimalState:
     """Start a design over the rows of ``features`` with H_0 = γI (or a given H⁻¹, log det H).
@@ -51,22 +54,26 @@ def doptimal_init(
         H_inv = jnp.eye(d, dtype=features.dtype) / gamma
         logdet = d * jnp.log(jnp.asarray(gamma, features.dtype))
     scores = linalg.quad_form(H_inv, features)
-    return DOptimalState(H_inv, jnp.asarray(logdet, features.dtype), scores,
-                         jnp.zeros(features.shape[0], bool))
+    return DOptimalState(
+        H_inv, jnp.asarray(logdet, features.dtype), scores, jnp.zeros(features.shape[0], bool)
+    )
 
 
-def doptimal_add(state: DOptimalState, features: Float[Array, "N d"], v: Float[Array, " d"]
-                 ) -> DOptimalState:
+def doptimal_add(
+    state: DOptimalState, features: Float[Array, "N d"], v: Float[Array, " d"]
+) -> DOptimalState:
     """Add any vector v to the design (H ← H + vvᵀ) and update every candidate's score."""
     H_inv, u, q = linalg.sherman_morrison(state.H_inv, v)
     w = features @ u  # the one O(N·d) product of a step
     scores = state.scores - w * w / (1.0 + q)
-    return state._replace(H_inv=H_inv, logdet=linalg.logdet_rank_one(state.logdet, q),
-                          scores=scores)
+    return state._replace(
+        H_inv=H_inv, logdet=linalg.logdet_rank_one(state.logdet, q), scores=scores
+    )
 
 
-def doptimal_update(state: DOptimalState, features: Float[Array, "N d"]
-                    ) -> tuple[DOptimalState, Int[Array, ""]]:
+def doptimal_update(
+    state: DOptimalState, features: Float[Array, "N d"]
+) -> tuple[DOptimalState, Int[Array, ""]]:
     """One greedy step: pick argmax over unselected candidates of v_iᵀH⁻¹v_i (ties → lowest
     index), add it to the design. ADPO Eq. (10)."""
     i = jnp.argmax(jnp.where(state.selected, -jnp.inf, state.scores))  # Eq. (10)

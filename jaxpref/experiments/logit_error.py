@@ -35,16 +35,16 @@ SOURCES = ("synthetic", "digits", "digits_neural")
 @dataclasses.dataclass(frozen=True)
 class Config:
     sources: tuple[str, ...] = ("synthetic", "digits")
-    num_pairs: int = 4096             # N
-    dim: int = 8                      # d
+    num_pairs: int = 4096  # N
+    dim: int = 8  # d
     log2_n: tuple[int, int] = (4, 10)  # budget grid n = 2^k, k in [lo, hi]
     seeds: int = 3
-    beta: float = 1.0                 # β (the paper's §6.1 uses 1)
-    gamma: float = 0.1                # ridge γ, also H_0 = γI (not given in the paper)
-    alpha: float = 3.0                # UCB stabiliser of ADPO / ADPO+ (App. B; 3 in §6)
+    beta: float = 1.0  # β (the paper's §6.1 uses 1)
+    gamma: float = 0.1  # ridge γ, also H_0 = γI (not given in the paper)
+    alpha: float = 3.0  # UCB stabiliser of ADPO / ADPO+ (App. B; 3 in §6)
     num_candidates: int | None = 256  # ADPO's random candidate subset (paper: 256)
-    delta: float = 0.05               # failure probability of the plotted bound
-    slope_log2_from: int = 8          # fit slopes on n ≥ 2^this: past the prior-dominated start
+    delta: float = 0.05  # failure probability of the plotted bound
+    slope_log2_from: int = 8  # fit slopes on n ≥ 2^this: past the prior-dominated start
 
     @property
     def grid(self) -> np.ndarray:
@@ -52,13 +52,16 @@ class Config:
 
 
 _CONFIGS = {
-    "test": Config(sources=("synthetic",), num_pairs=4096, dim=8, log2_n=(4, 9), seeds=4,
-                   slope_log2_from=7),
+    "test": Config(
+        sources=("synthetic",), num_pairs=4096, dim=8, log2_n=(4, 9), seeds=4, slope_log2_from=7
+    ),
     "quickstart": Config(num_pairs=8192, dim=8, log2_n=(5, 10), seeds=3, slope_log2_from=8),
-    "small": Config(sources=SOURCES, num_pairs=16384, dim=16, log2_n=(5, 11), seeds=5,
-                    slope_log2_from=9),
-    "full": Config(sources=SOURCES, num_pairs=2**16, dim=32, log2_n=(6, 13), seeds=10,
-                   slope_log2_from=10),
+    "small": Config(
+        sources=SOURCES, num_pairs=16384, dim=16, log2_n=(5, 11), seeds=5, slope_log2_from=9
+    ),
+    "full": Config(
+        sources=SOURCES, num_pairs=2**16, dim=32, log2_n=(6, 13), seeds=10, slope_log2_from=10
+    ),
 }
 
 
@@ -129,8 +132,9 @@ def select(method: str, key, phi, labels, b, n: int, cfg: Config) -> np.ndarray:
     """Indices chosen by ``method`` with budget n (in selection order)."""
     kw = dict(beta=cfg.beta, gamma=cfg.gamma)
     if method == "ADPO":
-        res = design.adpo(key, phi, labels, b, n, alpha=cfg.alpha,
-                          num_candidates=cfg.num_candidates, **kw)
+        res = design.adpo(
+            key, phi, labels, b, n, alpha=cfg.alpha, num_candidates=cfg.num_candidates, **kw
+        )
     elif method == "ADPO+":
         res = design.adpo_plus(phi, labels, b, n, alpha=cfg.alpha, **kw)
     elif method == "APO":
@@ -147,7 +151,11 @@ def select(method: str, key, phi, labels, b, n: int, cfg: Config) -> np.ndarray:
 @jax.jit
 def _errors_on_prefixes(order, grid, phi, labels, b, theta_star, beta, gamma):
     """Fit θ̂_n on each prefix order[:n], n in grid, and score it against θ*."""
-    rank = jnp.zeros(phi.shape[0], jnp.int32).at[order].set(jnp.arange(order.size) + 1)
+    rank = (
+        jnp.zeros(phi.shape[0], order.dtype)
+        .at[order]
+        .set(jnp.arange(1, order.size + 1, dtype=order.dtype))
+    )
 
     def one(n):
         w = ((rank > 0) & (rank <= n)).astype(phi.dtype)
@@ -180,11 +188,19 @@ def _run(cfg: Config, progress) -> dict:
             diag.append([np.linalg.norm(truth["theta_star"]), np.abs(truth["ref_logratio"]).max()])
             key = jax.random.key(seed)
             for method in METHODS:
-                order = select(method, key, phi, truth["labels"], truth["ref_logratio"],
-                               int(grid[-1]), cfg)
-                err = _errors_on_prefixes(jnp.asarray(order), jnp.asarray(grid), phi,
-                                          truth["labels"], truth["ref_logratio"],
-                                          truth["theta_star"], cfg.beta, cfg.gamma)
+                order = select(
+                    method, key, phi, truth["labels"], truth["ref_logratio"], int(grid[-1]), cfg
+                )
+                err = _errors_on_prefixes(
+                    jnp.asarray(order),
+                    jnp.asarray(grid),
+                    phi,
+                    truth["labels"],
+                    truth["ref_logratio"],
+                    truth["theta_star"],
+                    cfg.beta,
+                    cfg.gamma,
+                )
                 for field in ("max", "mean", "error_rate"):
                     curves[method][field].append(np.asarray(getattr(err, field)))
                 progress(1)
@@ -195,14 +211,30 @@ def _run(cfg: Config, progress) -> dict:
 
 def _adpo_plus_kappa(phi, truth, cfg, n):
     """Empirical κ of Assumption 4 along ADPO+'s greedy run (κ = 1 would be repeated queries)."""
-    res = design.adpo_plus(phi, truth["labels"], truth["ref_logratio"], 1, beta=cfg.beta,
-                           gamma=cfg.gamma, alpha=cfg.alpha)
+    res = design.adpo_plus(
+        phi,
+        truth["labels"],
+        truth["ref_logratio"],
+        1,
+        beta=cfg.beta,
+        gamma=cfg.gamma,
+        alpha=cfg.alpha,
+    )
     d = phi.shape[1]
-    precision = jnp.eye(d) * cfg.gamma + fit_dpo_mle(
-        phi, truth["labels"], beta=cfg.beta, gamma=cfg.gamma,
-        ref_logratio=truth["ref_logratio"]).hessian
-    V = design.design_vectors(res.theta_hat, phi, truth["ref_logratio"], beta=cfg.beta,
-                              alpha=cfg.alpha, precision=precision)
+    precision = (
+        jnp.eye(d) * cfg.gamma
+        + fit_dpo_mle(
+            phi, truth["labels"], beta=cfg.beta, gamma=cfg.gamma, ref_logratio=truth["ref_logratio"]
+        ).hessian
+    )
+    V = design.design_vectors(
+        res.theta_hat,
+        phi,
+        truth["ref_logratio"],
+        beta=cfg.beta,
+        alpha=cfg.alpha,
+        precision=precision,
+    )
     return float(design.greedy_doptimal(V, n, gamma=cfg.gamma).kappa)
 
 
@@ -218,13 +250,16 @@ def _summarise(curves, grid, cfg, kappa, diag) -> dict:
             "error_rate": {"mean": arr["error_rate"].mean(0), "std": arr["error_rate"].std(0)},
             "slope_max_logit_error": loglog_slope(grid[tail], mean_max[tail])[0],
         }
-    bound = logit_error_bound(grid, cfg.dim, beta=cfg.beta, gamma=cfg.gamma, delta=cfg.delta,
-                              kappa=max(kappa, 1.0))
+    bound = logit_error_bound(
+        grid, cfg.dim, beta=cfg.beta, gamma=cfg.gamma, delta=cfg.delta, kappa=max(kappa, 1.0)
+    )
     return {
         "methods": methods,
         "bound": {"values": bound, "kappa": kappa, "delta": cfg.delta},
-        "assumption_2": {"max_norm_theta_star": float(diag[:, 0].max()),
-                         "max_abs_ref_logratio": float(diag[:, 1].max())},
+        "assumption_2": {
+            "max_norm_theta_star": float(diag[:, 0].max()),
+            "max_abs_ref_logratio": float(diag[:, 1].max()),
+        },
     }
 
 
@@ -234,19 +269,27 @@ def table(results: dict) -> str:
     lines = []
     for source, res in results["sources"].items():
         cfg = results["config"]
-        lines.append(f"\n{source}: metrics at n = {n[-1]} (mean ± std over {cfg['seeds']} seeds);"
-                     f" slope of max logit error vs n on n ≥ {2 ** cfg['slope_log2_from']}")
-        lines.append(f"{'method':10s} {'max logit err':>16s} {'mean logit err':>16s} "
-                     f"{'error rate':>14s} {'slope':>7s}")
+        lines.append(
+            f"\n{source}: metrics at n = {n[-1]} (mean ± std over {cfg['seeds']} seeds);"
+            f" slope of max logit error vs n on n ≥ {2 ** cfg['slope_log2_from']}"
+        )
+        lines.append(
+            f"{'method':10s} {'max logit err':>16s} {'mean logit err':>16s} "
+            f"{'error rate':>14s} {'slope':>7s}"
+        )
         for m, r in res["methods"].items():
             mx, mn, er = r["max_logit_error"], r["mean_logit_error"], r["error_rate"]
-            lines.append(f"{m:10s} {mx['mean'][-1]:9.3f} ± {mx['std'][-1]:5.3f} "
-                         f"{mn['mean'][-1]:9.4f} ± {mn['std'][-1]:5.4f} "
-                         f"{er['mean'][-1]:7.4f} ± {er['std'][-1]:5.4f} "
-                         f"{r['slope_max_logit_error']:7.3f}")
+            lines.append(
+                f"{m:10s} {mx['mean'][-1]:9.3f} ± {mx['std'][-1]:5.3f} "
+                f"{mn['mean'][-1]:9.4f} ± {mn['std'][-1]:5.4f} "
+                f"{er['mean'][-1]:7.4f} ± {er['std'][-1]:5.4f} "
+                f"{r['slope_max_logit_error']:7.3f}"
+            )
         b = res["bound"]
-        lines.append(f"{'bound':10s} {b['values'][-1]:9.3f}  (Thms 3×4, δ={b['delta']}, "
-                     f"empirical κ={b['kappa']:.2f})")
+        lines.append(
+            f"{'bound':10s} {b['values'][-1]:9.3f}  (Thms 3×4, δ={b['delta']}, "
+            f"empirical κ={b['kappa']:.2f})"
+        )
     return "\n".join(lines)
 
 
@@ -258,10 +301,14 @@ def plot(results: dict, out_dir) -> list[Path]:
 
     n = np.asarray(results["n"])
     sources = results["sources"]
-    fields = [("max_logit_error", "max logit error"), ("mean_logit_error", "mean logit error"),
-              ("error_rate", "error rate")]
-    fig, axes = plt.subplots(len(fields), len(sources), figsize=(4.5 * len(sources), 10),
-                             squeeze=False)
+    fields = [
+        ("max_logit_error", "max logit error"),
+        ("mean_logit_error", "mean logit error"),
+        ("error_rate", "error rate"),
+    ]
+    fig, axes = plt.subplots(
+        len(fields), len(sources), figsize=(4.5 * len(sources), 10), squeeze=False
+    )
     for j, (source, res) in enumerate(sources.items()):
         for i, (field, label) in enumerate(fields):
             ax = axes[i, j]

@@ -26,8 +26,8 @@ _STEPS = 2.0 ** -np.arange(0, 30)  # backtracking step sizes 1, 1/2, …, 2⁻²
 
 
 class MLEResult(NamedTuple):
-    theta: Array      # (d,)    θ̂ = argmin L(θ) + (γ/2)‖θ‖²
-    hessian: Array    # (d, d)  ∇²L(θ̂) of Lemma 1 (without the ridge term γI)
+    theta: Array  # (d,)    θ̂ = argmin L(θ) + (γ/2)‖θ‖²
+    hessian: Array  # (d, d)  ∇²L(θ̂) of Lemma 1 (without the ridge term γI)
     grad_norm: Array  # ()      ‖∇(L + γ/2‖θ‖²)(θ̂)‖ at exit
     num_iters: Array  # ()      Newton iterations taken
 
@@ -93,8 +93,9 @@ def _fit(phi, s, b, w, beta, gamma, max_iters):
     init = (theta0, jnp.asarray(jnp.inf, phi.dtype), jnp.asarray(0))
     theta, _, k = jax.lax.while_loop(cond, body, init)
     g, _ = newton(theta)
-    return MLEResult(theta, dpo_hessian(theta, phi, beta=beta, ref_logratio=b, weights=w),
-                     jnp.linalg.norm(g), k)
+    return MLEResult(
+        theta, dpo_hessian(theta, phi, beta=beta, ref_logratio=b, weights=w), jnp.linalg.norm(g), k
+    )
 
 
 def fit_dpo_mle(
@@ -133,8 +134,9 @@ def fit_dpo_mle(
     N, _ = _checks.check_ndim("phi_diff", phi_diff, 2)
     for name, x in (("labels", labels), ("ref_logratio", ref_logratio), ("weights", weights)):
         if x is not None and _checks.shape_of(name, x) != (N,):
-            raise ValueError(f"{name}: expected shape ({N},) to match phi_diff, "
-                             f"got {_checks.shape_of(name, x)}")
+            raise ValueError(
+                f"{name}: expected shape ({N},) to match phi_diff, got {_checks.shape_of(name, x)}"
+            )
         _checks.check_finite(name, x)
     _checks.check_finite("phi_diff", phi_diff)
     _checks.check_in_range("labels", labels, 0.0, 1.0)
@@ -147,5 +149,6 @@ def fit_dpo_mle(
     dt = phi.dtype
     b = jnp.zeros(N, dt) if ref_logratio is None else jnp.asarray(ref_logratio, dt)
     w = jnp.ones(N, dt) if weights is None else jnp.asarray(weights, dt)
-    return _fit(phi, jnp.asarray(labels, dt), b, w, jnp.asarray(beta, dt),
-                jnp.asarray(gamma, dt), max_iters)
+    return _fit(
+        phi, jnp.asarray(labels, dt), b, w, jnp.asarray(beta, dt), jnp.asarray(gamma, dt), max_iters
+    )

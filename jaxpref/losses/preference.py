@@ -61,8 +61,11 @@ def dpo_loss(
         Feedback", arXiv 2403.00409, Eq. (8).
     """
     _checks.check_same_shape(
-        policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
-        ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+        policy_chosen_logps=policy_chosen_logps,
+        policy_rejected_logps=policy_rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+    )
     _checks.check_positive("beta", beta)
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type: must be one of {LOSS_TYPES}, got {loss_type!r}")
@@ -71,17 +74,21 @@ def dpo_loss(
             raise ValueError(f"label_smoothing: must be 0 for loss_type={loss_type!r}")
     else:
         _checks.check_in_range("label_smoothing", label_smoothing, 0.0, 0.5, closed="left")
-    for name, x in (("policy_chosen_logps", policy_chosen_logps),
-                    ("policy_rejected_logps", policy_rejected_logps),
-                    ("ref_chosen_logps", ref_chosen_logps),
-                    ("ref_rejected_logps", ref_rejected_logps)):
+    for name, x in (
+        ("policy_chosen_logps", policy_chosen_logps),
+        ("policy_rejected_logps", policy_rejected_logps),
+        ("ref_chosen_logps", ref_chosen_logps),
+        ("ref_rejected_logps", ref_rejected_logps),
+    ):
         _checks.check_finite(name, x)
     margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
     return _LOSSES[loss_type](margin, beta, label_smoothing)
 
 
 def _sigmoid(m, beta, eps):
-    return -(1 - eps) * jax.nn.log_sigmoid(beta * m) - eps * jax.nn.log_sigmoid(-beta * m)  # Eq. (7)
+    return -(1 - eps) * jax.nn.log_sigmoid(beta * m) - eps * jax.nn.log_sigmoid(
+        -beta * m
+    )  # Eq. (7)
 
 
 def _hinge(m, beta, eps):
@@ -146,8 +153,10 @@ def plackett_luce_nll(
         raise ValueError(f"scores: need at least 2 responses on the last axis, got shape {shape}")
     if ranking is not None:
         if _checks.shape_of("ranking", ranking) != shape:
-            raise ValueError(f"ranking: shape {_checks.shape_of('ranking', ranking)} must equal "
-                             f"scores shape {shape}")
+            raise ValueError(
+                f"ranking: shape {_checks.shape_of('ranking', ranking)} must equal "
+                f"scores shape {shape}"
+            )
         if _checks.is_concrete(ranking):
             import numpy as np
 

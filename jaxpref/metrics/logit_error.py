@@ -13,8 +13,8 @@ from jaxpref import _checks
 
 
 class LogitErrors(NamedTuple):
-    max: Array         # ()  E(θ̂, θ*) = max_i |β φ_iᵀ(θ̂ − θ*)|
-    mean: Array        # ()  mean_i |β φ_iᵀ(θ̂ − θ*)|
+    max: Array  # ()  E(θ̂, θ*) = max_i |β φ_iᵀ(θ̂ − θ*)|
+    mean: Array  # ()  mean_i |β φ_iᵀ(θ̂ − θ*)|
     error_rate: Array  # ()  fraction of pairs with sign(φ_iᵀθ̂ − b_i) ≠ sign(φ_iᵀθ* − b_i)
 
 
@@ -37,8 +37,12 @@ def logit_errors(
       arXiv 2503.01076, §3 (Eq. 8, maximum logit error) and §6.1 (error rate).
     """
     diff = beta * (phi_diff @ (theta_hat - theta_star))  # Eq. (8)
-    flip = jnp.sign(phi_diff @ theta_hat - ref_logratio) != jnp.sign(phi_diff @ theta_star - ref_logratio)
-    return LogitErrors(jnp.max(jnp.abs(diff)), jnp.mean(jnp.abs(diff)), jnp.mean(flip))
+    flip = jnp.sign(phi_diff @ theta_hat - ref_logratio) != jnp.sign(
+        phi_diff @ theta_star - ref_logratio
+    )
+    return LogitErrors(
+        jnp.max(jnp.abs(diff)), jnp.mean(jnp.abs(diff)), jnp.mean(flip.astype(diff.dtype))
+    )
 
 
 def design_constants(beta) -> tuple[float, float]:
@@ -47,8 +51,10 @@ def design_constants(beta) -> tuple[float, float]:
     c_max = β²/4. Under Assumption 2 (‖φ_i‖ ≤ 1, |b_i| ≤ 1, ‖θ‖ ≤ 1) the logit argument lies in
     [−2β, 2β], and μ(1 − μ) is smallest at its ends: c_min = β² σ(2β) σ(−2β).
 
-    Correction: the paper states c_min = β² μ(−4β) via μ(1 − μ) ≥ μ² ≥ μ(−4β), which does not
-    hold (β = 1: μ(−2)² ≈ 0.0142 < μ(−4) ≈ 0.0180); we use the exact minimum instead.
+    Correction: the paper states c_min = β² μ(−4β) via μ(1 − μ) ≥ μ² ≥ μ(−4β). The second step
+    fails (β = 1: μ(−2)² ≈ 0.0142 < μ(−4) ≈ 0.0180), and for β ≲ 0.27 the stated value exceeds
+    the true minimum (β = 0.1: μ(−0.4) ≈ 0.401 > σ(0.2)σ(−0.2) ≈ 0.248), so it is not a lower
+    bound there. We use the exact minimum.
 
     References: Kveton et al., arXiv 2503.01076, Assumption 3 (corrected; see theory/adpo.md).
     """
@@ -87,7 +93,14 @@ def logit_error_bound(n, d: int, *, beta=1.0, gamma=1.0, delta=0.05, kappa=1.0) 
     _checks.check_in_range("delta", delta, 0.0, 1.0, closed="neither")
     _checks.check_in_range("kappa", kappa, 1.0, np.inf, closed="left")
     c_min, c_max = design_constants(beta)
-    thm3 = np.sqrt(beta**2 * d / c_min * np.log((1 + c_min * n / gamma) / delta)) + 2 * np.sqrt(gamma)
-    thm4 = (c_max**3 * np.log(1 + c_max * n / (gamma * d)) * kappa * d
-            / (c_min * gamma * np.log(1 + c_max / gamma) * n))
+    thm3 = np.sqrt(beta**2 * d / c_min * np.log((1 + c_min * n / gamma) / delta)) + 2 * np.sqrt(
+        gamma
+    )
+    thm4 = (
+        c_max**3
+        * np.log(1 + c_max * n / (gamma * d))
+        * kappa
+        * d
+        / (c_min * gamma * np.log(1 + c_max / gamma) * n)
+    )
     return beta * np.sqrt(thm4) * thm3

@@ -1,0 +1,245 @@
+"""Greedy D-optimal design and the active-selection rules against brute force."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpref import design
+from jaxpref.losses import fit_dpo_mle
+
+
+def brute_force_greedy(V, n, gamma):
+    """Greedy on slogdet(H + vvᵀ) for every unselected candidate, in float64 NumPy."""
+    H = gamma * np.eye(V.shape[1])
+    chosen, logdets = [], []
+    for _ in range(n):
+        vals = np.array(
+            [
+                np.linalg.slogdet(H + np.outer(v, v))[1] if i not in chosen else -np.inf
+                for i, v in enumerate(V)
+            ]
+        )
+        i = int(np.argmax(vals))  # first maximum: ties to the lowest index
+        chosen.append(i)
+        logdets.append(vals[i])
+        H += np.outer(V[i], V[i])
+    return np.array(chosen), np.array(logdets)
+
+
+@pytest.mark.parametrize(
+    "seed,N,d,n,gamma", [(0, 60, 3, 20, 1.0), (1, 120, 6, 40, 0.1), (2, 40, 5, 40, 3.0)]
+)
+def test_greedy_equals_brute_force_slogdet(seed, N, d, n, gamma):
+    V = np.random.default_rng(seed).normal(size=(N, d)) * np.linspace(0.2, 2.0, d)
+    res = design.greedy_doptimal(V, n, gamma=gamma)
+    idx, logdets = brute_force_greedy(V, n, gamma)
+    np.testing.assert_array_equal(res.indices, idx)
+    np.testing.assert_allclose(res.logdets, logdets, rtol=1e-12, atol=1e-12)
+
+
+def test_hand_case_and_ties_to_lowest_index():
+    res = design.greedy_doptimal(jnp.diag(jnp.array([1.0, 3.0, 2.0])), 3)
+    np.testing.assert_array_equal(res.indices, [1, 2, 0])
+    np.testing.assert_allclose(res.logdets, np.log([10.0, 50.0, 100.0]))
+    V = np.random.default_rng(3).normal(size=(10, 4))
+    V = np.concatenate([V, V])  # every candidate twice: exactly equal scores
+    res = design.greedy_doptimal(V, 6)
+    first = brute_force_greedy(V, 6, 1.0)[0]
+    np.testing.assert_array_equal(res.indices, first)
+    assert len(set(np.asarray(res.indices).tolist())) == 6  # without replacement
+
+
+def test_batches_and_state_pair_continue_the_same_greedy_run():
+    V = jnp.asarray(np.random.default_rng(4).normal(size=(80, 5)))
+    full = design.greedy_doptimal(V, 30, gamma=0.5)
+    state = design.doptimal_init(V, gamma=0.5)
+    picks = []
+    for size in (7, 13, 10):
+        state, res = design.greedy_doptimal_batch(state, V, size)
+        picks.append(res.indices)
+    np.testing.assert_array_equal(np.concatenate(picks), full.indices)
+    np.testing.assert_allclose(state.logdet, full.logdets[-1], rtol=1e-12)
+    state2, _ = jax.lax.scan(
+        lambda s, _: design.doptimal_update(s, V),
+        design.doptimal_init(V, gamma=0.5),
+        None,
+        length=30,
+    )
+    np.testing.assert_allclose(state2.H_inv, state.H_inv, atol=1e-12)
+    H = (
+        0.5 * np.eye(5)
+        + np.asarray(V)[np.asarray(full.indices)].T @ np.asarray(V)[np.asarray(full.indices)]
+    )
+    np.testing.assert_allclose(state.H_inv, np.linalg.inv(H), atol=1e-10)
+    np.testing.assert_allclose(
+        state.scores, np.einsum("nd,de,ne->n", V, np.linalg.inv(H), V), atol=1e-10
+    )
+
+
+def test_kappa_is_the_assumption_4_ratio():
+    V = np.random.default_rng(5).normal(size=(50, 3))
+    res = design.greedy_doptimal(V, 10)
+    H, worst = np.eye(3), 0.0
+    for i in np.asarray(res.indices):
+        s = np.einsum("nd,de,ne->n", V, np.linalg.inv(H), V)
+        worst = max(worst, s.max() / s[i])
+        H += np.outer(V[i], V[i])
+    np.testing.assert_allclose(res.kappa, worst, rtol=1e-10)
+
+
+def test_step_cost_is_linear_in_d():
+    """Compiled FLOPs of one greedy step grow like N·d (a rescoring would grow like N·d²)."""
+
+    def step_flops(N, d):
+        V = jnp.ones((N, d), jnp.float32)
+        state = design.doptimal_init(V)
+        compiled = jax.jit(design.doptimal_update).lower(state, V).compile()
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, list) else cost
+        return cost["flops"]
+
+    f32, f64 = step_flops(8192, 32), step_flops(8192, 64)
+    assert f32 > 8192 * 32  # at least the matrix–vector product
+    assert f64 / f32 < 2.5, (f32, f64)  # O(N d² ) would give ≈ 4
+
+
+def test_float32_path():
+    V = np.random.default_rng(6).normal(size=(100, 4))
+    r32 = design.greedy_doptimal(V.astype(np.float32), 10)
+    assert r32.logdets.dtype == jnp.float32
+    np.testing.assert_array_equal(r32.indices, design.greedy_doptimal(V, 10).indices)
+
+
+def test_greedy_bad_input():
+    V = np.ones((5, 2))
+    with pytest.raises(ValueError, match="n: must lie in"):
+        design.greedy_doptimal(V, 6)
+    with pytest.raises(ValueError, match="gamma"):
+        design.greedy_doptimal(V, 2, gamma=0.0)
+    with pytest.raises(ValueError, match="features.*non-finite"):
+        design.greedy_doptimal(np.where(np.eye(5, 2) > 0, np.nan, V), 2)
+    with pytest.raises(ValueError, match="features: expected a 2-D"):
+        design.greedy_doptimal(np.ones(5), 2)
+    state = design.doptimal_init(jnp.asarray(V))
+    with pytest.raises(ValueError, match="batch_size"):
+        design.greedy_doptimal_batch(state, jnp.asarray(V), 6)
+
+
+# ------------------------------------------------------------------ active rules
+@pytest.fixture(scope="module")
+def pool():
+    rng = np.random.default_rng(7)
+    N, d = 200, 4
+    phi = rng.normal(size=(N, d)) * np.array([1.0, 0.6, 0.3, 0.1])
+    phi /= np.linalg.norm(phi, axis=1).max()
+    theta = rng.normal(size=d) * 2
+    b = phi @ (theta + rng.normal(size=d) * 0.5)
+    s = (rng.random(N) < 1 / (1 + np.exp(-phi @ theta))).astype(float)
+    return phi, s, b
+
+
+def _mu(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def adpo_reference(phi, s, b, n, beta, gamma):
+    """ADPO written out directly: re-fit at t = 2^i on queried labels, full rescoring, slogdet."""
+    N, d = phi.shape
+    H, chosen, theta = gamma * np.eye(d), [], np.zeros(d)
+    for t in range(1, n + 1):
+        if t & (t - 1) == 0:
+            w = np.isin(np.arange(N), chosen).astype(float)
+            theta = np.asarray(
+                fit_dpo_mle(phi, s, beta=beta, gamma=gamma, ref_logratio=b, weights=w).theta
+            )
+        m = _mu(beta * (phi @ theta - b))
+        V = beta * np.sqrt(m * (1 - m))[:, None] * phi
+        vals = [
+            np.linalg.slogdet(H + np.outer(v, v))[1] if i not in chosen else -np.inf
+            for i, v in enumerate(V)
+        ]
+        i = int(np.argmax(vals))
+        chosen.append(i)
+        H += np.outer(V[i], V[i])
+    return np.array(chosen)
+
+
+def test_adpo_equals_direct_implementation(pool):
+    phi, s, b = pool
+    res = design.adpo(jax.random.key(0), phi, s, b, 24, beta=1.5, gamma=0.5)
+    np.testing.assert_array_equal(res.indices, adpo_reference(phi, s, b, 24, 1.5, 0.5))
+
+
+def test_adpo_only_reads_queried_labels(pool):
+    phi, s, b = pool
+    res = design.adpo(jax.random.key(0), phi, s, b, 40)
+    never_seen = np.setdiff1d(
+        np.arange(len(s)), np.asarray(res.indices)[:32]
+    )  # fits use picks < 32
+    s2 = s.copy()
+    s2[never_seen] = 1 - s2[never_seen]
+    np.testing.assert_array_equal(
+        design.adpo(jax.random.key(0), phi, s2, b, 40).indices, res.indices
+    )
+
+
+def test_adpo_candidate_subsets_and_ucb(pool):
+    phi, s, b = pool
+    res = design.adpo(jax.random.key(1), phi, s, b, 30, alpha=3.0, num_candidates=16)
+    idx = np.asarray(res.indices)
+    assert len(set(idx.tolist())) == 30
+    with pytest.raises(ValueError, match="num_candidates"):
+        design.adpo(jax.random.key(1), phi, s, b, 30, num_candidates=len(s) - 28)
+
+
+def test_adpo_plus_is_greedy_on_design_vectors_of_the_full_fit(pool):
+    phi, s, b = pool
+    res = design.adpo_plus(phi, s, b, 25, beta=2.0, gamma=0.3)
+    theta = fit_dpo_mle(phi, s, beta=2.0, gamma=0.3, ref_logratio=b).theta
+    np.testing.assert_allclose(res.theta_hat, theta, atol=1e-10)
+    m = _mu(2.0 * (phi @ np.asarray(theta) - b))
+    V = 2.0 * np.sqrt(m * (1 - m))[:, None] * phi
+    np.testing.assert_array_equal(res.indices, brute_force_greedy(V, 25, 0.3)[0])
+
+
+def test_ucb_weights(pool):
+    phi, s, b = pool
+    theta = jnp.asarray(np.random.default_rng(8).normal(size=4))
+    P = jnp.eye(4) * 2.0
+    V0 = design.design_vectors(theta, phi, b, beta=1.0)
+    np.testing.assert_allclose(
+        design.design_vectors(theta, phi, b, beta=1.0, alpha=0.0, precision=P), V0
+    )
+    V = design.design_vectors(theta, phi, b, beta=1.0, alpha=3.0, precision=P)
+    z = np.maximum(
+        np.abs(phi @ np.asarray(theta) - b) - 3.0 * np.linalg.norm(phi, axis=1) / np.sqrt(2), 0
+    )
+    np.testing.assert_allclose(V, np.sqrt(_mu(z) * (1 - _mu(z)))[:, None] * phi, rtol=1e-10)
+
+
+def test_apo_certainty_uniform(pool):
+    phi, s, b = pool
+    np.testing.assert_array_equal(
+        design.apo(phi, 15, gamma=0.2).indices, brute_force_greedy(phi, 15, 0.2)[0]
+    )
+    cert = np.asarray(design.certainty(phi, s, b, 3, beta=1.0).indices)
+    assert cert[0] == np.argmax(np.abs(b))  # θ̂_0 = 0: the largest |β(0 − b_i)|
+    theta1 = np.asarray(fit_dpo_mle(phi, s, ref_logratio=b, weights=np.eye(len(s))[cert[0]]).theta)
+    gap = np.abs(phi @ theta1 - b)
+    gap[cert[0]] = -np.inf
+    assert cert[1] == np.argmax(gap)
+    u = np.asarray(design.uniform(jax.random.key(2), 50, 50).indices)
+    np.testing.assert_array_equal(np.sort(u), np.arange(50))
+
+
+def test_active_bad_input(pool):
+    phi, s, b = pool
+    with pytest.raises(ValueError, match="ref_logratio: expected shape"):
+        design.adpo_plus(phi, s, b[:-1], 5)
+    with pytest.raises(ValueError, match="n: must lie in"):
+        design.certainty(phi, s, b, len(s) + 1)
+    with pytest.raises(ValueError, match="beta"):
+        design.adpo(jax.random.key(0), phi, s, b, 5, beta=0.0)
+    with pytest.raises(ValueError, match="alpha"):
+        design.adpo(jax.random.key(0), phi, s, b, 5, alpha=-1.0)
