@@ -1,0 +1,91 @@
+"""The PM RLHF experiment at scale "test" asserts the paper's claims (arXiv 2405.16455)."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpref.experiments import _io
+from jaxpref.experiments import pm_rlhf as exp
+
+
+@pytest.fixture(scope="module")
+def results():
+    cfg = exp.config("test")
+    ticks = []
+    res = exp.run(cfg, progress=ticks.append)
+    assert sum(ticks) == exp.num_units(cfg)
+    return res
+
+
+def _by_beta(results):
+    out = {}
+    for row in results["table"]:
+        out.setdefault(row["beta"], {})[row["method"]] = row
+    return out
+
+
+def test_toy_language_enumerates_every_sequence():
+    lang = exp.toy_language(2, 3)
+    assert len(lang["seqs"]) == 1 + 2 + 4 + 8 and lang["num_nodes"] == 1 + 2 + 4
+    table = jnp.asarray(np.random.default_rng(0).normal(size=(7, 3)))
+    lang_j = {k: jnp.asarray(v) for k, v in lang.items() if isinstance(v, np.ndarray)}
+    np.testing.assert_allclose(jnp.sum(jnp.exp(exp.sequence_logps(table, lang_j))), 1.0,
+                               rtol=1e-12)
+
+
+def test_conditional_pm_beats_kl_on_pm_divergence(results):
+    """Table 2: conditional PM RLHF has a smaller PM divergence than KL RLHF (every β, α)."""
+    for beta, rows in _by_beta(results).items():
+        kl = rows["KL RLHF"]["exact"]["pm_divergence"]
+        cpm = {m: r["exact"]["pm_divergence"] for m, r in rows.items() if m.startswith("cPM")}
+        assert len(cpm) >= 4
+        assert all(v < kl for v in cpm.values()), (beta, kl, cpm)
+
+
+def test_unconditional_pm_has_largest_perplexity_and_zero_divergence(results):
+    """Section 4: PM RLHF has the largest perplexity; it matches preferences exactly."""
+    for beta, rows in _by_beta(results).items():
+        ppl = {m: r["exact"]["perplexity"] for m, r in rows.items()}
+        assert max(ppl, key=ppl.get) == "PM RLHF", (beta, ppl)
+        assert rows["PM RLHF"]["exact"]["pm_divergence"] < 1e-4
+        assert rows["PM RLHF"]["exact"]["kl"] > rows["KL RLHF"]["exact"]["kl"]
+
+
+def test_optimised_policies_reach_closed_forms_and_sampling_agrees(results):
+    for row in results["table"]:
+        assert row["max_abs_prob_gap_to_closed_form"] < 5e-3, row["method"]
+        for col in exp.COLUMNS:
+            np.testing.assert_allclose(row["sampled"][col], row["exact"][col], rtol=0.1,
+                                       atol=0.02, err_msg=(row["method"], col))
+
+
+def test_figures_2_and_9(results):
+    figs = results["figures"]
+    p = np.asarray(figs["p_reward"])
+    np.testing.assert_allclose(figs["figure2"]["0.5"], p, atol=1e-12)  # no bias at p_ref = ½
+    assert np.all(np.asarray(figs["figure2"]["0.1"]) < p)  # underestimates (Fig. 2 caption)
+    assert np.all(np.asarray(figs["figure2"]["0.9"]) > p)
+    np.testing.assert_allclose(figs["figure9"]["1"], p, atol=1e-12)
+    assert figs["p_rlhf_beta01_at_p07"] > 0.99  # App. A.3
+    col = results["toy"]["collapse"]
+    assert col["frac_extreme_ref"] > col["frac_extreme_reward"] + 0.1  # Figs. 3-4 in miniature
+
+
+def test_outputs(results, tmp_path):
+    path = _io.write_json(tmp_path / "results.json", results)
+    assert json.loads(path.read_text())["table"][0]["method"] == "KL RLHF"
+    figs = exp.plot(results, tmp_path)
+    assert all(f.exists() and f.stat().st_size > 1000 for f in figs)
+    text = exp.table(results)
+    assert "PM RLHF" in text and "cPM token" in text
+    with pytest.raises(ValueError, match="scale"):
+        exp.config("huge")
+
+
+def test_notebook_runs():
+    from notebooks import run_notebook
+
+    nb = run_notebook("02_preference_matching_vs_kl.ipynb", timeout=300)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
