@@ -65,9 +65,10 @@ def test_shipped_hh_licence_and_readme_present():
 
 
 def test_split_dialogue_one_boundary_at_last_assistant():
-    text = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: Assistant: is a word\n\nAssistant: yes it is"
+    head = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: Assistant: is a word\n\nAssistant:"
+    text = head + " yes it is"
     prompt, response = split_dialogue(text)
-    assert prompt == "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: Assistant: is a word\n\nAssistant:"
+    assert prompt == head
     assert response == " yes it is"
     assert split_dialogue("\n\nHuman: no reply") is None
     assert split_dialogue("\n\nHuman: q\n\nAssistant:") == ("\n\nHuman: q\n\nAssistant:", "")
@@ -133,6 +134,15 @@ def test_load_local_files(tmp_path, suffix):
     data = load_preference_dataset(path, cache_dir=str(tmp_path / "cache"))
     assert (data.num_rows, len(data), data.malformed[0].reason) == (2, 1, "missing_assistant")
     assert data.pairs[0].chosen == " a"
+
+
+def test_load_local_dataset_folder(tmp_path):
+    folder = tmp_path / "prefs"
+    folder.mkdir()
+    rows = [{"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b"}]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = load_preference_dataset(folder, split="test", cache_dir=str(tmp_path / "cache"))
+    assert (data.num_rows, data.pairs[0].rejected) == (1, " b")
 
 
 def test_load_rejects_unknown_file_type(tmp_path):

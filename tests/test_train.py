@@ -39,13 +39,14 @@ D_IN, D_HIDDEN, D_OUT, BATCH, TOTAL_STEPS, SAVE_EVERY, KILL_AT = 4, 8, 2, 8, 8, 
 class TinyNet(nnx.Module):
     """Two sharded linear layers, a frozen scale and an in-place call counter."""
 
-    def __init__(self, rngs: nnx.Rngs):
+    def __init__(self, rngs: nnx.Rngs, dtype=jnp.float32):
         init = nnx.initializers.lecun_normal()
-        self.l1 = nnx.Linear(D_IN, D_HIDDEN, rngs=rngs,
+        kw = {"rngs": rngs, "param_dtype": dtype, "dtype": dtype}
+        self.l1 = nnx.Linear(D_IN, D_HIDDEN, **kw,
                              kernel_init=nnx.with_partitioning(init, ("fsdp", "tensor")))
-        self.l2 = nnx.Linear(D_HIDDEN, D_OUT, rngs=rngs,
+        self.l2 = nnx.Linear(D_HIDDEN, D_OUT, **kw,
                              kernel_init=nnx.with_partitioning(init, ("tensor", None)))
-        self.scale = nnx.Variable(jnp.full((), 0.5))  # not a Param: never trained
+        self.scale = nnx.Variable(jnp.full((), 0.5, dtype))  # not a Param: never trained
         self.calls = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
     def __call__(self, x):
@@ -98,11 +99,12 @@ def uninterrupted(mesh):
         return train_loop(step, state, lambda s: batch_at(s, mesh), num_steps=TOTAL_STEPS)
 
 
-def test_step_equals_hand_computed_sgd_and_counts():
-    model = make_model_single()
+@pytest.mark.parametrize("dtype, rtol", [(jnp.float32, 1e-5), (jnp.float64, 1e-12)])
+def test_step_equals_hand_computed_sgd_and_counts(dtype, rtol):
+    model = make_model_single(dtype)
     tx = optax.sgd(0.1)
     graphdef, state = init_train_state(model, tx, jax.random.key(0))
-    x, y = jnp.ones((3, D_IN), jnp.float32), jnp.zeros((3, D_OUT), jnp.float32)
+    x, y = jnp.ones((3, D_IN), dtype), jnp.zeros((3, D_OUT), dtype)
 
     def loss(m, batch, key):
         return jnp.mean((m(batch[0]) - batch[1]) ** 2)
@@ -116,14 +118,17 @@ def test_step_equals_hand_computed_sgd_and_counts():
     new, metrics = make_train_step(graphdef, tx, loss)(state, (x, y))
     got = merge_model(graphdef, new)
     for p, g, v in zip(raw, grads, (got.l1.kernel, got.l1.bias, got.l2.kernel, got.l2.bias)):
-        np.testing.assert_allclose(v[...], p - 0.1 * g, rtol=1e-5, atol=1e-6)
-    assert (int(new.step), int(new.rest["calls"][...]), float(new.rest["scale"][...])) == (1, 1, 0.5)
-    np.testing.assert_allclose(metrics["loss"], reference(*raw), rtol=1e-6)
+        assert v[...].dtype == dtype
+        np.testing.assert_allclose(v[...], p - 0.1 * g, rtol=rtol, atol=rtol)
+    counters = (int(new.step), int(new.rest["calls"][...]), float(new.rest["scale"][...]))
+    assert counters == (1, 1, 0.5)
+    assert metrics["loss"].dtype == dtype
+    np.testing.assert_allclose(metrics["loss"], reference(*raw), rtol=rtol)
 
 
-def make_model_single():
+def make_model_single(dtype=jnp.float32):
     with jax.set_mesh(make_mesh(devices=jax.devices()[:1])):
-        return make_model()
+        return TinyNet(nnx.Rngs(0), dtype)
 
 
 def test_optimizer_counter_and_in_place_updates_advance(mesh, uninterrupted):
@@ -195,7 +200,7 @@ def test_keep_last_n_and_missing_steps(mesh, uninterrupted, tmp_path):
             ckpt.save(uninterrupted, step=s)
         ckpt.wait()
         assert ckpt.all_steps() == [2, 3]
-        with pytest.raises(FileNotFoundError, match=r"no checkpoint for step 1 .* \(have \[2, 3\]\)"):
+        with pytest.raises(FileNotFoundError, match=r"step 1 .* \(have \[2, 3\]\)"):
             ckpt.restore(uninterrupted, step=1)
     with pytest.raises(ValueError, match="max_to_keep"):
         Checkpointer(tmp_path / "x", max_to_keep=0)

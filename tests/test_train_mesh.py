@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, PartitionSpec as P
 
-from jaxpref.train import AXES, batch_sharding, check_divisible, make_mesh, named_sharding, shard_batch
+from jaxpref.train import (
+    AXES,
+    batch_sharding,
+    check_divisible,
+    make_mesh,
+    named_sharding,
+    shard_batch,
+)
 from jaxpref.train.mesh import resolve_mesh_shape
 
 

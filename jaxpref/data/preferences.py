@@ -1,4 +1,4 @@
-"""Preference-pair loading: HF ``datasets`` sources, HH-style dialogue splitting, malformed-pair report.
+"""Preference pairs: HF ``datasets`` loading, HH dialogue splitting, malformed-pair report.
 
 A preference pair is (prompt, chosen, rejected) with ONE response boundary: the prompt is the
 text up to and including the last ``"\\n\\nAssistant:"`` marker, each response is what follows.

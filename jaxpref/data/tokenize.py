@@ -1,4 +1,4 @@
-"""Tokenisation and collation of preference pairs into padded ``(input_ids, attention_mask, loss_mask)``.
+"""Tokenise and collate preference pairs into padded (input_ids, attention_mask, loss_mask).
 
 One response boundary: the prompt is encoded once and shared by the chosen and rejected
 sequences, each response is encoded on its own (no special tokens) and appended, so both sides

@@ -56,7 +56,7 @@ class Checkpointer:
         return step
 
     def restore(self, target: Any, *, step: int | None = None) -> Any:
-        """Read ``step`` (default: latest) into the structure, dtypes and shardings of ``target``."""
+        """Read ``step`` (default: latest) into the structure, dtypes, shardings of ``target``."""
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"directory: no checkpoint in {self.directory}")

@@ -12,7 +12,9 @@ from jaxpref.train.steps import TrainState
 StepFn = Callable[[TrainState, Any], tuple[TrainState, dict]]
 
 
-def restore_or_init(checkpointer: Checkpointer, fresh: TrainState, target: Any = None) -> TrainState:
+def restore_or_init(
+    checkpointer: Checkpointer, fresh: TrainState, target: Any = None
+) -> TrainState:
     """The latest checkpoint read into ``target`` (default: ``fresh``'s layout), else ``fresh``."""
     if checkpointer.latest_step() is None:
         return fresh

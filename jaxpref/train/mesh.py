@@ -61,7 +61,9 @@ def check_divisible(name: str, shape: Sequence[int], spec: PartitionSpec, mesh: 
         axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
         unknown = [a for a in axes if a not in mesh.shape]
         if unknown:
-            raise ValueError(f"{name}: unknown mesh axis {unknown[0]!r} (mesh has {mesh.axis_names})")
+            raise ValueError(
+                f"{name}: unknown mesh axis {unknown[0]!r} (mesh has {mesh.axis_names})"
+            )
         parts = math.prod(mesh.shape[a] for a in axes)
         if size % parts:
             raise ValueError(
