@@ -72,8 +72,10 @@ class Attention(nnx.Module):
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if kv is not None:
-            k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, index, 0, 0))
-            v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, index, 0, 0))
+            zero = jnp.zeros((), jnp.int32)
+            at = (zero, index, zero, zero)
+            k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), at)
+            v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), at)
         out = constrain(attend(q, k, v, allowed_BxLxS), ("batch", "length", "act_heads"))
         return self.o_proj(out), (k, v)
 
@@ -164,8 +166,8 @@ class Decoder(nnx.Module):
         if cache is None:
             index, valid = jnp.zeros((), jnp.int32), mask_BxL
         else:
-            index = cache.index
-            valid = jax.lax.dynamic_update_slice(cache.valid, mask_BxL, (0, index))
+            index = cache.index.astype(jnp.int32)
+            valid = jax.lax.dynamic_update_slice(cache.valid, mask_BxL, (jnp.int32(0), index))
         q_slots = index + jnp.arange(length)
         k_slots = jnp.arange(valid.shape[1])
         causal = k_slots[None, :] <= q_slots[:, None]

@@ -1,0 +1,139 @@
+"""Jitted sampling with a KV cache: one prefill, then a decode loop inside ``jit``.
+
+Prompts are left-aligned into a fixed bucket (length rounded up to a multiple of ``bucket``), so
+repeated calls with prompts of the same bucket, batch size and ``max_new_tokens`` reuse one
+compiled program; temperature, top-k, top-p, EOS and the RNG key are traced values and never
+trigger a recompilation.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxpref.llm.model import KVCache
+
+
+class GenerationOutput(NamedTuple):
+    tokens: jax.Array  # (B, P + T) left-padded prompt bucket followed by the generated tokens
+    mask: jax.Array  # (B, P + T) 1 on prompt and generated tokens (EOS included), 0 elsewhere
+    new_tokens: jax.Array  # (B, T) generated tokens, ``pad_token_id`` after a row stops
+    lengths: jax.Array  # (B,) number of generated tokens per row (EOS counted)
+
+
+def sample_logits(logits_BxV, key, temperature, top_k, top_p):
+    """Draw one token per row from softmax(logits / temperature) restricted to the top-k tokens
+    and the smallest top-p nucleus (Holtzman et al., 1904.09751); temperature 0 is greedy.
+
+    ``top_k <= 0`` and ``top_p >= 1`` disable the filters. Ties at a threshold are all kept.
+    """
+    logits = logits_BxV.astype(jnp.promote_types(logits_BxV.dtype, jnp.float32))
+    vocab = logits.shape[-1]
+    scaled = logits / jnp.maximum(temperature, 1e-6)
+    desc = -jnp.sort(-scaled, axis=-1)
+    k = jnp.where(top_k > 0, jnp.minimum(top_k, vocab), vocab)
+    kth = jnp.take_along_axis(desc, jnp.broadcast_to(k - 1, (desc.shape[0], 1)), axis=-1)
+    desc = jnp.where(desc < kth, -jnp.inf, desc)
+    probs = jax.nn.softmax(desc, axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly more likely tokens
+    count = jnp.maximum(jnp.sum(before < top_p, axis=-1, keepdims=True), 1)
+    threshold = jnp.maximum(jnp.take_along_axis(desc, count - 1, axis=-1), kth)
+    filtered = jnp.where(scaled < threshold, -jnp.inf, scaled)
+    sampled = jax.random.categorical(key, filtered, axis=-1)
+    return jnp.where(temperature == 0, jnp.argmax(logits, axis=-1), sampled).astype(jnp.int32)
+
+
+def left_align(input_ids_BxL, mask_BxL):
+    """Move each row's real tokens to the right end (contiguous real tokens assumed)."""
+    length = mask_BxL.shape[1]
+    last = length - 1 - jnp.argmax(mask_BxL[:, ::-1], axis=-1)  # index of the last real token
+    shift = length - 1 - last
+    idx = (jnp.arange(length)[None, :] - shift[:, None]) % length
+    return (jnp.take_along_axis(input_ids_BxL, idx, axis=1),
+            jnp.take_along_axis(mask_BxL, idx, axis=1))
+
+
+class _Loop(NamedTuple):
+    step: jax.Array  # ()
+    cache: KVCache
+    logits: jax.Array  # (B, V) next-token logits
+    positions: jax.Array  # (B,) position of the next token
+    key: jax.Array
+    tokens: jax.Array  # (B, T)
+    done: jax.Array  # (B,) bool
+    lengths: jax.Array  # (B,)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens"))
+def _generate(graphdef, state, ids, mask, key, temperature, top_k, top_p, eos, pad, *,
+              max_new_tokens):
+    model = nnx.merge(graphdef, state)
+    ids, mask = left_align(ids, mask)
+    batch, prompt = ids.shape
+    cache = KVCache.init(model.config, batch, prompt + max_new_tokens, model.dtype)
+    logits, cache = model(ids, mask, cache=cache)
+    start = _Loop(jnp.zeros((), jnp.int32), cache, logits[:, -1], mask.sum(-1), key,
+                  jnp.full((batch, max_new_tokens), pad, jnp.int32), jnp.zeros(batch, bool),
+                  jnp.zeros(batch, jnp.int32))
+
+    def body(s: _Loop) -> _Loop:
+        key, sub = jax.random.split(s.key)
+        token = jnp.where(s.done, pad, sample_logits(s.logits, sub, temperature, top_k, top_p))
+        lengths = s.lengths + (~s.done).astype(jnp.int32)
+        done = s.done | (token == eos)
+        logits, cache = model(token[:, None], jnp.ones((batch, 1), bool),
+                              positions=s.positions[:, None], cache=s.cache)
+        tokens = jax.lax.dynamic_update_slice(s.tokens, token[:, None], (jnp.int32(0), s.step))
+        return _Loop(s.step + 1, cache, logits[:, -1], s.positions + 1, key, tokens, done,
+                     lengths)
+
+    def cond(s: _Loop):
+        return (s.step < max_new_tokens) & ~jnp.all(s.done)
+
+    end = jax.lax.while_loop(cond, body, start)
+    new_mask = jnp.arange(max_new_tokens)[None, :] < end.lengths[:, None]
+    return GenerationOutput(jnp.concatenate([ids, end.tokens], axis=1),
+                            jnp.concatenate([mask.astype(jnp.int32), new_mask], axis=1),
+                            end.tokens, end.lengths)
+
+
+def generate(model, input_ids, attention_mask=None, *, key, max_new_tokens: int,
+             temperature=1.0, top_k=0, top_p=1.0, eos_token_id=None, pad_token_id=0,
+             bucket: int = 16) -> GenerationOutput:
+    """Sample up to ``max_new_tokens`` tokens per row after (left- or right-padded) prompts.
+
+    Args:
+      model: a :class:`~jaxpref.llm.model.Decoder`.
+      input_ids, attention_mask: (B, L) prompts; every row needs at least one real token.
+      key: PRNG key. temperature: 0 for greedy decoding. top_k: 0 disables. top_p: 1 disables.
+      eos_token_id: a row stops after emitting it (counted in ``lengths``); None never stops.
+      bucket: prompts are left-padded to a multiple of this length so calls share a compile.
+    Returns:
+      :class:`GenerationOutput`.
+    """
+    ids = np.asarray(input_ids)
+    mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
+    if ids.ndim != 2 or mask.shape != ids.shape:
+        raise ValueError(f"input_ids: expected (B, L) with a matching attention_mask, got "
+                         f"{ids.shape} and {mask.shape}")
+    if not (mask.sum(-1) > 0).all():
+        raise ValueError("attention_mask: every prompt needs at least one real token")
+    if max_new_tokens < 1 or bucket < 1:
+        raise ValueError(f"max_new_tokens, bucket: must be ≥ 1, got {max_new_tokens}, {bucket}")
+    width = -(-ids.shape[1] // bucket) * bucket
+    if width + max_new_tokens > model.config.max_position_embeddings:
+        raise ValueError(f"max_new_tokens: bucket {width} + {max_new_tokens} exceeds "
+                         f"max_position_embeddings={model.config.max_position_embeddings}")
+    pad = ((0, 0), (width - ids.shape[1], 0))
+    ids, mask = np.pad(ids, pad, constant_values=pad_token_id), np.pad(mask, pad)
+    graphdef, state = nnx.split(model)
+    eos = -1 if eos_token_id is None else eos_token_id
+    scalars = (jnp.float32(temperature), jnp.int32(top_k), jnp.float32(top_p), jnp.int32(eos),
+               jnp.int32(pad_token_id))
+    return _generate(graphdef, state, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, bool), key,
+                     *scalars, max_new_tokens=max_new_tokens)

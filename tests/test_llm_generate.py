@@ -1,0 +1,127 @@
+"""KV-cache generation: cached logits equal full forwards, greedy equals repeated argmax,
+EOS/lengths, sampling filters, and no recompilation within a bucket."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxpref.llm import KVCache
+from jaxpref.llm.generate import _generate, generate, left_align, sample_logits
+from jaxpref.llm.hf_io import from_pretrained
+
+GOLDEN = pathlib.Path(__file__).parent / "golden"
+PROMPTS = np.array([[0, 0, 5, 9, 14], [3, 4, 7, 1, 2], [0, 0, 0, 8, 6]], np.int32)
+MASK = (np.arange(5)[None] >= np.array([2, 0, 3])[:, None]).astype(np.int32)
+
+
+@pytest.fixture(scope="module", params=["mistral", "gpt2"])
+def model(request):
+    return from_pretrained(GOLDEN / request.param)
+
+
+@nnx.jit
+def full(model, ids, mask):
+    return model(ids, mask)
+
+
+def full_padded(model, ids, mask, width=14):
+    """``full`` on a right-padded copy of fixed width (one compilation for every length)."""
+    b, length = ids.shape
+    pad = ((0, 0), (0, width - length))
+    out = full(model, jnp.pad(jnp.asarray(ids), pad), jnp.pad(jnp.asarray(mask), pad))
+    return out[:, :length]
+
+
+def test_cached_decode_logits_equal_full_forward(model):
+    ids, mask = jnp.asarray(PROMPTS), jnp.asarray(MASK)
+    cache = KVCache.init(model.config, 3, 9, jnp.float32)
+    logits, cache = nnx.jit(lambda m, i, a, c: m(i, a, cache=c))(model, ids, mask, cache)
+    real = MASK.astype(bool)  # padding positions attend to nothing; their logits are unused
+    np.testing.assert_allclose(np.asarray(logits)[real], np.asarray(full(model, ids, mask))[real],
+                               atol=1e-5)
+    step = nnx.jit(lambda m, t, p, c: m(t, jnp.ones_like(t), positions=p, cache=c))
+    positions = mask.sum(-1)
+    for token in ([11, 12, 13], [20, 21, 22], [30, 31, 32], [40, 41, 42]):
+        token = jnp.array(token)[:, None]
+        step_logits, cache = step(model, token, positions[:, None], cache)
+        ids = jnp.concatenate([ids, token], axis=1)
+        mask = jnp.concatenate([mask, jnp.ones_like(token)], axis=1)
+        expected = full_padded(model, ids, mask)[:, -1]
+        np.testing.assert_allclose(step_logits[:, 0], expected, atol=1e-5)
+        positions = positions + 1
+    assert int(cache.index) == 9
+
+
+def test_greedy_equals_argmax_of_repeated_full_forwards(model):
+    out = generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=6,
+                   temperature=0.0, bucket=8)
+    assert out.tokens.shape == (3, 14) and out.new_tokens.shape == (3, 6)
+    np.testing.assert_array_equal(out.lengths, [6, 6, 6])
+    seqs = [list(PROMPTS[b][MASK[b] == 1]) for b in range(3)]
+    for t in range(6):
+        width = max(map(len, seqs))
+        ids = np.array([s + [0] * (width - len(s)) for s in seqs])
+        mask = np.array([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        logits = full_padded(model, ids, mask)
+        for b, seq in enumerate(seqs):
+            seq.append(int(jnp.argmax(logits[b, len(seq) - 1])))
+            assert int(out.new_tokens[b, t]) == seq[-1]
+    right = np.stack([np.roll(p, -int((m == 0).sum())) for p, m in zip(PROMPTS, MASK)])
+    again = generate(model, right, MASK[:, ::-1], key=jax.random.key(1), max_new_tokens=6,
+                     temperature=0.0, bucket=8)
+    np.testing.assert_array_equal(again.new_tokens, out.new_tokens)
+
+
+def test_eos_stops_rows_and_lengths(model):
+    greedy = generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=6,
+                      temperature=0.0, bucket=8)
+    eos = int(greedy.new_tokens[0, 2])
+    out = generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=6,
+                   temperature=0.0, eos_token_id=eos, pad_token_id=95, bucket=8)
+    for b in range(3):
+        row = list(np.asarray(greedy.new_tokens[b]))
+        n = row.index(eos) + 1 if eos in row else 6
+        assert int(out.lengths[b]) == n
+        np.testing.assert_array_equal(out.new_tokens[b, :n], row[:n])
+        assert (np.asarray(out.new_tokens[b, n:]) == 95).all()
+        assert int(out.mask[b].sum()) == MASK[b].sum() + n
+
+
+def test_same_bucket_does_not_recompile(model):
+    kw = dict(max_new_tokens=4, bucket=8)
+    generate(model, PROMPTS, MASK, key=jax.random.key(0), **kw)
+    size = _generate._cache_size()
+    generate(model, PROMPTS[:, 2:], MASK[:, 2:], key=jax.random.key(5), temperature=0.7,
+             top_k=5, top_p=0.9, eos_token_id=3, **kw)
+    assert _generate._cache_size() == size
+    generate(model, np.tile(PROMPTS, (1, 2)), np.tile(MASK, (1, 2)), key=jax.random.key(0), **kw)
+    assert _generate._cache_size() == size + 1  # a new bucket (16) compiles once
+
+
+def test_sample_logits_filters():
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+    keys = jax.random.split(jax.random.key(0), 4000)
+    draw = jax.jit(jax.vmap(lambda k, t, kk, p: sample_logits(logits, k, t, kk, p)[0],
+                            in_axes=(0, None, None, None)))
+    top2 = np.bincount(draw(keys, 1.0, 2, 1.0), minlength=4) / 4000
+    np.testing.assert_allclose(top2, [0.625, 0.375, 0, 0], atol=0.03)
+    nucleus = np.bincount(draw(keys, 1.0, 0, 0.85), minlength=4) / 4000  # keeps 0.5, 0.3, 0.15
+    np.testing.assert_allclose(nucleus, np.array([0.5, 0.3, 0.15, 0]) / 0.95, atol=0.03)
+    plain = np.bincount(draw(keys, 1.0, 0, 1.0), minlength=4) / 4000
+    np.testing.assert_allclose(plain, [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    assert (np.asarray(draw(keys[:50], 0.0, 0, 1.0)) == 0).all()
+    assert (np.asarray(draw(keys[:50], 1.0, 0, 0.3)) == 0).all()
+
+
+def test_left_align_and_bad_input(model):
+    ids, mask = left_align(jnp.array([[4, 5, 0, 0]]), jnp.array([[1, 1, 0, 0]]))
+    np.testing.assert_array_equal(ids, [[0, 0, 4, 5]])
+    np.testing.assert_array_equal(mask, [[0, 0, 1, 1]])
+    with pytest.raises(ValueError, match="at least one real token"):
+        generate(model, PROMPTS, MASK * 0, key=jax.random.key(0), max_new_tokens=2)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=100)
