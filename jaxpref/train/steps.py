@@ -39,7 +39,11 @@ def init_train_state(
     model: nnx.Module, tx: optax.GradientTransformation, key: jax.Array, *,
     wrt: Any = nnx.Param,
 ) -> tuple[nnx.GraphDef, TrainState]:
-    """Split ``model`` into its graph definition and a fresh :class:`TrainState` (step 0)."""
+    """Split ``model`` into its graph definition and a fresh :class:`TrainState` (step 0).
+
+    The state shares ``model``'s arrays; a donating step consumes them, so read the trained
+    model back with :func:`merge_model` rather than through the original object.
+    """
     graphdef, params, rest = nnx.split(model, wrt, ...)
     rng = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     state = TrainState(params, rest, tx.init(params), jnp.zeros((), jnp.int32), rng)
