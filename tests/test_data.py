@@ -18,6 +18,7 @@ from jaxpref.data import (
     make_pair,
     pairs_from_rows,
     split_dialogue,
+    synthetic_dialogue_rows,
     synthetic_preferences,
 )
 from jaxpref.data.preferences import MalformedPair, PreferencePair
@@ -207,3 +208,12 @@ def test_synthetic_preferences_bad_input():
     with pytest.raises(ValueError, match="token_rewards"):
         synthetic_preferences(jax.random.key(0), num_pairs=2, prompt_length=1,
                               response_length=1, vocab_size=3, token_rewards=np.ones(4))
+
+
+def test_synthetic_dialogue_rows_parse_as_hh():
+    rows = synthetic_dialogue_rows(6, seed=3, num_turns=3)
+    data = pairs_from_rows(rows)
+    assert (len(data), data.malformed) == (6, [])
+    assert all(len(p.messages) == 5 for p in data.pairs)  # 3 user + 2 assistant turns
+    assert all(p.rejected.strip() != p.chosen.strip() for p in data.pairs)
+    assert rows == synthetic_dialogue_rows(6, seed=3, num_turns=3)

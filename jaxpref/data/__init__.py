@@ -18,7 +18,11 @@ from jaxpref.data.preferences import (
     pairs_from_rows,
     split_dialogue,
 )
-from jaxpref.data.synthetic import SyntheticPreferences, synthetic_preferences
+from jaxpref.data.synthetic import (
+    SyntheticPreferences,
+    synthetic_dialogue_rows,
+    synthetic_preferences,
+)
 from jaxpref.data.tokenize import (
     EncodedPair,
     PreferenceBatch,
@@ -44,5 +48,5 @@ __all__ = [
     "PreferenceData", "PreferencePair", "SyntheticPreferences", "TokenBatch",
     "collate_preferences", "collate_sequences", "dialogue_messages", "encode_pair",
     "load_hh_rlhf", "load_preference_dataset", "load_tokenizer", "make_pair", "pairs_from_rows",
-    "split_dialogue", "synthetic_preferences", "tokenize_preferences",
+    "split_dialogue", "synthetic_dialogue_rows", "synthetic_preferences", "tokenize_preferences",
 ]

@@ -1,4 +1,5 @@
-"""Synthetic token-level preference data with a known Bradley–Terry reward.
+"""Synthetic preference data: token-level pairs with a known Bradley–Terry reward, and HH-format
+dialogue rows with a known preferred side.
 
 Prompts and two candidate responses are drawn uniformly over the vocabulary; the latent reward
 of a response is the mean of per-token rewards, ``r(y) = (1/|y|) Σ_t w[y_t]``, and the preferred
@@ -68,3 +69,31 @@ def _assemble(x, y, r, order, w, pad_id) -> SyntheticPreferences:
     encoded = [EncodedPair(list(p), list(c), list(n)) for p, c, n in zip(x, win, lose)]
     batch = collate_preferences(encoded, pad_id=pad_id)
     return SyntheticPreferences(batch, r[order, rows], r[1 - order, rows], np.asarray(w))
+
+
+_TOPICS = ("bread", "tea", "bikes", "rain", "maps", "music", "plants", "chess")
+_GOOD = ("Sure, here is a careful answer about {t}.", "Happy to help with {t}: start simply.",
+         "Good question about {t}; here are the safe steps.")
+_BAD = ("I will not talk about {t}.", "Figure out {t} yourself.", "{t}? Whatever.")
+
+
+def synthetic_dialogue_rows(num_rows: int, *, seed: int = 0, num_turns: int = 2) -> list[dict]:
+    """HH-format rows (``chosen``/``rejected`` whole dialogues) with a known preference.
+
+    Both sides share a ``num_turns``-turn prompt about one topic; the chosen reply is drawn from
+    helpful templates and the rejected one from dismissive templates. The rows go through
+    :func:`jaxpref.data.pairs_from_rows` like real HH data (for offline demos and tests).
+    """
+    check_positive("num_rows", num_rows)
+    check_positive("num_turns", num_turns)
+    rng = np.random.default_rng(seed)
+    return [_dialogue_row(rng, num_turns) for _ in range(num_rows)]
+
+
+def _dialogue_row(rng: np.random.Generator, num_turns: int) -> dict:
+    topic = str(rng.choice(_TOPICS))
+    turns = [f"\n\nHuman: Tell me about {topic}, part {k + 1}.\n\nAssistant: It is a big topic."
+             for k in range(num_turns - 1)]
+    prompt = "".join(turns) + f"\n\nHuman: What should I know about {topic}?\n\nAssistant:"
+    good, bad = (str(rng.choice(options)).format(t=topic) for options in (_GOOD, _BAD))
+    return {"chosen": f"{prompt} {good}", "rejected": f"{prompt} {bad}"}
