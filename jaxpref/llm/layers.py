@@ -43,8 +43,8 @@ class Linear(nnx.Module):
     def __init__(self, d_in, d_out, axes, *, bias, dtype, rngs):
         self.kernel = _param(rngs, (d_in, d_out), axes, dtype)
         self.bias = _const((d_out,), axes[1:], dtype, 0.0) if bias else None
-        self.lora_a = None  # (d_in, r)  LoRAParam, set by jaxpref.llm.lora.apply_lora
-        self.lora_b = None  # (r, d_out) LoRAParam, zero at init
+        self.lora_a = nnx.data(None)  # (d_in, r)  LoRAParam, set by jaxpref.llm.lora.apply_lora
+        self.lora_b = nnx.data(None)  # (r, d_out) LoRAParam, zero at init
         self.lora_scale = 0.0  # α / r
         self.lora_merged = False
 

@@ -1,0 +1,102 @@
+"""Low-rank adapters (LoRA; Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models",
+arXiv 2106.09685, Eq. 3): a frozen kernel W gains ΔW = (α/r)·A B, A ∈ ℝ^{d_in×r}, B ∈ ℝ^{r×d_out},
+B = 0 at initialisation so the adapted model starts equal to the base model.
+
+Adapters are ``LoRAParam`` variables on the targeted :class:`~jaxpref.llm.layers.Linear` layers,
+so ``nnx`` filters select them: ``nnx.Optimizer(model, tx, wrt=LoRAParam)`` trains adapters only,
+and :func:`without_adapters` gives the base model (the DPO reference) as a view that shares every
+base array — no second copy of the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxpref.llm.layers import Linear, LoRAParam
+from jaxpref.llm.sharding import path_name
+
+BASE = nnx.All(nnx.Param, nnx.Not(LoRAParam))  # filter: every non-adapter parameter
+
+
+@dataclasses.dataclass(frozen=True)
+class LoRAConfig:
+    """Rank r, scale numerator α, and a regex searched in each linear layer's path
+    (e.g. ``"layers.0.attn.q_proj"``)."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    target: str = r"(q|k|v|o|gate|up|down)_proj"
+
+    def __post_init__(self):
+        if self.rank < 1:
+            raise ValueError(f"rank: must be ≥ 1, got {self.rank}")
+
+
+def _targets(model, pattern: str):
+    found = [(path_name(p), m) for p, m in nnx.iter_modules(model) if isinstance(m, Linear)]
+    chosen = [(n, m) for n, m in found if re.search(pattern, n)]
+    if not chosen:
+        raise ValueError(f"target: pattern {pattern!r} matches no linear layer "
+                         f"(e.g. {found[0][0] if found else 'none'})")
+    return chosen
+
+
+def apply_lora(model, config: LoRAConfig, *, rngs: nnx.Rngs) -> list[str]:
+    """Attach adapters in place to the linear layers matching ``config.target``; returns their
+    paths. A ~ N(0, 1/d_in), B = 0."""
+    names = []
+    for name, linear in _targets(model, config.target):
+        kernel = linear.kernel[...]
+        d_in, d_out = kernel.shape
+        axes = linear.kernel.get_metadata().get("logical_axes", (None, None))
+        a = jax.random.normal(rngs.params(), (d_in, config.rank), kernel.dtype) / math.sqrt(d_in)
+        linear.lora_a = LoRAParam(a, logical_axes=(axes[0], "lora_rank"))
+        linear.lora_b = LoRAParam(jnp.zeros((config.rank, d_out), kernel.dtype),
+                                  logical_axes=("lora_rank", axes[1]))
+        linear.lora_scale = config.alpha / config.rank
+        linear.lora_merged = False
+        names.append(name)
+    return names
+
+
+def _adapted(model):
+    return [m for _, m in nnx.iter_modules(model) if isinstance(m, Linear) and m.lora_a is not None]
+
+
+def _delta(linear: Linear):
+    return linear.lora_scale * (linear.lora_a[...] @ linear.lora_b[...])  # Eq. (3)
+
+
+def merge_lora(model) -> None:
+    """Fold ΔW into every adapted kernel (W ← W + ΔW); the forward then skips the adapter."""
+    for linear in _adapted(model):
+        if not linear.lora_merged:
+            linear.kernel[...] = linear.kernel[...] + _delta(linear)
+            linear.lora_merged = True
+
+
+def unmerge_lora(model) -> None:
+    """Undo :func:`merge_lora` (W ← W − ΔW) so adapters train again."""
+    for linear in _adapted(model):
+        if linear.lora_merged:
+            linear.kernel[...] = linear.kernel[...] - _delta(linear)
+            linear.lora_merged = False
+
+
+def without_adapters(model):
+    """The base model with adapters disabled (B replaced by zeros), sharing all base arrays.
+
+    Use it as the frozen DPO reference: ``sequence_logps(without_adapters(model), ...)``. Works
+    inside ``nnx.jit``; only the (small) zero B factors are new.
+    """
+    if any(m.lora_merged for m in _adapted(model)):
+        raise ValueError("model: adapters are merged into the kernels; call unmerge_lora first")
+    graphdef, adapters, rest = nnx.split(model, LoRAParam, ...)
+    zeros = jax.tree.map(jnp.zeros_like, adapters)
+    return nnx.merge(graphdef, zeros, rest)
