@@ -11,4 +11,4 @@ def test_notebook_04_runs_and_online_matches_closed_form():
     assert "exact gradient" in text and "proximal-point" in text
     line = next(s for s in text.splitlines() if s.startswith("robust objective: online"))
     online, prox = (float(v) for v in line.replace("prox-point", "").split()[3:5])
-    assert np.isfinite(online) and prox <= online + 1e-3
+    assert np.isfinite(online) and abs(online - prox) < 2e-3  # same result, two routes

@@ -12,11 +12,12 @@ from jaxpref import robust
 
 
 def random_problem(seed, n=2, k=3, d=2, dtype=np.float64, extreme=False, beta=0.8):
-    """Random problem with an antisymmetric oracle; ``extreme`` puts P° near 0/1 (clipping binds)."""
+    """Random problem, antisymmetric oracle; ``extreme`` puts P° near 0/1 (clipping binds)."""
     rng = np.random.default_rng(seed)
     phi = rng.normal(size=(n, k, d))
     ref = rng.normal(size=(n, k))
-    upper = rng.choice([0.02, 0.97, 0.5], size=(n, k, k)) if extreme else rng.uniform(size=(n, k, k))
+    size = (n, k, k)
+    upper = rng.choice([0.02, 0.97, 0.5], size=size) if extreme else rng.uniform(size=size)
     pref = np.full((n, k, k), 0.5)
     iu = np.triu_indices(k, 1)
     for i in range(n):

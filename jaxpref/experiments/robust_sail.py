@@ -31,7 +31,15 @@ from jaxpref.metrics.fits import loglog_slope
 from jaxpref.policies import loglinear
 
 SHIFTS = ("verbosity", "adversarial")
-_FLOAT = jnp.result_type(float)  # float64 when x64 is enabled, else float32
+
+
+def _x64():
+    """Run the protocol in float64 (tight prox tolerances); jax ≥ 0.7 has ``jax.enable_x64``."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64  # pragma: no cover - older jax
+
+    return enable_x64()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +85,8 @@ def num_units(cfg: Config) -> int:
 
 def _features(key, cfg, n):
     k_v, k_z = jax.random.split(key)
-    verbosity = jax.random.uniform(k_v, (n, cfg.num_responses, 1), dtype=_FLOAT)
-    rest = jax.random.normal(k_z, (n, cfg.num_responses, cfg.dim - 1), dtype=_FLOAT)
+    verbosity = jax.random.uniform(k_v, (n, cfg.num_responses, 1), dtype=jnp.float64)
+    rest = jax.random.normal(k_z, (n, cfg.num_responses, cfg.dim - 1), dtype=jnp.float64)
     phi = jnp.concatenate([verbosity, 0.5 * rest], axis=-1)
     norms = jnp.linalg.norm(phi, axis=-1, keepdims=True)
     return phi / jnp.maximum(norms, 1.0)
@@ -87,9 +95,9 @@ def _features(key, cfg, n):
 def make_world(cfg: Config):
     """True reward θ*, reference θ_ref, train/test features; θ_true = θ_ref + θ*/β is optimal."""
     keys = jax.random.split(jax.random.key(cfg.seed), 4)
-    direction = jax.random.normal(keys[0], (cfg.dim,), dtype=_FLOAT).at[0].set(0.0)
+    direction = jax.random.normal(keys[0], (cfg.dim,), dtype=jnp.float64).at[0].set(0.0)
     theta_star = cfg.reward_scale * direction / jnp.linalg.norm(direction)
-    theta_ref = 0.3 * jax.random.normal(keys[1], (cfg.dim,), dtype=_FLOAT)
+    theta_ref = 0.3 * jax.random.normal(keys[1], (cfg.dim,), dtype=jnp.float64)
     return dict(theta_star=theta_star, theta_ref=theta_ref,
                 phi_train=_features(keys[2], cfg, cfg.num_contexts),
                 phi_test=_features(keys[3], cfg, cfg.num_test_contexts))
@@ -245,17 +253,18 @@ def _convergence(world, cfg: Config):
 
 def run(cfg: Config, *, progress=None) -> dict:
     """Comparison across shifts and ρ, then the convergence curve; JSON-ready dict."""
-    world = make_world(cfg)
-    comparison = {}
-    for shift in SHIFTS:
-        comparison[shift] = {}
-        for rho in cfg.rhos:
-            comparison[shift][str(rho)] = _compare(world, rho, shift, cfg)
-            if progress is not None:
-                progress(1)
-    convergence = _convergence(world, cfg)
-    if progress is not None:
-        progress(1)
+    with _x64():
+        world = make_world(cfg)
+        comparison = {}
+        for shift in SHIFTS:
+            comparison[shift] = {}
+            for rho in cfg.rhos:
+                comparison[shift][str(rho)] = _compare(world, rho, shift, cfg)
+                if progress is not None:
+                    progress(1)
+        convergence = _convergence(world, cfg)
+        if progress is not None:
+            progress(1)
     return dict(config=dataclasses.asdict(cfg), comparison=comparison,
                 convergence={k: np.asarray(v).tolist() if np.ndim(v) else v
                              for k, v in convergence.items()})
@@ -268,8 +277,8 @@ METRICS = ("true_sail_loss", "accuracy", "max_logit_error", "regret")
 
 
 def table(results: dict) -> str:
-    lines = [f"{'shift':12s} {'rho':>5s} {'method':13s} {'L_true':>7s} {'acc':>6s} {'maxlogit':>9s} "
-             f"{'regret':>8s}"]
+    lines = [f"{'shift':12s} {'rho':>5s} {'method':13s} {'L_true':>7s} {'acc':>6s} "
+             f"{'maxlogit':>9s} {'regret':>8s}"]
     for shift, by_rho in results["comparison"].items():
         for rho, by_method in by_rho.items():
             for m in METHODS:

@@ -3,7 +3,8 @@
 Responses are drawn from the current policy, so the gradient of E_{y,y'~π_θ} f_θ(y, y') has a
 pathwise part and a score-function part (the likelihood-ratio identity):
 
-    ∇_θ E_{y,y'~π_θ} f_θ = E_{y,y'~π_θ}[∇_θ f_θ(y, y') + (f_θ(y, y') − b)(∇ log π_θ(y) + ∇ log π_θ(y'))]
+    ∇_θ E_{y,y'~π_θ} f_θ
+        = E_{y,y'~π_θ}[∇_θ f_θ(y, y') + (f_θ(y, y') − b)(∇ log π_θ(y) + ∇ log π_θ(y'))]
 
 for any constant baseline b (E[∇ log π_θ] = 0).
 

@@ -65,11 +65,15 @@ def _weights(weights, n):
 
 
 def check_theta(theta, problem: PreferenceProblem) -> None:
-    """theta is a finite (d,) vector matching the problem's feature dimension."""
+    """theta is a finite (d,) vector matching the problem's feature dimension; the problem's
+    values are valid too (it may have been built without `preference_problem`)."""
     (d,) = _checks.check_ndim("theta", theta, 1)
     if d != problem.phi.shape[-1]:
         raise ValueError(f"theta: expected shape ({problem.phi.shape[-1]},), got ({d},)")
     _checks.check_finite("theta", theta)
+    _checks.check_finite("phi", problem.phi)
+    _checks.check_finite("ref_logp", problem.ref_logp)
+    _checks.check_in_range("pref", problem.pref, 0.0, 1.0)
 
 
 def _check_pair_args(h, p_nominal, rho):
@@ -158,7 +162,12 @@ def _sensitivity_excess(h, p_nominal, rho):
 
 
 def pair_logits(theta, phi, ref_logp, beta):
-    """All K×K DPO logits of one context: h[y, y'] = β((φ_y − φ_y')ᵀθ − (b_y − b_y'))."""
+    """All K×K DPO logits of one context: h[y, y'] = β((φ_y − φ_y')ᵀθ − (b_y − b_y')).
+
+    Args: theta (d,), phi (K, d), ref_logp (K,) = b, beta β. Returns: (K, K).
+
+    References: Kveton et al., arXiv 2503.01076, Eq. (6); Rafailov et al., arXiv 2305.18290.
+    """
     phi_diff = phi[:, None, :] - phi[None, :, :]
     ref_ratio = ref_logp[:, None] - ref_logp[None, :]
     return loglinear.dpo_logit(theta, phi_diff, ref_ratio, beta)

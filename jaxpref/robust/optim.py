@@ -58,7 +58,8 @@ def projected_subgradient_init(theta0, key, radius) -> SubgradientState:
     """θ_0 = Proj_Θ(theta0); checks ``radius`` > 0 and ``theta0`` finite."""
     _checks.check_positive("radius", radius)
     _checks.check_finite("theta0", theta0)
-    return SubgradientState(project_ball(jnp.asarray(theta0), radius), key, jnp.zeros((), jnp.int32))
+    theta0 = project_ball(jnp.asarray(theta0), radius)
+    return SubgradientState(theta0, key, jnp.zeros((), jnp.int32))
 
 
 @functools.partial(jax.jit, static_argnames="num_samples")
@@ -184,7 +185,8 @@ def moreau_envelope(
     r"""Moreau envelope M_λ of φ = F + ι_Θ and its gradient (θ − prox_{λφ}(θ))/λ.
 
     .. math:: M_\lambda(\theta) = \min_{u\in\Theta} F(u) + \tfrac{1}{2\lambda}\|u-\theta\|^2,
-              \quad \nabla M_\lambda(\theta) = (\theta - \mathrm{prox}_{\lambda\varphi}(\theta))/\lambda.
+              \quad \nabla M_\lambda(\theta)
+              = (\theta - \mathrm{prox}_{\lambda\varphi}(\theta))/\lambda.
 
     The prox is computed inexactly: projected gradient on the Huber-smoothed subproblem (|h| →
     Huber_δ) until the gradient mapping is ≤ ``tol`` or ``max_iters``. With μ = 1/λ − τ > 0 the
@@ -248,6 +250,8 @@ def proximal_point_update(state, problem, rho, lam, radius, *, delta=1e-3, tol=1
     References: Li, Gaur & Aggarwal, arXiv 2602.20457 (inexact inner solver);
       Rockafellar, "Monotone operators and the proximal point algorithm", 1976, criterion (A).
     """
+    _check_common(state.theta, problem, rho, radius)
+    _checks.check_positive("lam", lam)
     tol_k = tol / (state.step + 1.0) ** 2
     res = _moreau(state.theta, problem, rho, lam, radius, delta, tol_k, max_iters)
     return ProximalPointState(res.prox, state.step + 1)
