@@ -1,0 +1,139 @@
+"""Linear reward models and the Bradley–Terry–Luce (BTL) likelihood of PbPO.
+
+Sequence level r_θ(τ) = ⟨θ, φ(τ)⟩; token level r_θ(τ) = Σ_{h≤H} ⟨θ, φ(s_h, a_h)⟩, which is the
+sequence-level model with trajectory feature φ(τ) = Σ_h φ(s_h, a_h). A preference pair is
+represented by Δφ = φ(τ¹) − φ(τ⁰) and a label o = 1{τ¹ ≻ τ⁰}, with P(o = 1) = σ(⟨θ, Δφ⟩).
+
+This module also holds a small regularised BTL maximum-likelihood fit (`fit_btl_mle`), kept
+here so that `jaxpref.pbpo` does not wait on `jaxpref.losses`; the two are meant to be merged.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from jaxpref import _checks, linalg
+
+def sequence_reward(theta: Float[Array, " d"], phi: Float[Array, "... d"]) -> Float[Array, "..."]:
+    """Sequence-level linear reward r_θ(τ) = ⟨θ, φ(τ)⟩.
+
+    Args:
+      theta: (d,) reward parameter.
+      phi: (..., d) trajectory features φ(τ).
+
+    Returns:
+      (...,) rewards.
+
+    Example:
+      >>> sequence_reward(jnp.array([1.0, 2.0]), jnp.array([[1.0, 1.0]]))  # [3.]
+
+    References: Jia, arXiv 2511.12867, sequence-level reward model (Assumption 1) [summary].
+    """
+    return phi @ theta  # r_θ(τ) = ⟨θ, φ(τ)⟩
+
+
+def trajectory_features(phi_tokens: Float[Array, "... H d"]) -> Float[Array, "... d"]:
+    """φ(τ) = Σ_{h=1}^H φ(s_h, a_h): the token-level model as a sequence-level one.
+
+    References: Jia, arXiv 2511.12867, token-level reward model (Theorems 3-4) [summary].
+    """
+    return jnp.sum(phi_tokens, axis=-2)  # φ(τ) = Σ_h φ(s_h, a_h)
+
+
+def token_reward(theta: Float[Array, " d"], phi_tokens: Float[Array, "... H d"]) -> Float[Array, "..."]:
+    """Token-level linear reward r_θ(τ) = Σ_{h=1}^H ⟨θ, φ(s_h, a_h)⟩.
+
+    Args:
+      theta: (d,) reward parameter.
+      phi_tokens: (..., H, d) per-step features φ(s_h, a_h).
+
+    Returns:
+      (...,) trajectory rewards (= ⟨θ, trajectory_features(phi_tokens)⟩).
+
+    References: Jia, arXiv 2511.12867, token-level reward model (Theorems 3-4) [summary].
+    """
+    return jnp.sum(phi_tokens @ theta, axis=-1)  # r_θ(τ) = Σ_h ⟨θ, φ(s_h, a_h)⟩
+
+
+def btl_prob(theta: Float[Array, " d"], delta_phi: Float[Array, "... d"]) -> Float[Array, "..."]:
+    """BTL preference probability P(τ¹ ≻ τ⁰) = σ(⟨θ, φ(τ¹) − φ(τ⁰)⟩).
+
+    References: Bradley & Terry (1952); Jia, arXiv 2511.12867 (BTL oracle) [summary].
+    """
+    return jax.nn.sigmoid(delta_phi @ theta)  # σ(⟨θ, Δφ⟩)
+
+
+def btl_nll(theta, delta_phi, labels, lam, weights=None) -> Float[Array, ""]:
+    """Ridge-regularised BTL negative log-likelihood (the objective of θ̂_k).
+
+    ℓ_λ(θ) = −Σ_j w_j [o_j log σ(z_j) + (1 − o_j) log σ(−z_j)] + (λ/2)‖θ‖²,  z_j = ⟨θ, Δφ_j⟩.
+
+    Args:
+      theta: (d,); delta_phi: (N, d); labels: (N,) in {0, 1}; lam: λ ≥ 0;
+      weights: (N,) optional (0 masks a pair out).
+
+    Returns:
+      () scalar.
+
+    References: Zhu, Jordan & Jiao, "Principled RLHF from pairwise or K-wise comparisons",
+      arXiv 2301.11270, Eq. (2) (MLE), with a ridge term as in Faury et al. arXiv 2002.07530.
+    """
+    z = delta_phi @ theta
+    ll = labels * jax.nn.log_sigmoid(z) + (1 - labels) * jax.nn.log_sigmoid(-z)
+    w = jnp.ones_like(z) if weights is None else weights
+    return -jnp.sum(w * ll) + 0.5 * lam * jnp.dot(theta, theta)  # ℓ_λ(θ)
+
+
+def btl_hessian(theta, delta_phi, lam, weights=None) -> Float[Array, "d d"]:
+    """∇²ℓ_λ(θ) = Σ_j w_j σ'(z_j) Δφ_j Δφ_jᵀ + λI (positive definite for λ > 0)."""
+    z = delta_phi @ theta
+    w = jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
+    w = w if weights is None else w * weights
+    return linalg.ridge_gram(delta_phi, lam, w)  # Σ σ'(z) ΔφΔφᵀ + λI
+
+
+def _newton_step(theta, delta_phi, labels, lam, weights):
+    w = jnp.ones_like(labels) if weights is None else weights
+    grad = delta_phi.T @ (w * (jax.nn.sigmoid(delta_phi @ theta) - labels)) + lam * theta
+    return theta - linalg.psd_solve(btl_hessian(theta, delta_phi, lam, weights), grad)
+
+
+def btl_newton(theta0, delta_phi, labels, lam, weights=None, num_steps: int = 25):
+    """`num_steps` Newton iterations on ℓ_λ from ``theta0`` (jittable; no argument checks)."""
+    body = lambda _, th: _newton_step(th, delta_phi, labels, lam, weights)  # noqa: E731
+    return jax.lax.fori_loop(0, num_steps, body, theta0)
+
+
+def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, num_steps: int = 25):
+    """Regularised BTL maximum likelihood θ̂ = argmin_θ ℓ_λ(θ) by Newton's method.
+
+    Args:
+      delta_phi: (N, d) feature differences φ(τ¹) − φ(τ⁰).
+      labels: (N,) in {0, 1}, 1 when τ¹ is preferred.
+      lam: ridge λ > 0.
+      weights: optional (N,) non-negative pair weights.
+      num_steps: Newton iterations (quadratic convergence; 25 is ample for λ > 0).
+
+    Returns:
+      (theta_hat (d,), hessian (d, d) = ∇²ℓ_λ(θ̂)).
+
+    References: Zhu, Jordan & Jiao, arXiv 2301.11270, Eq. (2); Faury et al., "Improved
+      optimistic algorithms for logistic bandits", arXiv 2002.07530, Eq. (6) (regularised MLE).
+    """
+    (n, d) = _checks.check_ndim("delta_phi", delta_phi, 2)
+    if _checks.check_ndim("labels", labels, 1) != (n,):
+        raise ValueError(f"labels: expected shape ({n},) to match delta_phi, got {labels.shape}")
+    _checks.check_finite("delta_phi", delta_phi)
+    _checks.check_binary("labels", labels)
+    _checks.check_positive("lam", lam)
+    delta_phi = jnp.asarray(delta_phi)
+    labels = jnp.asarray(labels, delta_phi.dtype)
+    theta = jax.jit(btl_newton, static_argnums=5)(
+        jnp.zeros(d, delta_phi.dtype), delta_phi, labels, lam, weights, num_steps)
+    return theta, btl_hessian(theta, delta_phi, lam, weights)
+
+
+__all__ = ["btl_hessian", "btl_newton", "btl_nll", "btl_prob", "fit_btl_mle", "sequence_reward",
+           "token_reward", "trajectory_features"]

@@ -1,0 +1,212 @@
+"""Confidence sets of jaxpref.pbpo: closed forms, brute force, coverage, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from jaxpref import linalg
+from jaxpref.pbpo import confidence as C
+from jaxpref.pbpo import likelihood_set as LS
+from jaxpref.pbpo import reward as R
+
+
+def _problem(dtype=jnp.float64, n=40, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) / np.sqrt(d)
+    theta = np.array([0.8, -0.4, 0.3])[:d]
+    y = (rng.random(n) < 1 / (1 + np.exp(-X @ theta))).astype(float)
+    return jnp.asarray(X, dtype), jnp.asarray(y, dtype)
+
+
+def _boundary(theta_hat, gram, radius, m=20000, seed=1):
+    """m points on {‖θ − θ̂‖_Σ = r}: θ̂ + r L⁻ᵀu, Σ = LLᵀ, u uniform on the sphere (float64)."""
+    u = np.random.default_rng(seed).normal(size=(m, len(theta_hat)))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    L = np.linalg.cholesky(np.asarray(gram, np.float64))
+    return np.asarray(theta_hat, np.float64) + radius * np.linalg.solve(L.T, u.T).T
+
+
+def test_values_hand_case():
+    v = jnp.array([3.0, 4.0])
+    assert float(C.pessimistic_value(jnp.zeros(2), jnp.eye(2), 1.0, v)) == pytest.approx(-5.0)
+    assert float(C.optimistic_value(jnp.ones(2), 4 * jnp.eye(2), 2.0, v)) == pytest.approx(12.0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_values_against_boundary_brute_force(dtype):
+    X, _ = _problem(dtype)
+    gram = C.gram_matrix(X, 0.5)
+    theta_hat, v, r = jnp.asarray([0.2, -0.1, 0.4], dtype), jnp.asarray([1.0, -2.0, 0.5], dtype), 0.7
+    pts = _boundary(theta_hat, gram, r)
+    brute = pts @ np.asarray(v, np.float64)
+    pess = C.pessimistic_value(theta_hat, gram, r, v)
+    opt = C.optimistic_value(theta_hat, gram, r, v)
+    assert pess.dtype == dtype and opt.dtype == dtype
+    tol = 1e-4 if dtype == jnp.float32 else 1e-9
+    assert brute.min() >= float(pess) - tol and brute.max() <= float(opt) + tol
+    assert brute.min() == pytest.approx(float(pess), abs=2e-3)
+    assert brute.max() == pytest.approx(float(opt), abs=2e-3)
+
+
+def test_values_jit_vmap_grad():
+    X, _ = _problem()
+    gram = C.gram_matrix(X, 1.0)
+    th = jnp.array([0.1, 0.2, -0.3])
+    V = jnp.asarray(np.random.default_rng(3).normal(size=(5, 3)))
+    batched = C.pessimistic_value(th, gram, 0.5, V)
+    loop = jnp.stack([C.pessimistic_value(th, gram, 0.5, v) for v in V])
+    np.testing.assert_allclose(batched, loop, rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(C._pessimistic)(th, gram, 0.5, V), batched, rtol=1e-12)
+    check_grads(lambda t, v: C._pessimistic(t, gram, 0.5, v), (th, V[0]), order=2)
+
+
+def test_gram_and_membership():
+    X, _ = _problem()
+    gram = C.gram_matrix(X, 2.0)
+    np.testing.assert_allclose(gram, 2.0 * np.eye(3) + np.asarray(X).T @ np.asarray(X))
+    th = jnp.zeros(3)
+    e = jnp.array([1.0, 0.0, 0.0])
+    inside = C.in_confidence_set(jnp.stack([0.99 * e, 1.01 * e]), th, jnp.eye(3), 1.0)
+    assert inside.tolist() == [True, False]
+
+
+def test_radius_formula_and_monotonicity():
+    r = C.ellipsoid_radius(0.1, d=2, k=0, lam=1.0, bound_theta=1.0, bound_delta_phi=1.0,
+                           kappa=1.0)
+    assert float(r) == pytest.approx(0.5 * np.sqrt(2 * np.log(10.0)) + 1.0)
+    kappa = float(C.kappa_btl(1.0, 2.0))
+    assert kappa == pytest.approx(1 / (jax.nn.sigmoid(2.0) * jax.nn.sigmoid(-2.0)))
+    rs = [float(C.ellipsoid_radius(0.1, d=3, k=k, lam=1.0, bound_theta=1.0,
+                                   bound_delta_phi=1.0)) for k in (1, 10, 100)]
+    assert rs[0] < rs[1] < rs[2]
+    assert float(C.likelihood_ratio_threshold(2.0)) == pytest.approx(2.0)
+
+
+@pytest.fixture(scope="module")
+def coverage_runs():
+    """300 independent BTL data sets from one θ*, the regularised MLE and Σ of each."""
+    d, n, lam, runs = 3, 60, 1.0, 300
+    theta_star = jnp.array([0.6, -0.5, 0.4])  # ‖θ*‖ ≈ 0.88 ≤ B = 1
+    keys = jax.random.split(jax.random.PRNGKey(0), runs)
+
+    def one(key):
+        kx, ko = jax.random.split(key)
+        X = jax.random.normal(kx, (n, d)) / jnp.sqrt(d)
+        X = X / jnp.maximum(1.0, jnp.linalg.norm(X, axis=1, keepdims=True))  # ‖Δφ‖ ≤ 1
+        o = jax.random.bernoulli(ko, R.btl_prob(theta_star, X)).astype(X.dtype)
+        theta = R.btl_newton(jnp.zeros(d), X, o, lam, None, 20)
+        return theta, linalg.ridge_gram(X, lam), X, o
+
+    return theta_star, jax.jit(jax.vmap(one))(keys), dict(d=d, k=n, lam=lam)
+
+
+@pytest.mark.parametrize("delta", [0.05, 0.2])
+def test_ellipsoid_coverage(coverage_runs, delta):
+    theta_star, (theta, gram, _, _), kw = coverage_runs
+    r = C.ellipsoid_radius(delta, bound_theta=1.0, bound_delta_phi=1.0, **kw)
+    inside = jax.vmap(lambda t, g: C.linalg.quad_form(g, theta_star - t) <= r**2)(theta, gram)
+    assert float(jnp.mean(inside)) >= 1 - delta
+    # the radius is conservative but not vacuous: a κ-free version still covers most runs
+    r_free = C.ellipsoid_radius(delta, bound_theta=1.0, bound_delta_phi=1.0, kappa=1.0, **kw)
+    dist = jnp.sqrt(jax.vmap(lambda t, g: linalg.quad_form(g, theta_star - t))(theta, gram))
+    assert float(jnp.quantile(dist, 0.5)) < float(r_free)
+
+
+def test_likelihood_ratio_coverage(coverage_runs):
+    theta_star, (theta, _, X, o), kw = coverage_runs
+    zeta = C.likelihood_ratio_threshold(
+        C.ellipsoid_radius(0.1, bound_theta=1.0, bound_delta_phi=1.0, **kw))
+    gap = jax.vmap(lambda t, x, y: R.btl_nll(theta_star, x, y, kw["lam"])
+                   - R.btl_nll(t, x, y, kw["lam"]))(theta, X, o)
+    assert float(jnp.min(gap)) >= -1e-9  # θ̂ is the minimiser in every run
+    assert float(jnp.mean(gap <= zeta)) >= 0.9
+
+
+class _Quadratic:
+    def __init__(self, centre, gram):
+        self.centre, self.gram = centre, gram
+
+    def __call__(self, theta):
+        return 0.5 * linalg.quad_form(self.gram, theta - self.centre)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_sublevel_solver_matches_closed_form_on_ellipsoid(dtype):
+    X, _ = _problem(dtype)
+    gram = C.gram_matrix(X, 1.0)
+    th, v, r = jnp.asarray([0.3, 0.1, -0.2], dtype), jnp.asarray([0.5, 1.0, -1.5], dtype), 0.8
+    lo, t_lo = LS.sublevel_set_value(_Quadratic(th, gram), th, 0.5 * r**2, v)
+    hi, _ = LS.sublevel_set_value(_Quadratic(th, gram), th, 0.5 * r**2, v, maximize=True)
+    tol = 1e-4 if dtype == jnp.float32 else 1e-9
+    np.testing.assert_allclose(lo, C.pessimistic_value(th, gram, r, v), atol=tol)
+    np.testing.assert_allclose(hi, C.optimistic_value(th, gram, r, v), atol=tol)
+    assert lo.dtype == dtype and t_lo.dtype == dtype
+
+
+def test_likelihood_set_value_brute_force():
+    X, y = _problem()
+    lam, zeta = 1.0, 0.8
+    th, _ = R.fit_btl_mle(X, y, lam=lam)
+    v = jnp.array([1.0, -1.0, 0.5])
+    val, t_min = LS.likelihood_set_value(th, X, y, lam, zeta, v)
+    level = R.btl_nll(th, X, y, lam) + zeta
+    assert float(R.btl_nll(t_min, X, y, lam)) == pytest.approx(float(level), abs=1e-6)
+    # brute force: along each ray from θ̂ find the boundary by bisection, minimise ⟨θ, v⟩
+    u = np.random.default_rng(5).normal(size=(4000, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    nll = jax.jit(jax.vmap(lambda t: R.btl_nll(t, X, y, lam)))
+    lo, hi = np.zeros(len(u)), np.full(len(u), 10.0)
+    for _ in range(50):
+        mid = 0.5 * (lo + hi)
+        ok = np.asarray(nll(th[None, :] + mid[:, None] * u)) <= float(level)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    brute = (np.asarray(th) + lo[:, None] * u) @ np.asarray(v)
+    assert brute.min() >= float(val) - 1e-6
+    assert brute.min() == pytest.approx(float(val), abs=5e-3)
+
+
+def test_mle_stationary_and_matches_scan_update():
+    X, y = _problem()
+    th, hess = R.fit_btl_mle(X, y, lam=0.5)
+    grad = jax.grad(R.btl_nll)(th, X, y, 0.5)
+    np.testing.assert_allclose(grad, 0.0, atol=1e-10)
+    np.testing.assert_allclose(hess, jax.hessian(R.btl_nll)(th, X, y, 0.5), atol=1e-10)
+    state = C.confidence_init(len(y), 3, 0.5, jnp.float64)
+    state, _ = jax.lax.scan(lambda s, a: (C.confidence_update(s, a[0], a[1], 3), None), state,
+                            (X, y))
+    np.testing.assert_allclose(state.gram, C.gram_matrix(X, 0.5), atol=1e-12)
+    np.testing.assert_allclose(state.theta_hat, th, atol=1e-6)
+    assert int(state.count) == len(y)
+
+
+def test_rewards_token_equals_sequence():
+    phi_tok = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3, 2)))
+    th = jnp.array([0.5, -1.0])
+    np.testing.assert_allclose(R.token_reward(th, phi_tok),
+                               R.sequence_reward(th, R.trajectory_features(phi_tok)), rtol=1e-12)
+    assert float(R.btl_prob(th, jnp.zeros(2))) == 0.5
+
+
+def test_bad_input():
+    v, th = jnp.ones(2), jnp.zeros(2)
+    with pytest.raises(ValueError, match="gram"):
+        C.pessimistic_value(th, jnp.array([[1.0, 0.0], [0.0, 0.0]]), 1.0, v)  # singular
+    with pytest.raises(ValueError, match="gram"):
+        C.optimistic_value(th, jnp.array([[1.0, 0.0], [0.0, -1.0]]), 1.0, v)  # not PSD
+    with pytest.raises(ValueError, match="radius"):
+        C.pessimistic_value(th, jnp.eye(2), -0.1, v)
+    with pytest.raises(ValueError, match="delta_phi"):
+        C.pessimistic_value(th, jnp.eye(2), 1.0, jnp.ones(3))
+    with pytest.raises(ValueError, match="gram"):
+        C.pessimistic_value(th, jnp.eye(3), 1.0, v)
+    for delta in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="delta"):
+            C.ellipsoid_radius(delta, d=2, k=1, lam=1.0, bound_theta=1.0, bound_delta_phi=1.0)
+    with pytest.raises(ValueError, match="labels"):
+        R.fit_btl_mle(jnp.ones((3, 2)), jnp.ones(4))
+    with pytest.raises(ValueError, match="radius"):
+        C.likelihood_ratio_threshold(-1.0)
+    with pytest.raises(ValueError, match="direction"):
+        LS.likelihood_set_value(th, jnp.ones((3, 2)), jnp.ones(3), 1.0, 0.5, jnp.ones(3))
