@@ -78,8 +78,8 @@ def test_identities_and_float32():
     (dict(rewards=jnp.array([0.0, 1.0, 2.0])), "shape"),
 ])
 def test_bad_input(bad, match):
-    args = dict(policy_logps=jnp.log(jnp.array([0.5, 0.5])), ref_logps=jnp.log(jnp.array([0.5, 0.5])),
-                rewards=jnp.zeros(2), lengths=jnp.ones(2))
+    half = jnp.log(jnp.array([0.5, 0.5]))
+    args = dict(policy_logps=half, ref_logps=half, rewards=jnp.zeros(2), lengths=jnp.ones(2))
     args.update(bad)
     with pytest.raises(ValueError, match=match):
         exact_alignment_metrics(**args)

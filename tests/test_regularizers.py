@@ -1,4 +1,7 @@
-"""PM regularizers, closed-form optima, pairwise preferences, f-divergences, links (arXiv 2405.16455)."""
+"""PM regularizers, closed-form optima, pairwise preferences, f-divergences, links.
+
+Xiao et al., arXiv 2405.16455.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +17,7 @@ REF = np.array([0.5, 0.3, 0.15, 0.05])
 
 
 def brute_force_max(objective, k):
-    """Independent float64 maximiser of objective(π) over the simplex (SciPy BFGS on log-weights)."""
+    """Independent float64 maximiser of objective(π) on the simplex (SciPy BFGS, log-weights)."""
     def to_simplex(z):
         w = np.exp(z - z.max())
         return w / w.sum()
@@ -213,8 +216,8 @@ def test_pm_divergence_transforms():
 def test_closed_forms_float32_and_vmap():
     r = jnp.asarray(REWARDS, jnp.float32)
     lref = jnp.log(jnp.asarray(REF, jnp.float32))
-    for fn in (lambda: R.kl_rlhf_policy(r, lref, 0.5), lambda: R.conditional_pm_policy(r, lref, 0.1),
-               lambda: R.pm_policy(r)):
+    for fn in (lambda: R.kl_rlhf_policy(r, lref, 0.5),
+               lambda: R.conditional_pm_policy(r, lref, 0.1), lambda: R.pm_policy(r)):
         out = fn()
         assert out.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out)))
     rs = jnp.asarray(np.random.default_rng(3).normal(size=(5, 4)))
@@ -263,8 +266,11 @@ def test_theorem_3_verbatim_matches_pl_only_for_exp():
     (lambda: R.kl_rlhf_policy(jnp.zeros(2), jnp.zeros(2), -1.0), "beta"),
     (lambda: R.pm_divergence(jnp.zeros(2), jnp.zeros(3), jnp.zeros(2), jnp.zeros(2)), "shape"),
     (lambda: R.token_conditional_pm_penalty(jnp.zeros(2), jnp.zeros(2), 1.5), "alpha"),
-    (lambda: R.make_link("down", lambda x: jnp.exp(-x), lambda p: -jnp.log(p), jnp.exp), "increasing"),
-    (lambda: R.make_link("bump", lambda x: 1.0 + jnp.sin(x) ** 2, None, None, 0.0, 3.0), "increasing"),
+    (lambda: R.make_link("down", lambda x: jnp.exp(-x), None, None), "increasing"),
+    (lambda: R.make_link("bump", lambda x: 1 + jnp.sin(x) ** 2, None, None, 0, 3), "increasing"),
+    (lambda: R.make_link("neg", lambda x: x, None, None, -1.0, 1.0), "> 0"),
+    (lambda: R.link_pm_regularizer(jnp.array([0.5]), R.Link("down", lambda x: -x, None, None,
+                                                               -1.0, -0.5)), "increasing"),
     (lambda: R.f_rlhf_policy(jnp.zeros(2), jnp.array([0.5, 0.0]), 1.0, R.forward_kl), "ref_probs"),
 ])
 def test_bad_input_raises(call, match):

@@ -206,8 +206,9 @@ def _collapse(prob, key, n=20000) -> dict:
     p_rm = jax.nn.sigmoid(prob["reward"][a] - prob["reward"][b])
     extreme = lambda q: float(jnp.mean((q < 0.05) | (q > 0.95)))  # noqa: E731
     distinct = a != b
-    return dict(p_ref=np.asarray(p_ref[distinct][:2000]), p_reward=np.asarray(p_rm[distinct][:2000]),
-                frac_extreme_ref=extreme(p_ref[distinct]), frac_extreme_reward=extreme(p_rm[distinct]))
+    p_ref, p_rm = p_ref[distinct], p_rm[distinct]
+    return dict(p_ref=np.asarray(p_ref[:2000]), p_reward=np.asarray(p_rm[:2000]),
+                frac_extreme_ref=extreme(p_ref), frac_extreme_reward=extreme(p_rm))
 
 
 def run(cfg: Config, *, progress=None) -> dict:

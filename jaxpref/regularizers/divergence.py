@@ -22,7 +22,7 @@ def pm_divergence(
     reward_1: Float[Array, "..."],
     reward_2: Float[Array, "..."],
 ) -> Float[Array, "..."]:
-    r"""Instance PM divergence :math:`\mathrm{KL}(\mathrm{Bern}(p_{\rm llm})\,\|\,\mathrm{Bern}(p_{\rm reward}))`.
+    r"""Instance PM divergence KL(Bern(p_llm) ‖ Bern(p_reward)) of a response pair.
 
     With Δ = log π(y₁) − log π(y₂), δ = r(y₁) − r(y₂), p_llm = σ(Δ) and p_reward = σ(δ):
 

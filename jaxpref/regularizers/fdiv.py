@@ -91,7 +91,7 @@ def f_rlhf_policy(
     divergence: FDivergence,
     iters: int = 200,
 ) -> Float[Array, " K"]:
-    r"""Exact maximiser of :math:`\sum_k \pi_k r_k - \beta D_f(\pi\|\pi_{\rm ref})` over the simplex.
+    r"""Exact maximiser of :math:`\sum_k \pi_k r_k - \beta D_f(\pi\|\pi_{\rm ref})` on the simplex.
 
     KKT: π_k = π_ref,k (f')⁻¹((r_k + λ)/β), with λ set by bisection so Σπ = 1 (bracketed by
     λ = βf'(1) − max r and βf'(1) − min r, where every ratio is ≤ 1, resp. ≥ 1).
@@ -128,7 +128,8 @@ def f_rlhf_pairwise_preference(
 ) -> Float[Array, "..."]:
     r"""Eq. (5.3) verbatim: p_ref·p^f_reward renormalised over the pair.
 
-    .. math:: p^f_{\rm reward}(y_1) = \frac{(f')^{-1}(r_1/\beta)}{(f')^{-1}(r_1/\beta)+(f')^{-1}(r_2/\beta)}
+    .. math:: p^f_{\rm reward}(y_1) = \frac{(f')^{-1}(r_1/\beta)}
+              {(f')^{-1}(r_1/\beta)+(f')^{-1}(r_2/\beta)}
 
     Args:
       p_ref: p_ref(y₁) ∈ [0, 1]. reward_1, reward_2: rewards (in the domain of (f')⁻¹(·/β)).

@@ -35,7 +35,8 @@ def pm_regularizer(probs: Float[Array, "..."], c1=0.0, c2=0.0) -> Float[Array, "
       Array([0.       , 0.6931472], dtype=float32)
 
     References: Xiao et al., "On the Algorithmic Bias of Aligning Large Language Models with
-      RLHF: Preference Collapse and Matching Regularization", arXiv 2405.16455, Theorem 1, eq. (3.8).
+      RLHF: Preference Collapse and Matching Regularization", arXiv 2405.16455, Theorem 1,
+      eq. (3.8).
     """
     _validate.probs("probs", probs)
     _validate.finite(c1=c1, c2=c2)
@@ -134,7 +135,8 @@ def token_conditional_pm_penalty(
 
     For each generated token T_i with log π(T_i|x, T_<i) and log π_ref(T_i|x, T_<i):
 
-    .. math:: c_i = \log\pi(T_i) - \log\pi_{\rm ref}(T_i)\,\mathbf 1(\log\pi_{\rm ref}(T_i)\le\log\alpha),
+    .. math:: c_i = \log\pi(T_i)
+              - \log\pi_{\rm ref}(T_i)\,\mathbf 1(\log\pi_{\rm ref}(T_i)\le\log\alpha),
 
     i.e. the entropy term when the reference token log-prob exceeds log α (strict, as in the
     code) and the KL term otherwise. The code's token reward is −β c_i plus the clipped sequence

@@ -70,7 +70,9 @@ def kl_rlhf_policy(
 def conditional_pm_shaped_reward(
     rewards: Float[Array, " K"], ref_logps: Float[Array, " K"], alpha
 ) -> Float[Array, " K"]:
-    r"""Shaped reward of Definition 4.1: :math:`\tilde r = r + \log\pi_{\rm ref}\,\mathbf 1(\pi_{\rm ref}<\alpha)`.
+    r"""Shaped reward of Definition 4.1, r̃ = r + log π_ref · 1(π_ref < α).
+
+    .. math:: \tilde r = r + \log\pi_{\rm ref}\,\mathbf 1(\pi_{\rm ref}<\alpha)
 
     Definition 4.1's objective equals E_π[r̃ − log π] exactly.
 
@@ -93,7 +95,8 @@ def conditional_pm_policy(
     r"""Exact maximiser of conditional PM RLHF (Definition 4.1), as log-probs.
 
     .. math:: \pi^*(y) = \frac{e^{r(y)}\,\rho(y)}{\sum_{y'} e^{r(y')}\,\rho(y')},\qquad
-              \rho(y) = 1 \text{ if } \pi_{\rm ref}(y)\ge\alpha,\ \ \pi_{\rm ref}(y) \text{ otherwise},
+              \rho(y) = 1 \text{ if } \pi_{\rm ref}(y)\ge\alpha,
+              \ \ \pi_{\rm ref}(y) \text{ otherwise},
 
     one normaliser over all K responses; conditional on M(x) = {π_ref ≥ α} it is the PM policy
     (Theorem 4). Proof: ``theory/pm_rlhf.md``.
@@ -121,7 +124,10 @@ def pairwise_preference(logp_1: Float[Array, "..."], logp_2: Float[Array, "..."]
 def kl_rlhf_pairwise_preference(
     p_ref: Float[Array, "..."], p_reward: Float[Array, "..."]
 ) -> Float[Array, "..."]:
-    r"""Eq. (5.2): :math:`p_{\rm rlhf} = \frac{p_{\rm ref}p_{\rm reward}}{p_{\rm ref}p_{\rm reward}+(1-p_{\rm ref})(1-p_{\rm reward})}`.
+    r"""Eq. (5.2), the KL-RLHF pairwise preference from the reference's and the reward's.
+
+    .. math:: p_{\rm rlhf} = \frac{p_{\rm ref}p_{\rm reward}}
+              {p_{\rm ref}p_{\rm reward}+(1-p_{\rm ref})(1-p_{\rm reward})}
 
     Args:
       p_ref: reference preference p_ref(y₁) ∈ [0, 1]; p_reward: p_reward(y₁) = σ((r₁ − r₂)/β)
@@ -168,8 +174,10 @@ def tempered_preference(p_reward: Float[Array, "..."], beta) -> Float[Array, "..
 def preference_collapse_limit(p_ref: Float[Array, "..."], p_reward: Float[Array, "..."]):
     r"""Preference collapse: the limit of eq. (5.2) as β → 0 with p_reward tempered by β.
 
-    .. math:: \lim_{\beta\to0} p_{\rm rlhf} = \begin{cases}1 & p_{\rm reward}>\tfrac12,\ p_{\rm ref}>0\\
-              0 & p_{\rm reward}<\tfrac12,\ p_{\rm ref}<1\\ p_{\rm ref} & p_{\rm reward}=\tfrac12\end{cases}
+    .. math:: \lim_{\beta\to0} p_{\rm rlhf} = \begin{cases}
+              1 & p_{\rm reward}>\tfrac12,\ p_{\rm ref}>0\\
+              0 & p_{\rm reward}<\tfrac12,\ p_{\rm ref}<1\\
+              p_{\rm ref} & p_{\rm reward}=\tfrac12\end{cases}
 
     and at p_ref ∈ {0, 1} eq. (5.2) equals p_ref for every β (Section 5.2). Either way the
     minority response is dropped: preference collapse.
