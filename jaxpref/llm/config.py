@@ -92,8 +92,8 @@ class DecoderConfig:
 
     @classmethod
     def small(cls, **overrides) -> DecoderConfig:
-        """A ~30M-parameter Llama (8 layers, width 512, vocab 32000) for CPU benchmarks."""
-        base = dict(model_type="llama", vocab_size=32000, hidden_size=512,
+        """A ~32M-parameter Llama (8 layers, width 512, 8/4 heads, vocab 8192) for benchmarks."""
+        base = dict(model_type="llama", vocab_size=8192, hidden_size=512,
                     intermediate_size=1408, num_layers=8, num_heads=8, num_kv_heads=4,
                     head_dim=64, max_position_embeddings=2048)
         return cls(**{**base, **overrides})
