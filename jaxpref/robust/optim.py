@@ -10,7 +10,8 @@ stationary for φ. Everything that evolves is an (init, update) pair over a Name
 
 References: Li, Gaur & Aggarwal, arXiv 2602.20457 (projected stochastic composite updates,
   Moreau-envelope stationarity, inexact inner solver); Davis & Drusvyatskiy, "Stochastic
-  model-based minimization of weakly convex functions", arXiv 1803.06523, Thm 3.1 / Sec. 2.2.
+  model-based minimization of weakly convex functions", arXiv 1803.06523 (stochastic projected
+  subgradient rate; Moreau envelope as stationarity measure).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def projected_subgradient_update(
     Returns: the next state.
 
     References: Li, Gaur & Aggarwal, arXiv 2602.20457 (projected stochastic updates);
-      Davis & Drusvyatskiy, arXiv 1803.06523, Algorithm 1 [Reconstruction, theory Eq. (R8)].
+      Davis & Drusvyatskiy, arXiv 1803.06523 (projected stochastic subgradient)
+      [Reconstruction, theory Eq. (R8)].
     """
     key, sub = jax.random.split(state.key)
     g = estimate_gradient(sub, state.theta, problem, rho, num_samples, baseline)
@@ -199,7 +201,7 @@ def moreau_envelope(
     Returns: `MoreauResult`.
 
     References: Li, Gaur & Aggarwal, arXiv 2602.20457 (Moreau-envelope stationarity, inexact
-      proximal subproblem); Davis & Drusvyatskiy, arXiv 1803.06523, Sec. 2.2, Eq. (2.2).
+      proximal subproblem); Davis & Drusvyatskiy, arXiv 1803.06523 (envelope identities).
     """
     _check_common(theta, problem, rho, radius)
     _checks.check_positive("lam", lam)
