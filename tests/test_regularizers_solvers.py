@@ -18,6 +18,9 @@ CASES = {
     "pm": (lambda p: R.pm_regularizer(p, 0.3, 0.0), lambda: R.pm_policy(REWARDS)),
     "cpm": (lambda p: R.conditional_pm_regularizer(p, REF, ALPHA),
             lambda: R.conditional_pm_policy(REWARDS, jnp.log(REF), ALPHA)),
+    # E_π[R] = −β D_f(π ‖ π_ref) with the per-response R_k(π) = −β π_ref,k f(π/π_ref,k)/π
+    "jensen_shannon": (lambda p: -BETA * REF * R.jensen_shannon.f(p / REF) / p,
+                       lambda: jnp.log(R.f_rlhf_policy(REWARDS, REF, BETA, R.jensen_shannon))),
 }
 
 

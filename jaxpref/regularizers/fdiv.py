@@ -81,7 +81,7 @@ def f_divergence(
     _validate.same_shape(probs=probs, ref_probs=ref_probs)
     _validate.probs("probs", probs)
     _validate.probs("ref_probs", ref_probs)
-    return jnp.sum(ref_probs * divergence.f(probs / ref_probs))  # D_f
+    return jnp.sum(ref_probs * divergence.f(probs / ref_probs))  # Sec. 5.1, footnote 10
 
 
 def f_rlhf_policy(
@@ -109,13 +109,18 @@ def f_rlhf_policy(
     _validate.finite(rewards=rewards)
     _validate.probs("ref_probs", ref_probs)
     _validate.beta(beta)
+    return _f_rlhf_policy(rewards, ref_probs, beta, divergence, iters)
+
+
+@jax.jit(static_argnames=("divergence", "iters"))
+def _f_rlhf_policy(rewards, ref_probs, beta, divergence, iters):
     h = divergence.f_prime_inv
     v1 = divergence.f_prime(jnp.ones((), rewards.dtype))
     ratio = lambda lam: h((rewards + lam) / beta)  # noqa: E731
     mass = lambda lam: jnp.sum(ref_probs * ratio(lam))  # noqa: E731
     lo, hi = beta * v1 - jnp.max(rewards), beta * v1 - jnp.min(rewards)
     lam = _bisect_increasing(mass, 1.0, lo, hi, iters)
-    p = ref_probs * ratio(lam)  # KKT of max Σπr − βD_f
+    p = ref_probs * ratio(lam)  # Sec. 5.1, KKT of max Σπr − βD_f: π = π_ref (f')⁻¹((r+λ)/β)
     return p / jnp.sum(p)
 
 

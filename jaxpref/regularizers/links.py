@@ -102,7 +102,7 @@ def generalized_pl_policy(rewards: Float[Array, " K"], link: Link) -> Float[Arra
     _validate.finite(rewards=rewards)
     check_link(link)
     w = link.g(rewards)
-    return w / jnp.sum(w)
+    return w / jnp.sum(w)  # Sec. 3.4, generalised PL model
 
 
 def link_pm_maximiser(
@@ -124,9 +124,14 @@ def link_pm_maximiser(
     _validate.finite(rewards=rewards)
     _validate.beta(scale, "scale")
     check_link(link)
+    return _link_pm_maximiser(rewards, link, scale, iters)
+
+
+@jax.jit(static_argnames=("link", "iters"))
+def _link_pm_maximiser(rewards, link, scale, iters):
     mass = lambda c: jnp.sum(link.g(rewards + c)) / scale  # noqa: E731
     c = _bisect_increasing(mass, 1.0, link.lo - jnp.max(rewards), link.hi - jnp.min(rewards), iters)
-    return link.g(rewards + c) / scale
+    return link.g(rewards + c) / scale  # App. B.1 first-order condition: g⁻¹(sπ_k) = r_k + c
 
 
 def _bisect_increasing(fn, target, lo, hi, iters):

@@ -118,7 +118,7 @@ def pairwise_preference(logp_1: Float[Array, "..."], logp_2: Float[Array, "..."]
     """
     _validate.same_shape(logp_1=logp_1, logp_2=logp_2)
     _validate.finite(logp_1=logp_1, logp_2=logp_2)
-    return jax.nn.sigmoid(logp_1 - logp_2)
+    return jax.nn.sigmoid(logp_1 - logp_2)  # Sec. 6.1: p_llm = π₁/(π₁ + π₂)
 
 
 def kl_rlhf_pairwise_preference(
@@ -156,7 +156,7 @@ def reward_preference(reward_1, reward_2, beta=1.0):
     """
     _validate.beta(beta)
     _validate.finite(reward_1=reward_1, reward_2=reward_2)
-    return jax.nn.sigmoid((jnp.asarray(reward_1) - jnp.asarray(reward_2)) / beta)
+    return jax.nn.sigmoid((jnp.asarray(reward_1) - jnp.asarray(reward_2)) / beta)  # Sec. 5.1
 
 
 def tempered_preference(p_reward: Float[Array, "..."], beta) -> Float[Array, "..."]:
