@@ -1,0 +1,158 @@
+"""Min-max step, exploration rules, Stackelberg game, testbeds and loop of jaxpref.pbpo."""
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpref import linalg
+from jaxpref.pbpo import envs, exploration, loop, minmax
+from jaxpref.pbpo import confidence as C
+
+
+def _gram(d=2, seed=0):
+    X = np.random.default_rng(seed).normal(size=(6, d))
+    return jnp.asarray(np.eye(d) + X.T @ X)
+
+
+def test_minmax_finite_against_boundary_enumeration():
+    rng = np.random.default_rng(1)
+    gram, th, r = _gram(), jnp.array([0.5, -0.3]), 0.9
+    feats = jnp.asarray(rng.normal(size=(7, 2)))
+    ref = jnp.asarray(rng.normal(size=2))
+    idx, values = minmax.minmax_finite(th, gram, r, feats, ref)
+    ang = np.linspace(0, 2 * np.pi, 20001)
+    L = np.linalg.cholesky(np.asarray(gram))
+    thetas = np.asarray(th) + r * np.linalg.solve(L.T, np.stack([np.cos(ang), np.sin(ang)])).T
+    brute = (thetas @ (np.asarray(feats) - np.asarray(ref)).T).min(0)  # min over θ per policy
+    np.testing.assert_allclose(values, brute, atol=1e-6)
+    assert int(idx) == int(np.argmax(brute))
+
+
+def test_minmax_responses_keep_reference_and_switch():
+    phi = jnp.array([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # one context, three responses
+    ref = jnp.array([[1.0, 0.0, 0.0]])
+    th = jnp.array([0.3, 0.1])
+    wide = minmax.minmax_responses_unchecked(th, jnp.eye(2), 5.0, phi, ref)
+    np.testing.assert_array_equal(wide, ref)  # no confident improvement: stay with π_ref
+    narrow = minmax.minmax_responses_unchecked(th, 100 * jnp.eye(2), 1.0, phi, ref)
+    np.testing.assert_array_equal(narrow, [[0.0, 1.0, 0.0]])  # 0.3 − 0.1 > 0
+    opt = minmax.minmax_responses_unchecked(th, jnp.eye(2), 5.0, phi, ref, sign=1.0)
+    np.testing.assert_array_equal(opt, [[0.0, 1.0, 0.0]])  # optimism ties broken by θ̂
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_enhancer_scores_hand_and_loop(dtype):
+    phi = jnp.asarray([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], dtype)
+    s = exploration.enhancer_scores(jnp.eye(2, dtype=dtype), phi, jnp.asarray([1.0, 0, 0], dtype))
+    np.testing.assert_allclose(s, [0.0, 1.0, 4.0], rtol=1e-6)
+    assert s.dtype == dtype
+    gram, p = _gram().astype(dtype), jnp.asarray([0.2, 0.5, 0.3], dtype)
+    got = exploration.enhancer_scores(gram, phi, p)
+    ginv = np.linalg.inv(np.asarray(gram, np.float64))  # independent float64 reference
+    ref = [sum(p[i] * (phi[i] - phi[j]) @ ginv @ (phi[i] - phi[j]) for i in range(3))
+           for j in range(3)]
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_optimistic_scores_are_optimistic_values():
+    phi = jnp.asarray(np.random.default_rng(2).normal(size=(4, 2)))
+    p, th, gram = jnp.full(4, 0.25), jnp.array([0.1, 0.4]), _gram()
+    got = exploration.optimistic_scores(th, gram, 0.7, phi, p)
+    want = C.optimistic_value(th, gram, 0.7, phi - (p @ phi)[None, :])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_exploration_bad_input():
+    with pytest.raises(ValueError, match="ref_probs"):
+        exploration.enhancer_scores(jnp.eye(2), jnp.ones((3, 2)), jnp.ones(4))
+    with pytest.raises(ValueError, match="gram"):
+        exploration.enhancer_scores(jnp.zeros((2, 2)), jnp.ones((3, 2)), jnp.ones(3))
+    with pytest.raises(ValueError, match="radius"):
+        exploration.optimistic_scores(jnp.zeros(2), jnp.eye(2), -1.0, jnp.ones((3, 2)),
+                                      jnp.ones(3))
+    with pytest.raises(ValueError, match="ref_features"):
+        minmax.minmax_finite(jnp.zeros(2), jnp.eye(2), 1.0, jnp.ones((3, 2)), jnp.ones(3))
+
+
+def test_stackelberg_converges_to_penalised_saddle():
+    """Softmax policy over 3 responses; penalty ½‖θ − θ̂‖²_Σ. The follower's best response is
+    θ̂ − Σ⁻¹u/η, so the game value is max_p ⟨θ̂, u(p)⟩ − ‖u(p)‖²_{Σ⁻¹}/(2η), u(p) = Φᵀp − φ_ref;
+    compared with a dense grid over the simplex."""
+    phi = jnp.array([[2.0, 0.0], [0.0, 2.0], [-2.0, -2.0]])  # interior optimum (p ≈ .45,.36,.19)
+    phi_ref, th_hat, gram, eta = jnp.zeros(2), jnp.array([0.5, 0.2]), _gram(), 0.2
+    params = {"policy": {"logits": jnp.zeros(3)}, "reward": {"theta": th_hat}}
+
+    def adv(psi, rew):
+        return jnp.dot(rew["theta"], jax.nn.softmax(psi["logits"]) @ phi - phi_ref)
+
+    def penalty(rew):
+        return 0.5 * linalg.quad_form(gram, rew["theta"] - th_hat)
+
+    step = jax.jit(functools.partial(minmax.stackelberg_update, advantage_fn=adv,
+                                     penalty_fn=penalty, penalty_weight=eta, policy_lr=0.5,
+                                     reward_lr=0.05, reward_steps=200))
+    state = minmax.stackelberg_init(params["policy"], params["reward"])
+    for _ in range(300):
+        state = step(state)
+    grid = np.array([(a, b, 1 - a - b) for a, b in itertools.product(np.linspace(0, 1, 301),
+                                                                     repeat=2) if a + b <= 1])
+    u = grid @ np.asarray(phi) - np.asarray(phi_ref)
+    ginv = np.linalg.inv(np.asarray(gram))
+    game = u @ np.asarray(th_hat) - np.einsum("ni,ij,nj->n", u, ginv, u) / (2 * eta)
+    u_p = jax.nn.softmax(state.policy_params["logits"]) @ phi - phi_ref
+    achieved = float(u_p @ th_hat - linalg.mahalanobis_sq(gram, u_p) / (2 * eta))
+    assert achieved == pytest.approx(game.max(), abs=2e-3)
+    np.testing.assert_allclose(state.reward_params["theta"],
+                               th_hat - linalg.psd_solve(gram, u_p) / eta, atol=1e-4)
+    assert int(state.step) == 300
+
+
+def test_envs_values_and_token_features():
+    env = envs.token_mdp(jax.random.PRNGKey(0), num_contexts=3, vocab=2, horizon=3, d=4,
+                         dtype=jnp.float64)
+    assert env.features.shape == (3, 8, 4)
+    tok = envs.token_features(jax.random.PRNGKey(0), num_contexts=3, vocab=2, horizon=3, d=4,
+                              dtype=jnp.float64)
+    np.testing.assert_allclose(jnp.linalg.norm(tok, axis=-1), 1.0, rtol=1e-12)
+    # sequences sharing a prefix share the per-step features of that prefix
+    np.testing.assert_allclose(tok[:, 0, :2], tok[:, 1, :2])
+    r = np.asarray(env.features @ env.theta_star)
+    uniform = jnp.full((3, 8), 1 / 8)
+    assert float(envs.policy_value(env, uniform)) == pytest.approx(r.mean())
+    assert float(envs.optimal_value(env)) == pytest.approx(r.max(1).mean())
+    labels = jax.vmap(lambda k: envs.btl_label(k, jnp.array([1.0]), jnp.array([1.0]),
+                                               jnp.array([0.0])))(jax.random.split(
+        jax.random.PRNGKey(1), 4000))
+    assert float(labels.mean()) == pytest.approx(float(jax.nn.sigmoid(1.0)), abs=0.03)
+
+
+@pytest.fixture(scope="module")
+def small_runs():
+    env = envs.dueling_bandit(jax.random.PRNGKey(3), num_contexts=8, num_arms=5, d=3)
+    cfg = loop.LoopConfig(num_episodes=96, kappa=1.0)
+    run = jax.jit(jax.vmap(loop.run_loop, in_axes=(None, None, None, 0)), static_argnums=2)
+    prms = jax.tree.map(lambda *a: jnp.stack(a),
+                        *[loop.loop_params(m, dim=3) for m in ("pbpo", "greedy")])
+    return env, cfg, run(jax.random.PRNGKey(4), env, cfg, prms)
+
+
+def test_loop_regret_properties(small_runs):
+    env, cfg, regrets = small_runs
+    assert regrets.shape == (2, cfg.num_episodes)
+    assert float(regrets.min()) >= -1e-6  # J(π*) ≥ J(π_k)
+    first = float(envs.optimal_value(env) - envs.policy_value(env, jnp.full((8, 5), 0.2)))
+    np.testing.assert_allclose(regrets[:, 0], first, rtol=1e-5)  # π_1 is uniform
+    pbpo, greedy = np.asarray(regrets).sum(1)
+    assert pbpo < greedy
+
+
+def test_loop_single_equals_batched(small_runs):
+    env, cfg, regrets = small_runs
+    single = loop.run_loop(jax.random.PRNGKey(4), env, cfg, loop.loop_params("pbpo", dim=3))
+    np.testing.assert_allclose(single, regrets[0], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="method"):
+        loop.loop_params("nope", dim=3)
