@@ -177,6 +177,10 @@ def _robust_pair_value(h, pref, rho):
     return pair_loss(h, pref) + _sensitivity_excess(h, pref, rho)  # Eq. (R4)
 
 
+def _excess_pair_value(h, pref, rho):
+    return _sensitivity_excess(h, pref, rho)  # Eq. (R4)
+
+
 def _abs_pair_value(h, pref, rho):
     return jnp.abs(h)
 
@@ -225,7 +229,7 @@ def robust_penalty(theta: Float[Array, " d"], problem: PreferenceProblem, rho) -
     """
     check_theta(theta, problem)
     _checks.check_nonnegative("rho", rho)
-    return _expectation(theta, problem, rho) - _expectation(theta, problem, 0.0)
+    return _expectation(theta, problem, rho, _excess_pair_value)  # Eq. (R5), second term
 
 
 def sensitivity_penalty(theta: Float[Array, " d"], problem: PreferenceProblem) -> Float[Array, ""]:
