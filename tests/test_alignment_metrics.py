@@ -8,7 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpref.metrics.alignment import exact_alignment_metrics, sampled_alignment_metrics
+from jaxpref.metrics.alignment import (
+    alignment_metrics_from_samples,
+    exact_alignment_metrics,
+    sampled_alignment_metrics,
+)
 from jaxpref.regularizers import pm_policy
 
 RNG = np.random.default_rng(0)
@@ -58,6 +62,22 @@ def test_sampled_agrees_with_exact():
     for k in exact._fields:
         np.testing.assert_allclose(getattr(est, k), getattr(exact, k), rtol=0.03, atol=3e-3,
                                    err_msg=k)
+
+
+def test_from_samples_hand_case_and_consistency():
+    half, quarter = np.log(0.5), np.log(0.25)
+    got = alignment_metrics_from_samples(
+        jnp.array([half]), jnp.array([quarter]), jnp.array([quarter]), jnp.array([half]),
+        jnp.array([1.0]), jnp.array([0.0]), jnp.array([1.0]), jnp.array([2.0]))
+    p, q = 2 / 3, 1 / (1 + np.exp(-1.0))  # σ(log 2), σ(1)
+    np.testing.assert_allclose(got.pm_divergence,
+                               p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)), rtol=1e-12)
+    np.testing.assert_allclose(got.length, 1.5)
+    np.testing.assert_allclose(got.perplexity, (2.0 + 2.0) / 2, rtol=1e-12)  # ½^-1, (¼)^-½
+    np.testing.assert_allclose(got.entropy, (np.log(2) + np.log(4)) / 2, rtol=1e-12)
+    np.testing.assert_allclose(got.kl, (np.log(2) - np.log(2)) / 2, atol=1e-12)
+    with pytest.raises(ValueError, match="length_2"):
+        alignment_metrics_from_samples(*(jnp.array([-1.0]),) * 6, jnp.ones(1), jnp.zeros(1))
 
 
 def test_identities_and_float32():

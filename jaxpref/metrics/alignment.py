@@ -106,11 +106,53 @@ def sampled_alignment_metrics(
 
 @jax.jit(static_argnames="n")
 def _sampled(key, logp, ref_logp, rewards, lengths, n):
-    idx = jax.random.categorical(key, logp, shape=(2, n))
-    a, b = idx
-    pm = jnp.mean(_pm_divergence(logp[a], logp[b], rewards[a], rewards[b]))
-    flat = idx.reshape(-1)
-    ppl, surprisal, ratio = _per_sample(logp[flat], ref_logp[flat], lengths[flat])
+    a, b = jax.random.categorical(key, logp, shape=(2, n))
+    return _from_samples(logp[a], logp[b], ref_logp[a], ref_logp[b], rewards[a], rewards[b],
+                         lengths[a], lengths[b])
+
+
+def alignment_metrics_from_samples(
+    policy_logp_1: Float[Array, " n"],
+    policy_logp_2: Float[Array, " n"],
+    ref_logp_1: Float[Array, " n"],
+    ref_logp_2: Float[Array, " n"],
+    reward_1: Float[Array, " n"],
+    reward_2: Float[Array, " n"],
+    length_1: Float[Array, " n"],
+    length_2: Float[Array, " n"],
+) -> AlignmentMetrics:
+    r"""The five columns from n sampled pairs (y₁, y₂) ~ π, as on an LLM (one pair per prompt).
+
+    PM divergence: mean instance divergence over the pairs; length, perplexity, entropy and KL:
+    means of |y|, π(y)^{-1/|y|}, −log π(y), log π(y)/π_ref(y) over all 2n responses.
+
+    Args:
+      policy_logp_*, ref_logp_*: (n,) sequence log-probs under π and π_ref.
+      reward_*: (n,) rewards (r_θ/β). length_*: (n,) token counts > 0.
+    Returns:
+      ``AlignmentMetrics`` of scalars.
+
+    References: Xiao et al., arXiv 2405.16455, Section 6.1.
+    """
+    arrays = dict(policy_logp_1=policy_logp_1, policy_logp_2=policy_logp_2, ref_logp_1=ref_logp_1,
+                  ref_logp_2=ref_logp_2, reward_1=reward_1, reward_2=reward_2,
+                  length_1=length_1, length_2=length_2)
+    _validate.same_shape(**arrays)
+    _validate.vector("policy_logp_1", policy_logp_1)
+    for k in ("policy_logp_1", "policy_logp_2", "ref_logp_1", "ref_logp_2"):
+        _validate.logps(k, arrays[k])
+    _validate.finite(reward_1=reward_1, reward_2=reward_2)
+    _checks.check_positive("length_1", length_1)
+    _checks.check_positive("length_2", length_2)
+    return _from_samples(*arrays.values())
+
+
+@jax.jit
+def _from_samples(logp_1, logp_2, ref_1, ref_2, reward_1, reward_2, length_1, length_2):
+    pm = jnp.mean(_pm_divergence(logp_1, logp_2, reward_1, reward_2))  # Sec. 6.1
+    cat = lambda u, v: jnp.concatenate([u, v])  # noqa: E731
+    lengths = cat(length_1, length_2)
+    ppl, surprisal, ratio = _per_sample(cat(logp_1, logp_2), cat(ref_1, ref_2), lengths)
     return AlignmentMetrics(
-        pm, jnp.mean(lengths[flat]), jnp.mean(ppl), jnp.mean(surprisal), jnp.mean(ratio)
+        pm, jnp.mean(lengths), jnp.mean(ppl), jnp.mean(surprisal), jnp.mean(ratio)
     )
