@@ -146,3 +146,17 @@ def test_bad_input(problem):
         robust.robust_sail_gradient_estimate(jax.random.key(0), theta, problem, 0.1, 0)
     with pytest.raises(ValueError, match="theta0"):
         robust.proximal_point_init(jnp.array([jnp.nan, 0.0]), 1.0)
+
+
+def test_proximal_point_scans_and_jits_whole(problem):
+    rho, lam, radius = 0.3, 0.5, 3.0
+    update = functools.partial(robust.proximal_point_update, problem=problem, rho=rho, lam=lam,
+                               radius=radius, delta=1e-5)
+    s0 = robust.proximal_point_init(jnp.array([2.0, -2.0]), radius)
+    s_scan, _ = jax.jit(lambda s: jax.lax.scan(lambda c, _: (update(c), None), s, None,
+                                                length=3))(s0)
+    s_loop = s0
+    for _ in range(3):
+        s_loop = update(s_loop)
+    np.testing.assert_allclose(s_scan.theta, s_loop.theta, rtol=1e-9, atol=1e-12)
+    assert int(s_scan.step) == 3
