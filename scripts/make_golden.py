@@ -13,15 +13,19 @@ Run (torch is never a jaxpref dependency; a CPU build exists for Python 3.11)::
     python3 -m venv /work/torchvenv
     /work/torchvenv/bin/pip install torch==2.13.0 transformers safetensors numpy
     /work/torchvenv/bin/python scripts/make_golden.py
+
+``--verify DIR`` checks the other direction: for each family sub-directory of DIR written by
+``jaxpref.llm.hf_io.save_pretrained``, transformers must load it and reproduce the golden logits.
 """
 
+import argparse
 import json
 import pathlib
 
 import numpy as np
 import torch
 import transformers
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "tests" / "golden"
 LENGTHS = (8, 5, 3)
@@ -85,7 +89,29 @@ def make_family(name, cfg_cls, model_cls, kwargs, shard_size, gen):
     print(name, files, json.dumps(LENGTHS))
 
 
+def verify(root):
+    """transformers reads jaxpref-written checkpoints and reproduces the golden logits."""
+    for name, (_, model_cls, _, _) in FAMILIES.items():
+        model = getattr(transformers, model_cls).from_pretrained(
+            pathlib.Path(root) / name, attn_implementation="eager").double().eval()
+        expected = load_file(str(OUT / name / "expected.safetensors"))
+        worst = 0.0
+        for i in range(len(LENGTHS)):
+            with torch.no_grad():
+                ids = torch.from_numpy(expected[f"ids_{i}"])[None]
+                logits = model(input_ids=ids).logits[0].numpy()
+            worst = max(worst, float(np.abs(logits - expected[f"logits_{i}"]).max()))
+        print(f"{name}: max |logit difference| {worst:.2e}")
+        assert worst < 1e-6, name
+
+
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--verify", default=None)
+    args = parser.parse_args()
+    if args.verify:
+        verify(args.verify)
+        return
     gen = torch.Generator().manual_seed(0)
     for name, spec in FAMILIES.items():
         make_family(name, *spec, gen)

@@ -47,7 +47,8 @@ def adapted(seed=1, target=r"attn\.(q|v)_proj|mlp\.down_proj"):
 def randomize_b(model):
     _, lora, _ = nnx.split(model, LoRAParam, ...)
     keys = iter(jax.random.split(jax.random.key(7), 100))
-    nnx.update(model, jax.tree.map(lambda x: 0.3 * jax.random.normal(next(keys), x.shape, x.dtype), lora))
+    draw = lambda x: 0.3 * jax.random.normal(next(keys), x.shape, x.dtype)  # noqa: E731
+    nnx.update(model, jax.tree.map(draw, lora))
 
 
 def test_targets_and_identity_at_init(base):

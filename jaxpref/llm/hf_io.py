@@ -22,7 +22,13 @@ from flax import nnx
 from jaxpref.llm.config import DecoderConfig, load_config
 from jaxpref.llm.model import Decoder
 from jaxpref.llm.safetensors_io import SafetensorsFile, save_file
-from jaxpref.llm.sharding import LOGICAL_RULES, path_name, flat_variables, map_variables, variable_spec
+from jaxpref.llm.sharding import (
+    LOGICAL_RULES,
+    flat_variables,
+    map_variables,
+    path_name,
+    variable_spec,
+)
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"

@@ -71,7 +71,7 @@ class Embed(nnx.Module):
 
 
 class RMSNorm(nnx.Module):
-    """x / sqrt(mean(x²) + ε) · w, computed in at least float32 (Zhang & Sennrich, 1910.07467)."""
+    """x / sqrt(mean(x²) + ε) · w in at least float32 (Zhang & Sennrich, arXiv 1910.07467)."""
 
     def __init__(self, width, eps, *, dtype):
         self.weight = _const((width,), ("norm",), dtype, 1.0)

@@ -38,7 +38,8 @@ def sequence_logps(model, input_ids, attention_mask, loss_mask):
     """
     check_same_shape(input_ids=input_ids, attention_mask=attention_mask, loss_mask=loss_mask)
     if len(shape_of("input_ids", input_ids)) != 2:
-        raise ValueError(f"input_ids: expected shape (B, L), got {shape_of('input_ids', input_ids)}")
+        shape = shape_of("input_ids", input_ids)
+        raise ValueError(f"input_ids: expected shape (B, L), got {shape}")
     logits = model(input_ids, attention_mask)
     per_token = token_logps(logits, input_ids)
     mask = (loss_mask * attention_mask).astype(bool)

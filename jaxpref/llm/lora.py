@@ -1,6 +1,6 @@
 """Low-rank adapters (LoRA; Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models",
-arXiv 2106.09685, Eq. 3): a frozen kernel W gains ΔW = (α/r)·A B, A ∈ ℝ^{d_in×r}, B ∈ ℝ^{r×d_out},
-B = 0 at initialisation so the adapted model starts equal to the base model.
+arXiv 2106.09685, Eq. 3): a frozen kernel W gains ΔW = (α/r)·A B with A ∈ ℝ^{d_in×r},
+B ∈ ℝ^{r×d_out} and B = 0 at initialisation, so the adapted model starts equal to the base.
 
 Adapters are ``LoRAParam`` variables on the targeted :class:`~jaxpref.llm.layers.Linear` layers,
 so ``nnx`` filters select them: ``nnx.Optimizer(model, tx, wrt=LoRAParam)`` trains adapters only,
