@@ -276,3 +276,18 @@ def test_theorem_3_verbatim_matches_pl_only_for_exp():
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_gradients_and_dtypes():
+    r, lref = jnp.asarray(REWARDS), jnp.log(jnp.asarray(REF))
+    check_grads(lambda x: R.kl_rlhf_policy(x, lref, 0.5), (r,), order=2, modes=["fwd", "rev"])
+    check_grads(lambda x: R.conditional_pm_policy(x, lref, 0.1), (r,), order=2, modes=["rev"])
+    p = jnp.array([0.2, 0.7])
+    check_grads(lambda q: R.pm_regularizer(q, 0.1, 0.2), (p,), order=2, modes=["rev"])
+    check_grads(lambda q: R.conditional_pm_regularizer(q, jnp.array([0.05, 0.5]), 0.1), (p,),
+                order=2, modes=["rev"])
+    for dt in (jnp.float32, jnp.float64):
+        q = p.astype(dt)
+        assert R.pm_regularizer(q).dtype == dt
+        assert R.kl_regularizer(q, q[::-1], 0.5).dtype == dt
+        assert R.link_pm_regularizer(q, R.sigmoid_link).dtype == dt
