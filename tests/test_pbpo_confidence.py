@@ -38,7 +38,8 @@ def test_values_hand_case():
 def test_values_against_boundary_brute_force(dtype):
     X, _ = _problem(dtype)
     gram = C.gram_matrix(X, 0.5)
-    theta_hat, v, r = jnp.asarray([0.2, -0.1, 0.4], dtype), jnp.asarray([1.0, -2.0, 0.5], dtype), 0.7
+    theta_hat, r = jnp.asarray([0.2, -0.1, 0.4], dtype), 0.7
+    v = jnp.asarray([1.0, -2.0, 0.5], dtype)
     pts = _boundary(theta_hat, gram, r)
     brute = pts @ np.asarray(v, np.float64)
     pess = C.pessimistic_value(theta_hat, gram, r, v)

@@ -105,7 +105,8 @@ def _check_set(theta_hat, gram, radius, vec, vec_name):
     (d,) = _checks.check_ndim("theta_hat", theta_hat, 1)
     linalg.check_psd("gram", gram)
     if np.shape(gram) != (d, d):
-        raise ValueError(f"gram: expected shape ({d}, {d}) to match theta_hat, got {np.shape(gram)}")
+        raise ValueError(
+            f"gram: expected shape ({d}, {d}) to match theta_hat, got {np.shape(gram)}")
     shape = _checks.shape_of(vec_name, vec)
     if len(shape) < 1 or shape[-1] != d:
         raise ValueError(f"{vec_name}: last axis must have size d={d}, got shape {shape}")

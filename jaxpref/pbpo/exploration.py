@@ -19,7 +19,8 @@ def _check_responses(gram, phi, ref_probs):
     if _checks.shape_of("gram", gram) != (d, d):
         raise ValueError(f"gram: expected shape ({d}, {d}) to match phi, got {jnp.shape(gram)}")
     if _checks.shape_of("ref_probs", ref_probs) != (y,):
-        raise ValueError(f"ref_probs: expected shape ({y},) to match phi, got {jnp.shape(ref_probs)}")
+        raise ValueError(
+            f"ref_probs: expected shape ({y},) to match phi, got {jnp.shape(ref_probs)}")
     _checks.check_finite("phi", phi)
     _checks.check_nonnegative("ref_probs", ref_probs)
 

@@ -42,7 +42,9 @@ def trajectory_features(phi_tokens: Float[Array, "... H d"]) -> Float[Array, "..
     return jnp.sum(phi_tokens, axis=-2)  # φ(τ) = Σ_h φ(s_h, a_h)
 
 
-def token_reward(theta: Float[Array, " d"], phi_tokens: Float[Array, "... H d"]) -> Float[Array, "..."]:
+def token_reward(
+    theta: Float[Array, " d"], phi_tokens: Float[Array, "... H d"]
+) -> Float[Array, "..."]:
     """Token-level linear reward r_θ(τ) = Σ_{h=1}^H ⟨θ, φ(s_h, a_h)⟩.
 
     Args:
