@@ -159,13 +159,8 @@ def optimise_tabular(shaped, init_table, lang, num_steps: int, learning_rate: fl
     return jax.jit(jax.vmap(run_one))(shaped)
 
 
-def _metrics_row(key, logp, prob, reward, num_samples):
-    args = (logp, prob["ref_logps"], reward, prob["lengths"])
-    exact = exact_alignment_metrics(*args)._asdict()
-    sampled = sampled_alignment_metrics(key, *args, num_samples)._asdict()
-    ref_ppl = jnp.sum(jnp.exp(logp) * jnp.exp(-prob["ref_logps"] / prob["lengths"]))
-    return {k: float(v) for k, v in exact.items()}, {k: float(v) for k, v in sampled.items()}, \
-        float(ref_ppl)
+def _floats(metrics) -> dict:
+    return {k: float(v) for k, v in metrics._asdict().items()}
 
 
 def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
@@ -174,13 +169,17 @@ def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
     stacked = jnp.stack([shaped[n] for n in names])
     tables = optimise_tabular(stacked, prob["ref_table"], prob["lang"], cfg.num_steps,
                               cfg.learning_rate)
+    extra = (prob["ref_logps"], prob["reward"] / beta, prob["lengths"])
     rows = []
     for i, name in enumerate(names):
         closed = gibbs_policy(stacked[i])
         logp = sequence_logps(tables[i], prob["lang"])
-        exact, sampled, ref_ppl = _metrics_row(jax.random.fold_in(key, i), logp, prob,
-                                               prob["reward"] / beta, cfg.num_samples)
-        closed_exact, _, _ = _metrics_row(key, closed, prob, prob["reward"] / beta, 1)
+        exact = _floats(exact_alignment_metrics(logp, *extra))
+        sampled = _floats(sampled_alignment_metrics(jax.random.fold_in(key, i), logp, *extra,
+                                                    cfg.num_samples))
+        closed_exact = _floats(exact_alignment_metrics(closed, *extra))
+        # perplexity of the policy's samples under the reference (how "natural" they read)
+        ref_ppl = float(jnp.sum(jnp.exp(logp) * jnp.exp(-prob["ref_logps"] / prob["lengths"])))
         gap = float(jnp.max(jnp.abs(jnp.exp(logp) - jnp.exp(closed))))
         rows.append(dict(beta=beta, method=name, exact=exact, sampled=sampled,
                          closed_form=closed_exact, ref_perplexity=ref_ppl,
