@@ -49,6 +49,7 @@ class Config:
     ref_temperature: float = 1.0             # reference table logits N(0, 1)/temperature
     reward_scale: float = 0.1                # standard deviation of r_θ over sequences
     num_steps: int = 600                     # Adam steps on the tabular policy
+    estimator: str = "exact"                 # "exact" expectation or sampled "reinforce"
     learning_rate: float = 0.1
     num_samples: int = 4000                  # pairs for the sampled metrics
     seed: int = 0
@@ -138,22 +139,42 @@ def _shaped_rewards(prob: dict, cfg: Config, beta: float) -> dict:
     return out
 
 
-def optimise_tabular(shaped, init_table, lang, num_steps: int, learning_rate: float):
-    """Adam on −E_π[r̃ − log π] for M tabular policies at once; returns (M, nodes, tokens)."""
-    opt = optax.adam(learning_rate)
+def exact_objective_loss(table, rt, lang, key=None):
+    """−E_π[r̃ − log π] by enumeration (the exact expectation)."""
+    logp = sequence_logps(table, lang)
+    return -jnp.sum(jnp.exp(logp) * (rt - logp))
 
-    def loss(table, rt):
-        logp = sequence_logps(table, lang)
-        return -jnp.sum(jnp.exp(logp) * (rt - logp))
+
+def reinforce_objective_loss(table, rt, lang, key, num_samples: int = 64):
+    """Surrogate of −E_π[r̃ − log π] from sampled sequences (REINFORCE, leave-one-out baseline).
+
+    As in the official trainer, the penalty uses the log-probs of the *sampled* tokens
+    (Σ_i log π(T_i|·) = log π(y)): f_j = r̃(y_j) − log π(y_j); the pathwise term −log π(y_j)
+    has mean zero but is kept so the estimate is unbiased for any table.
+    """
+    logp = sequence_logps(table, lang)
+    idx = jax.random.categorical(key, jax.lax.stop_gradient(logp), shape=(num_samples,))
+    f = jax.lax.stop_gradient(rt[idx] - logp[idx])
+    baseline = (jnp.sum(f) - f) / (num_samples - 1)
+    return -(jnp.mean((f - baseline) * logp[idx]) - jnp.mean(logp[idx]))
+
+
+def optimise_tabular(shaped, init_table, lang, num_steps: int, learning_rate: float,
+                     estimator: str = "exact", key=None):
+    """Adam on the objective of each shaped reward (M at once); returns (M, nodes, tokens)."""
+    loss = {"exact": exact_objective_loss, "reinforce": reinforce_objective_loss}[estimator]
+    opt = optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.05)
+                     if estimator == "reinforce" else learning_rate)
+    keys = jax.random.split(jax.random.key(0) if key is None else key, num_steps)
 
     def run_one(rt):
-        def step(carry, _):
+        def step(carry, k):
             table, state = carry
-            grad = jax.grad(loss)(table, rt)
+            grad = jax.grad(loss)(table, rt, lang, k)
             upd, state = opt.update(grad, state, table)
             return (optax.apply_updates(table, upd), state), None
 
-        (table, _), _ = jax.lax.scan(step, (init_table, opt.init(init_table)), None, num_steps)
+        (table, _), _ = jax.lax.scan(step, (init_table, opt.init(init_table)), keys)
         return table
 
     return jax.jit(jax.vmap(run_one))(shaped)
@@ -168,7 +189,7 @@ def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
     names = list(shaped)
     stacked = jnp.stack([shaped[n] for n in names])
     tables = optimise_tabular(stacked, prob["ref_table"], prob["lang"], cfg.num_steps,
-                              cfg.learning_rate)
+                              cfg.learning_rate, cfg.estimator, jax.random.fold_in(key, 10**6))
     extra = (prob["ref_logps"], prob["reward"] / beta, prob["lengths"])
     rows = []
     for i, name in enumerate(names):
