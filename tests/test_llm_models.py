@@ -18,7 +18,7 @@ from jaxpref.llm.logps import sequence_logps
 from jaxpref.llm.safetensors_io import SafetensorsFile, save_file
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
-FAMILIES = ("llama2", "llama3", "qwen2", "mistral", "gpt2")
+FAMILIES = ("llama2", "llama3", "qwen2", "mistral", "llama_bias", "gpt2")
 TOL = 1e-4
 
 
@@ -111,6 +111,9 @@ def test_config_round_trip_and_hf_fields():
     assert load_config(GOLDEN / "qwen2").qkv_bias and not load_config(GOLDEN / "qwen2").o_bias
     assert load_config(GOLDEN / "mistral").sliding_window == 4
     assert load_config(GOLDEN / "gpt2").intermediate_size == 128
+    bias = load_config(GOLDEN / "llama_bias")
+    assert bias.o_bias and bias.mlp_bias and bias.head_dim == 16 and bias.num_kv_heads == 1
+    assert (bias.rope.rope_type, bias.rope.factor) == ("linear", 2.0)
 
 
 def test_legacy_rope_scaling_spelling():
@@ -265,3 +268,12 @@ def test_random_init_forward_float64():
                     rngs=nnx.Rngs(0))
     out = model(jnp.array([[1, 2, 3, 4, 5]]))
     assert out.shape == (1, 5, 96) and out.dtype == jnp.float64
+
+
+def test_bad_token_ids_and_too_long_inputs(models):
+    with pytest.raises(ValueError, match=r"token ids must be in \[0, 96\), got range \[3, 96\]"):
+        models["llama2"](jnp.array([[3, 96]]))
+    with pytest.raises(ValueError, match="max_position_embeddings=64"):
+        models["gpt2"](jnp.zeros((1, 65), jnp.int32))
+    with pytest.raises(ValueError, match=r"expected shape \(B, L\)"):
+        models["gpt2"](jnp.zeros((65,), jnp.int32))

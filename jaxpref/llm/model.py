@@ -15,8 +15,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from jaxpref._checks import is_concrete
 from jaxpref.llm.config import DecoderConfig
 from jaxpref.llm.layers import (
     Embed,
@@ -136,6 +138,7 @@ class Decoder(nnx.Module):
         )
 
     def __call__(self, input_ids, attention_mask=None, *, positions=None, cache=None):
+        self._check(input_ids, cache)
         mask = _default_mask(input_ids, attention_mask)
         positions = position_ids(mask) if positions is None else positions
         allowed, index, valid = self._allowed(mask, cache)
@@ -156,6 +159,22 @@ class Decoder(nnx.Module):
             return logits
         index = index + input_ids.shape[1]
         return logits, KVCache(tuple(k for k, _ in new), tuple(v for _, v in new), valid, index)
+
+    def _check(self, input_ids, cache):
+        """Token ids in range (when concrete); learned positions cover every slot."""
+        c = self.config
+        if input_ids.ndim != 2:
+            raise ValueError(f"input_ids: expected shape (B, L), got {input_ids.shape}")
+        if is_concrete(input_ids) and input_ids.size:
+            ids = np.asarray(input_ids)
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= c.vocab_size:
+                raise ValueError(f"input_ids: token ids must be in [0, {c.vocab_size}), "
+                                 f"got range [{low}, {high}]")
+        slots = input_ids.shape[1] if cache is None else cache.valid.shape[1]
+        if self.pos_embed is not None and slots > c.max_position_embeddings:
+            raise ValueError(f"input_ids: {slots} positions exceed the learned position table "
+                             f"(max_position_embeddings={c.max_position_embeddings})")
 
     def _head(self, x):
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
