@@ -10,17 +10,9 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxpref.llm import lora as lo
 from jaxpref.llm.hf_io import from_pretrained, save_pretrained
 from jaxpref.llm.logps import sequence_logps
-from jaxpref.llm.lora import (
-    BASE,
-    LoRAConfig,
-    LoRAParam,
-    apply_lora,
-    merge_lora,
-    unmerge_lora,
-    without_adapters,
-)
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 IDS = jnp.array([[3, 17, 42, 8, 90, 5], [0, 0, 11, 12, 13, 14]])
@@ -40,12 +32,13 @@ def base():
 
 def adapted(seed=1, target=r"attn\.(q|v)_proj|mlp\.down_proj"):
     model = from_pretrained(GOLDEN / "llama3")
-    names = apply_lora(model, LoRAConfig(rank=4, alpha=8.0, target=target), rngs=nnx.Rngs(seed))
+    config = lo.LoRAConfig(rank=4, alpha=8.0, target=target)
+    names = lo.apply_lora(model, config, rngs=nnx.Rngs(seed))
     return model, names
 
 
 def randomize_b(model):
-    _, lora, _ = nnx.split(model, LoRAParam, ...)
+    _, lora, _ = nnx.split(model, lo.LoRAParam, ...)
     keys = iter(jax.random.split(jax.random.key(7), 100))
     draw = lambda x: 0.3 * jax.random.normal(next(keys), x.shape, x.dtype)  # noqa: E731
     nnx.update(model, jax.tree.map(draw, lora))
@@ -66,10 +59,10 @@ def test_merge_unmerge_identity(base):
     adapted_out = forward(model, IDS, MASK)
     assert np.abs(np.asarray(adapted_out - forward(base, IDS, MASK))).max() > 1e-2
     kernel = np.asarray(model.layers[1].mlp.down_proj.kernel[...])
-    merge_lora(model)
+    lo.merge_lora(model)
     assert model.layers[1].mlp.down_proj.lora_merged
     np.testing.assert_allclose(forward(model, IDS, MASK), adapted_out, atol=1e-5)
-    unmerge_lora(model)
+    lo.unmerge_lora(model)
     np.testing.assert_allclose(model.layers[1].mlp.down_proj.kernel[...], kernel, atol=1e-6)
     np.testing.assert_allclose(forward(model, IDS, MASK), adapted_out, atol=1e-5)
 
@@ -77,36 +70,36 @@ def test_merge_unmerge_identity(base):
 def test_without_adapters_is_base_and_shares_arrays(base):
     model, _ = adapted()
     randomize_b(model)
-    reference = without_adapters(model)
+    reference = lo.without_adapters(model)
     np.testing.assert_array_equal(forward(reference, IDS, MASK), forward(base, IDS, MASK))
     assert reference.layers[0].attn.q_proj.kernel[...] is model.layers[0].attn.q_proj.kernel[...]
     assert reference.embed.embedding[...] is model.embed.embedding[...]
-    merge_lora(model)
+    lo.merge_lora(model)
     with pytest.raises(ValueError, match="unmerge_lora"):
-        without_adapters(model)
+        lo.without_adapters(model)
 
 
 def test_optimizer_over_adapters_only():
     model, _ = adapted()
-    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=LoRAParam)
-    n_adapter = len(jax.tree.leaves(nnx.state(model, LoRAParam)))
+    optimizer = nnx.Optimizer(model, optax.adam(1e-2), wrt=lo.LoRAParam)
+    n_adapter = len(jax.tree.leaves(nnx.state(model, lo.LoRAParam)))
     assert n_adapter == 12
-    base_before = jax.tree.map(np.asarray, nnx.state(model, BASE))
+    base_before = jax.tree.map(np.asarray, nnx.state(model, lo.BASE))
 
     @nnx.jit
     def step(model, optimizer):
         def loss_fn(model):
             policy, _ = sequence_logps(model, IDS, MASK, LOSS)
-            ref, _ = sequence_logps(without_adapters(model), IDS, MASK, LOSS)
+            ref, _ = sequence_logps(lo.without_adapters(model), IDS, MASK, LOSS)
             return jnp.mean(jax.nn.softplus(-(policy - jax.lax.stop_gradient(ref))) - policy)
 
-        loss, grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, LoRAParam))(model)
+        loss, grads = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, lo.LoRAParam))(model)
         optimizer.update(model, grads)
         return loss
 
     losses = [float(step(model, optimizer)) for _ in range(3)]
     assert int(optimizer.step[...]) == 3 and losses[-1] < losses[0]
-    jax.tree.map(np.testing.assert_array_equal, base_before, nnx.state(model, BASE))
+    jax.tree.map(np.testing.assert_array_equal, base_before, nnx.state(model, lo.BASE))
     assert np.abs(np.asarray(model.layers[0].attn.q_proj.lora_b[...])).max() > 0
     assert len(jax.tree.leaves(optimizer.opt_state)) == 2 * n_adapter + 1  # mu, nu, count
 
@@ -116,11 +109,11 @@ def test_save_requires_merge_and_bad_config(tmp_path):
     with pytest.raises(ValueError, match="merge_lora"):
         save_pretrained(model, tmp_path)
     randomize_b(model)
-    merge_lora(model)
+    lo.merge_lora(model)
     save_pretrained(model, tmp_path)
     np.testing.assert_allclose(forward(from_pretrained(tmp_path), IDS, MASK),
                                forward(model, IDS, MASK), atol=1e-5)
     with pytest.raises(ValueError, match="rank"):
-        LoRAConfig(rank=0)
+        lo.LoRAConfig(rank=0)
     with pytest.raises(ValueError, match="matches no linear layer"):
-        apply_lora(model, LoRAConfig(target="nonexistent"), rngs=nnx.Rngs(0))
+        lo.apply_lora(model, lo.LoRAConfig(target="nonexistent"), rngs=nnx.Rngs(0))
