@@ -47,6 +47,7 @@ def test_cached_decode_logits_equal_full_forward(model):
     positions = mask.sum(-1)
     for token in ([11, 12, 13], [20, 21, 22], [30, 31, 32], [40, 41, 42]):
         token = jnp.array(token)[:, None]
+        before = cache
         step_logits, cache = step(model, token, positions[:, None], cache)
         ids = jnp.concatenate([ids, token], axis=1)
         mask = jnp.concatenate([mask, jnp.ones_like(token)], axis=1)
@@ -54,6 +55,9 @@ def test_cached_decode_logits_equal_full_forward(model):
         np.testing.assert_allclose(step_logits[:, 0], expected, atol=1e-5)
         positions = positions + 1
     assert int(cache.index) == 9
+    # Without explicit positions a cached call continues after the cached real tokens.
+    implicit, _ = nnx.jit(lambda m, t, c: m(t, cache=c))(model, token, before)
+    np.testing.assert_allclose(implicit[:, 0], step_logits[:, 0], atol=1e-6)
 
 
 def test_greedy_equals_argmax_of_repeated_full_forwards(model):

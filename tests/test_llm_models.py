@@ -116,6 +116,15 @@ def test_config_round_trip_and_hf_fields():
     assert (bias.rope.rope_type, bias.rope.factor) == ("linear", 2.0)
 
 
+def test_hf_class_defaults_for_absent_keys():
+    for family, key, field, value in [("mistral", "sliding_window", "sliding_window", 4096),
+                                      ("qwen2", "tie_word_embeddings", "tie_word_embeddings",
+                                       False)]:
+        hf = load_config(GOLDEN / family).to_hf_dict()
+        hf.pop(key)
+        assert getattr(DecoderConfig.from_hf_dict(hf), field) == value
+
+
 def test_legacy_rope_scaling_spelling():
     hf = load_config(GOLDEN / "llama3").to_hf_dict()
     params = hf.pop("rope_parameters")
@@ -164,6 +173,9 @@ def test_bfloat16_load(tmp_path):
     ids, expected = golden("qwen2")[0]
     out = forward(model, jnp.asarray(ids)[None], jnp.ones((1, len(ids)), jnp.int32))
     assert np.abs(np.asarray(out[0], np.float32) - expected).max() < 0.5
+    ids = jnp.asarray(ids)[None]
+    summed, per_token = sequence_logps(model, ids, jnp.ones_like(ids), jnp.ones_like(ids))
+    assert summed.dtype == jnp.float32 and per_token.dtype == jnp.float32
 
 
 # ---- bad input -------------------------------------------------------------------------------

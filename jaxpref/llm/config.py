@@ -164,7 +164,7 @@ def _llama_fields(hf: dict[str, Any]) -> dict[str, Any]:
     model_type = hf["model_type"]
     heads = hf["num_attention_heads"]
     head_dim = hf.get("head_dim") or hf["hidden_size"] // heads
-    window = hf.get("sliding_window")
+    window = hf.get("sliding_window", 4096 if model_type == "mistral" else None)  # HF defaults
     if model_type == "qwen2" and hf.get("use_sliding_window"):
         raise ValueError("use_sliding_window: Qwen2 per-layer sliding windows are not supported")
     if model_type == "qwen2" or model_type == "llama":
@@ -183,7 +183,7 @@ def _llama_fields(hf: dict[str, Any]) -> dict[str, Any]:
         num_heads=heads, num_kv_heads=hf.get("num_key_value_heads") or heads, head_dim=head_dim,
         max_position_embeddings=hf.get("max_position_embeddings", 2048),
         norm_eps=hf.get("rms_norm_eps", 1e-6),
-        tie_word_embeddings=hf.get("tie_word_embeddings", model_type == "qwen2"),
+        tie_word_embeddings=hf.get("tie_word_embeddings", False),
         qkv_bias=attn_bias or model_type == "qwen2", o_bias=attn_bias,
         mlp_bias=bool(hf.get("mlp_bias", False)), rope=_rope_from_hf(hf), sliding_window=window,
         bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),

@@ -5,7 +5,8 @@ mask (``cumsum(mask) − 1``), so a left- or right-padded row equals the run of 
 sequence. Attention works on *slots* (indices into the sequence or the KV cache): token i may
 attend to slot j when j holds a real token, j ≤ i, and, with a sliding window w, i − j < w.
 Passing a :class:`KVCache` appends the new keys/values at ``cache.index`` and returns
-``(logits, cache)``; this is the one code path for full forwards, prefill and decoding.
+``(logits, cache)`` (positions then continue after the cached real tokens); this is the one code
+path for full forwards, prefill and decoding.
 """
 
 from __future__ import annotations
@@ -140,7 +141,10 @@ class Decoder(nnx.Module):
     def __call__(self, input_ids, attention_mask=None, *, positions=None, cache=None):
         self._check(input_ids, cache)
         mask = _default_mask(input_ids, attention_mask)
-        positions = position_ids(mask) if positions is None else positions
+        if positions is None:
+            positions = position_ids(mask)
+            if cache is not None:  # continue after the real tokens already cached
+                positions = positions + cache.valid.sum(-1, keepdims=True).astype(positions.dtype)
         allowed, index, valid = self._allowed(mask, cache)
         x = constrain(self.embed(input_ids), ACT)
         rope = None
