@@ -134,11 +134,13 @@ def test_pure_step_with_explicit_shardings_and_donation(pair, mesh):
     assert new["embed"]["embedding"][...].sharding.spec == P("tensor", "fsdp")
 
 
-def test_from_pretrained_onto_mesh_places_each_tensor(mesh):
-    model = from_pretrained(GOLDEN / "llama3", mesh=mesh)
-    kernel = model.layers[0].mlp.gate_proj.kernel[...]
+@pytest.mark.parametrize("family", ["llama3", "gpt2"])
+def test_from_pretrained_onto_mesh_places_each_tensor(mesh, family):
+    model = from_pretrained(GOLDEN / family, mesh=mesh)
+    kernel = model.layers[0].attn.v_proj.kernel[...]  # GPT-2: a slice of the fused c_attn
     assert kernel.sharding.spec == P("fsdp", "tensor")
-    reference = from_pretrained(GOLDEN / "llama3")
+    reference = from_pretrained(GOLDEN / family)
+    np.testing.assert_array_equal(kernel, reference.layers[0].attn.v_proj.kernel[...])
     ids = jnp.arange(8)[None] % 96
     ids = jnp.concatenate([ids] * 4)
     with jax.set_mesh(mesh):

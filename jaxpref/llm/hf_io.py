@@ -5,7 +5,7 @@ tensor it comes from and how: ``"T"`` transposes an ``nn.Linear`` weight ``(out,
 ``(in, out)`` kernel; GPT-2's ``Conv1D`` weights are already ``(in, out)``; its fused ``c_attn``
 is split into q, k, v (``("split", i)``). :func:`from_pretrained` builds the model abstractly,
 then reads, checks and places each tensor directly with its target sharding, one at a time, so
-host memory never holds more than one tensor.
+host memory never holds more than one tensor (with a mesh: one device shard).
 """
 
 from __future__ import annotations
@@ -141,6 +141,11 @@ def _transform(array: np.ndarray, how) -> np.ndarray:
     return array
 
 
+def _host_copy(view: np.ndarray, dtype) -> np.ndarray:
+    """A private host copy: a device array must never alias the memory-mapped file."""
+    return np.array(view, dtype=jnp.dtype(dtype), copy=True)
+
+
 def _hf_shape(shape, how) -> tuple[int, ...]:
     """The shape the HF tensor must have for our parameter of ``shape``."""
     if how == "T":
@@ -157,7 +162,9 @@ def from_pretrained(path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES) 
       path: local directory with ``config.json`` and ``model.safetensors`` or a sharded
         checkpoint with ``model.safetensors.index.json``.
       dtype: parameter dtype (tensors are cast on the host, one at a time).
-      mesh: if given, each tensor is placed directly with its rules-table sharding on it.
+      mesh: if given, each tensor is placed directly with its rules-table sharding on it; each
+        device's shard is read from the memory-mapped file on its own (so on many hosts every
+        process reads only the slices its devices hold).
     Raises:
       ValueError: unsupported architecture, missing/unexpected tensor, shape mismatch, missing
         shard, or a mesh axis that does not divide the dimension it shards.
@@ -181,12 +188,12 @@ def from_pretrained(path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES) 
         if tuple(raw.shape) != want:
             raise ValueError(f"checkpoint: tensor {hf!r} has shape {tuple(raw.shape)}, expected "
                              f"{want} (for {name} of model_type={config.model_type!r})")
-        # A private host copy: a device array must never alias the memory-mapped file.
-        array = np.array(_transform(raw, how), dtype=jnp.dtype(dtype), copy=True)
-        sharding = None
-        if mesh is not None:
-            sharding = jax.sharding.NamedSharding(mesh, variable_spec(name, var, mesh, rules))
-        return var.replace(jax.device_put(array, sharding))
+        view = _transform(raw, how)  # still a view of the memory-mapped file
+        if mesh is None:
+            return var.replace(jax.device_put(_host_copy(view, dtype)))
+        sharding = jax.sharding.NamedSharding(mesh, variable_spec(name, var, mesh, rules))
+        return var.replace(jax.make_array_from_callback(
+            view.shape, sharding, lambda index: _host_copy(view[index], dtype)))
 
     return nnx.merge(graphdef, map_variables(load, state))
 
