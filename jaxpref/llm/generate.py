@@ -33,6 +33,12 @@ def sample_logits(logits_BxV, key, temperature, top_k, top_p):
     ``top_k <= 0`` and ``top_p >= 1`` disable the filters. Ties at a threshold are all kept.
     """
     logits = logits_BxV.astype(jnp.promote_types(logits_BxV.dtype, jnp.float32))
+    greedy = lambda: jnp.argmax(logits, axis=-1).astype(jnp.int32)  # noqa: E731
+    sample = lambda: _filtered_sample(logits, key, temperature, top_k, top_p)  # noqa: E731
+    return jax.lax.cond(temperature == 0, greedy, sample)  # greedy skips the vocabulary sorts
+
+
+def _filtered_sample(logits, key, temperature, top_k, top_p):
     vocab = logits.shape[-1]
     scaled = logits / jnp.maximum(temperature, 1e-6)
     desc = -jnp.sort(-scaled, axis=-1)
@@ -44,8 +50,7 @@ def sample_logits(logits_BxV, key, temperature, top_k, top_p):
     count = jnp.maximum(jnp.sum(before < top_p, axis=-1, keepdims=True), 1)
     threshold = jnp.maximum(jnp.take_along_axis(desc, count - 1, axis=-1), kth)
     filtered = jnp.where(scaled < threshold, -jnp.inf, scaled)
-    sampled = jax.random.categorical(key, filtered, axis=-1)
-    return jnp.where(temperature == 0, jnp.argmax(logits, axis=-1), sampled).astype(jnp.int32)
+    return jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)
 
 
 def left_align(input_ids_BxL, mask_BxL):

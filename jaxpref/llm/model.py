@@ -146,13 +146,7 @@ class Decoder(nnx.Module):
             if cache is not None:  # continue after the real tokens already cached
                 positions = positions + cache.valid.sum(-1, keepdims=True).astype(positions.dtype)
         allowed, index, valid = self._allowed(mask, cache)
-        x = constrain(self.embed(input_ids), ACT)
-        rope = None
-        if self.pos_embed is not None:
-            x = x + self.pos_embed(positions)
-        else:
-            inv_freq = rope_inv_freq(self.config.rope, self.config.head_dim)
-            rope = rope_cos_sin(inv_freq, positions, x.dtype)
+        x, rope = self._embed(input_ids, positions)
         kvs = [None] * len(self.layers) if cache is None else zip(cache.keys, cache.values)
         new = []
         for layer, kv in zip(self.layers, kvs):
@@ -163,6 +157,14 @@ class Decoder(nnx.Module):
             return logits
         index = index + input_ids.shape[1]
         return logits, KVCache(tuple(k for k, _ in new), tuple(v for _, v in new), valid, index)
+
+    def _embed(self, input_ids, positions):
+        """Token embeddings plus learned positions (GPT-2), or RoPE tables (Llama family)."""
+        x = constrain(self.embed(input_ids), ACT)
+        if self.pos_embed is not None:
+            return x + self.pos_embed(positions), None
+        inv_freq = rope_inv_freq(self.config.rope, self.config.head_dim)
+        return x, rope_cos_sin(inv_freq, positions, x.dtype)
 
     def _check(self, input_ids, cache):
         """Token ids in range (when concrete); learned positions cover every slot."""
