@@ -211,3 +211,14 @@ def test_bad_input():
         C.likelihood_ratio_threshold(-1.0)
     with pytest.raises(ValueError, match="direction"):
         LS.likelihood_set_value(th, jnp.ones((3, 2)), jnp.ones(3), 1.0, 0.5, jnp.ones(3))
+
+
+def test_mle_agrees_with_losses_fit_dpo_mle():
+    """The small Newton MLE of jaxpref.pbpo equals jaxpref.losses' DPO MLE at β = 1, b = 0."""
+    from jaxpref.losses.mle import fit_dpo_mle
+
+    X, y = _problem()
+    th, hess = R.fit_btl_mle(X, y, lam=0.7)
+    other = fit_dpo_mle(X, y, beta=1.0, gamma=0.7)
+    np.testing.assert_allclose(th, other.theta, atol=1e-8)
+    np.testing.assert_allclose(hess, other.hessian + 0.7 * jnp.eye(3), atol=1e-8)
