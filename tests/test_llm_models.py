@@ -235,6 +235,11 @@ def test_bad_configs():
         DecoderConfig.tiny(rope=dataclasses.replace(DecoderConfig.tiny().rope, rope_type="yarn"))
     with pytest.raises(ValueError, match="no config.json"):
         load_config("/nonexistent/dir")
+    qwen = load_config(GOLDEN / "qwen2").to_hf_dict()
+    with pytest.raises(ValueError, match="use_sliding_window"):
+        DecoderConfig.from_hf_dict({**qwen, "use_sliding_window": True})
+    with pytest.raises(ValueError, match="hidden_act: expected 'silu'"):
+        DecoderConfig.from_hf_dict({**qwen, "hidden_act": "relu"})
 
 
 # ---- sequence log-probs ----------------------------------------------------------------------
