@@ -74,13 +74,14 @@ def test_gram_and_membership():
 
 
 def test_radius_formula_and_monotonicity():
-    r = C.ellipsoid_radius(0.1, d=2, k=0, lam=1.0, bound_theta=1.0, bound_delta_phi=1.0,
-                           kappa=1.0)
+    r = C.ellipsoid_radius(0.1, d=2, k=0, lam=1.0, bound_theta=1.0, bound_delta_phi=1.0, kappa=1.0)
     assert float(r) == pytest.approx(0.5 * np.sqrt(2 * np.log(10.0)) + 1.0)
     kappa = float(C.kappa_btl(1.0, 2.0))
     assert kappa == pytest.approx(1 / (jax.nn.sigmoid(2.0) * jax.nn.sigmoid(-2.0)))
-    rs = [float(C.ellipsoid_radius(0.1, d=3, k=k, lam=1.0, bound_theta=1.0,
-                                   bound_delta_phi=1.0)) for k in (1, 10, 100)]
+    rs = [
+        float(C.ellipsoid_radius(0.1, d=3, k=k, lam=1.0, bound_theta=1.0, bound_delta_phi=1.0))
+        for k in (1, 10, 100)
+    ]
     assert rs[0] < rs[1] < rs[2]
     assert float(C.likelihood_ratio_threshold(2.0)) == pytest.approx(2.0)
 
@@ -118,9 +119,11 @@ def test_ellipsoid_coverage(coverage_runs, delta):
 def test_likelihood_ratio_coverage(coverage_runs):
     theta_star, (theta, _, X, o), kw = coverage_runs
     zeta = C.likelihood_ratio_threshold(
-        C.ellipsoid_radius(0.1, bound_theta=1.0, bound_delta_phi=1.0, **kw))
-    gap = jax.vmap(lambda t, x, y: R.btl_nll(theta_star, x, y, kw["lam"])
-                   - R.btl_nll(t, x, y, kw["lam"]))(theta, X, o)
+        C.ellipsoid_radius(0.1, bound_theta=1.0, bound_delta_phi=1.0, **kw)
+    )
+    gap = jax.vmap(
+        lambda t, x, y: R.btl_nll(theta_star, x, y, kw["lam"]) - R.btl_nll(t, x, y, kw["lam"])
+    )(theta, X, o)
     assert float(jnp.min(gap)) >= -1e-9  # θ̂ is the minimiser in every run
     assert float(jnp.mean(gap <= zeta)) >= 0.9
 
@@ -175,8 +178,9 @@ def test_mle_stationary_and_matches_scan_update():
     np.testing.assert_allclose(grad, 0.0, atol=1e-10)
     np.testing.assert_allclose(hess, jax.hessian(R.btl_nll)(th, X, y, 0.5), atol=1e-10)
     state = C.confidence_init(len(y), 3, 0.5, jnp.float64)
-    state, _ = jax.lax.scan(lambda s, a: (C.confidence_update(s, a[0], a[1], 3), None), state,
-                            (X, y))
+    state, _ = jax.lax.scan(
+        lambda s, a: (C.confidence_update(s, a[0], a[1], 3), None), state, (X, y)
+    )
     np.testing.assert_allclose(state.gram, C.gram_matrix(X, 0.5), atol=1e-12)
     np.testing.assert_allclose(state.theta_hat, th, atol=1e-6)
     assert int(state.count) == len(y)
@@ -185,8 +189,11 @@ def test_mle_stationary_and_matches_scan_update():
 def test_rewards_token_equals_sequence():
     phi_tok = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3, 2)))
     th = jnp.array([0.5, -1.0])
-    np.testing.assert_allclose(R.token_reward(th, phi_tok),
-                               R.sequence_reward(th, R.trajectory_features(phi_tok)), rtol=1e-12)
+    np.testing.assert_allclose(
+        R.token_reward(th, phi_tok),
+        R.sequence_reward(th, R.trajectory_features(phi_tok)),
+        rtol=1e-12,
+    )
     assert float(R.btl_prob(th, jnp.zeros(2))) == 0.5
 
 

@@ -10,7 +10,8 @@ import pytest
 @pytest.fixture(scope="module")
 def stdout():
     spec = importlib.util.spec_from_file_location(
-        "_jaxpref_notebook_runner", Path(__file__).with_name("notebooks.py"))
+        "_jaxpref_notebook_runner", Path(__file__).with_name("notebooks.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     nb = module.run_notebook("03_pbpo_confidence_sets_and_regret.ipynb", timeout=300)

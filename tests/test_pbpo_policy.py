@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from jaxpref import linalg
-from jaxpref.pbpo import envs, exploration, loop, minmax
 from jaxpref.pbpo import confidence as C
+from jaxpref.pbpo import envs, exploration, loop, minmax
 
 
 def _gram(d=2, seed=0):
@@ -53,8 +53,9 @@ def test_enhancer_scores_hand_and_loop(dtype):
     gram, p = _gram().astype(dtype), jnp.asarray([0.2, 0.5, 0.3], dtype)
     got = exploration.enhancer_scores(gram, phi, p)
     ginv = np.linalg.inv(np.asarray(gram, np.float64))  # independent float64 reference
-    ref = [sum(p[i] * (phi[i] - phi[j]) @ ginv @ (phi[i] - phi[j]) for i in range(3))
-           for j in range(3)]
+    ref = [
+        sum(p[i] * (phi[i] - phi[j]) @ ginv @ (phi[i] - phi[j]) for i in range(3)) for j in range(3)
+    ]
     np.testing.assert_allclose(got, ref, rtol=1e-5)
 
 
@@ -72,8 +73,7 @@ def test_exploration_bad_input():
     with pytest.raises(ValueError, match="gram"):
         exploration.enhancer_scores(jnp.zeros((2, 2)), jnp.ones((3, 2)), jnp.ones(3))
     with pytest.raises(ValueError, match="radius"):
-        exploration.optimistic_scores(jnp.zeros(2), jnp.eye(2), -1.0, jnp.ones((3, 2)),
-                                      jnp.ones(3))
+        exploration.optimistic_scores(jnp.zeros(2), jnp.eye(2), -1.0, jnp.ones((3, 2)), jnp.ones(3))
     with pytest.raises(ValueError, match="ref_features"):
         minmax.minmax_finite(jnp.zeros(2), jnp.eye(2), 1.0, jnp.ones((3, 2)), jnp.ones(3))
 
@@ -92,31 +92,47 @@ def test_stackelberg_converges_to_penalised_saddle():
     def penalty(rew):
         return 0.5 * linalg.quad_form(gram, rew["theta"] - th_hat)
 
-    step = jax.jit(functools.partial(minmax.stackelberg_update, advantage_fn=adv,
-                                     penalty_fn=penalty, penalty_weight=eta, policy_lr=0.5,
-                                     reward_lr=0.05, reward_steps=200))
+    step = jax.jit(
+        functools.partial(
+            minmax.stackelberg_update,
+            advantage_fn=adv,
+            penalty_fn=penalty,
+            penalty_weight=eta,
+            policy_lr=0.5,
+            reward_lr=0.05,
+            reward_steps=200,
+        )
+    )
     state = minmax.stackelberg_init(params["policy"], params["reward"])
     for _ in range(300):
         state = step(state)
-    grid = np.array([(a, b, 1 - a - b) for a, b in itertools.product(np.linspace(0, 1, 301),
-                                                                     repeat=2) if a + b <= 1])
+    grid = np.array(
+        [
+            (a, b, 1 - a - b)
+            for a, b in itertools.product(np.linspace(0, 1, 301), repeat=2)
+            if a + b <= 1
+        ]
+    )
     u = grid @ np.asarray(phi) - np.asarray(phi_ref)
     ginv = np.linalg.inv(np.asarray(gram))
     game = u @ np.asarray(th_hat) - np.einsum("ni,ij,nj->n", u, ginv, u) / (2 * eta)
     u_p = jax.nn.softmax(state.policy_params["logits"]) @ phi - phi_ref
     achieved = float(u_p @ th_hat - linalg.mahalanobis_sq(gram, u_p) / (2 * eta))
     assert achieved == pytest.approx(game.max(), abs=2e-3)
-    np.testing.assert_allclose(state.reward_params["theta"],
-                               th_hat - linalg.psd_solve(gram, u_p) / eta, atol=1e-4)
+    np.testing.assert_allclose(
+        state.reward_params["theta"], th_hat - linalg.psd_solve(gram, u_p) / eta, atol=1e-4
+    )
     assert int(state.step) == 300
 
 
 def test_envs_values_and_token_features():
-    env = envs.token_mdp(jax.random.PRNGKey(0), num_contexts=3, vocab=2, horizon=3, d=4,
-                         dtype=jnp.float64)
+    env = envs.token_mdp(
+        jax.random.PRNGKey(0), num_contexts=3, vocab=2, horizon=3, d=4, dtype=jnp.float64
+    )
     assert env.features.shape == (3, 8, 4)
-    tok = envs.token_features(jax.random.PRNGKey(0), num_contexts=3, vocab=2, horizon=3, d=4,
-                              dtype=jnp.float64)
+    tok = envs.token_features(
+        jax.random.PRNGKey(0), num_contexts=3, vocab=2, horizon=3, d=4, dtype=jnp.float64
+    )
     np.testing.assert_allclose(jnp.linalg.norm(tok, axis=-1), 1.0, rtol=1e-12)
     # sequences sharing a prefix share the per-step features of that prefix
     np.testing.assert_allclose(tok[:, 0, :2], tok[:, 1, :2])
@@ -124,9 +140,9 @@ def test_envs_values_and_token_features():
     uniform = jnp.full((3, 8), 1 / 8)
     assert float(envs.policy_value(env, uniform)) == pytest.approx(r.mean())
     assert float(envs.optimal_value(env)) == pytest.approx(r.max(1).mean())
-    labels = jax.vmap(lambda k: envs.btl_label(k, jnp.array([1.0]), jnp.array([1.0]),
-                                               jnp.array([0.0])))(jax.random.split(
-        jax.random.PRNGKey(1), 4000))
+    labels = jax.vmap(
+        lambda k: envs.btl_label(k, jnp.array([1.0]), jnp.array([1.0]), jnp.array([0.0]))
+    )(jax.random.split(jax.random.PRNGKey(1), 4000))
     assert float(labels.mean()) == pytest.approx(float(jax.nn.sigmoid(1.0)), abs=0.03)
 
 
@@ -135,8 +151,9 @@ def small_runs():
     env = envs.dueling_bandit(jax.random.PRNGKey(3), num_contexts=8, num_arms=5, d=3)
     cfg = loop.LoopConfig(num_episodes=96, kappa=1.0)
     run = jax.jit(jax.vmap(loop.run_loop, in_axes=(None, None, None, 0)), static_argnums=2)
-    prms = jax.tree.map(lambda *a: jnp.stack(a),
-                        *[loop.loop_params(m, dim=3) for m in ("pbpo", "greedy")])
+    prms = jax.tree.map(
+        lambda *a: jnp.stack(a), *[loop.loop_params(m, dim=3) for m in ("pbpo", "greedy")]
+    )
     return env, cfg, run(jax.random.PRNGKey(4), env, cfg, prms)
 
 

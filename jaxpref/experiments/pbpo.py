@@ -52,14 +52,28 @@ class Config:
 
 
 _CONFIGS = {
-    "test": Config(k_grid=(32, 64, 128, 256), seeds=5, num_contexts=32, num_arms=8, dim=4,
-                   d_grid=(2, 8), h_grid=(1, 3), methods=("pbpo", "greedy"),
-                   ablation=("agnostic_only", "aware_only", "pbpo")),
+    "test": Config(
+        k_grid=(32, 64, 128, 256),
+        seeds=5,
+        num_contexts=32,
+        num_arms=8,
+        dim=4,
+        d_grid=(2, 8),
+        h_grid=(1, 3),
+        methods=("pbpo", "greedy"),
+        ablation=("agnostic_only", "aware_only", "pbpo"),
+    ),
     "quickstart": Config(k_grid=(32, 64, 128, 256, 512), seeds=6),
-    "small": Config(k_grid=(64, 128, 256, 512, 1024), seeds=10, d_grid=(2, 4, 8, 16),
-                    h_grid=(1, 2, 3, 4, 5)),
-    "full": Config(k_grid=(64, 128, 256, 512, 1024, 2048, 4096), seeds=20, num_contexts=128,
-                   d_grid=(2, 4, 8, 16, 32), h_grid=(1, 2, 3, 4, 5, 6)),
+    "small": Config(
+        k_grid=(64, 128, 256, 512, 1024), seeds=10, d_grid=(2, 4, 8, 16), h_grid=(1, 2, 3, 4, 5)
+    ),
+    "full": Config(
+        k_grid=(64, 128, 256, 512, 1024, 2048, 4096),
+        seeds=20,
+        num_contexts=128,
+        d_grid=(2, 4, 8, 16, 32),
+        h_grid=(1, 2, 3, 4, 5, 6),
+    ),
 }
 
 
@@ -102,13 +116,15 @@ def _regrets(cfg: Config, env_list, prm_list) -> list[np.ndarray]:
 
 
 def _bandit(cfg: Config, d: int):
-    return lambda key: envs.dueling_bandit(key, num_contexts=cfg.num_contexts,
-                                           num_arms=cfg.num_arms, d=d)
+    return lambda key: envs.dueling_bandit(
+        key, num_contexts=cfg.num_contexts, num_arms=cfg.num_arms, d=d
+    )
 
 
 def _token(cfg: Config, h: int):
-    return lambda key: envs.token_mdp(key, num_contexts=cfg.num_contexts, vocab=cfg.vocab,
-                                      horizon=h, d=cfg.dim)
+    return lambda key: envs.token_mdp(
+        key, num_contexts=cfg.num_contexts, vocab=cfg.vocab, horizon=h, d=cfg.dim
+    )
 
 
 def _pad(env: envs.PreferenceEnv, y_max: int, d_max: int) -> envs.PreferenceEnv:
@@ -116,15 +132,20 @@ def _pad(env: envs.PreferenceEnv, y_max: int, d_max: int) -> envs.PreferenceEnv:
     repeat each context's responses to y_max rows (uniform stays uniform; argmaxes are kept)."""
     reps, pad = y_max // env.features.shape[2], d_max - env.theta_star.shape[-1]
     features = jnp.tile(env.features, (1, 1, reps, 1))
-    return env._replace(features=jnp.pad(features, [(0, 0)] * 3 + [(0, pad)]),
-                        theta_star=jnp.pad(env.theta_star, [(0, 0), (0, pad)]))
+    return env._replace(
+        features=jnp.pad(features, [(0, 0)] * 3 + [(0, pad)]),
+        theta_star=jnp.pad(env.theta_star, [(0, 0), (0, pad)]),
+    )
 
 
 def _summary(regrets: np.ndarray, grid) -> dict:
     cum = np.cumsum(regrets, axis=1)[:, np.asarray(grid) - 1]
     mean = cum.mean(0)
-    return {"mean": mean, "se": cum.std(0, ddof=1) / np.sqrt(len(cum)),
-            "slope": loglog_slope(np.asarray(grid), mean)[0]}
+    return {
+        "mean": mean,
+        "se": cum.std(0, ddof=1) / np.sqrt(len(cum)),
+        "slope": loglog_slope(np.asarray(grid), mean)[0],
+    }
 
 
 def _tick(progress):
@@ -134,14 +155,35 @@ def _tick(progress):
 
 def _settings(cfg: Config):
     """(section, label, environment batch, loop params) of every run, seeds batched inside."""
-    out = [("K", m, _env_batch(_bandit(cfg, cfg.dim), cfg.seeds, 1),
-            loop.loop_params(m, dim=cfg.dim, radius_scale=cfg.radius_scale))
-           for m in _methods(cfg)]
-    out += [("d", d, _env_batch(_bandit(cfg, d), cfg.seeds, 2),
-             loop.loop_params("pbpo", dim=d, radius_scale=cfg.radius_scale)) for d in cfg.d_grid]
-    out += [("H", h, _env_batch(_token(cfg, h), cfg.seeds, 3),
-             loop.loop_params("pbpo", dim=cfg.dim, bound_delta_phi=2.0 * h,
-                              radius_scale=cfg.radius_scale)) for h in cfg.h_grid]
+    out = [
+        (
+            "K",
+            m,
+            _env_batch(_bandit(cfg, cfg.dim), cfg.seeds, 1),
+            loop.loop_params(m, dim=cfg.dim, radius_scale=cfg.radius_scale),
+        )
+        for m in _methods(cfg)
+    ]
+    out += [
+        (
+            "d",
+            d,
+            _env_batch(_bandit(cfg, d), cfg.seeds, 2),
+            loop.loop_params("pbpo", dim=d, radius_scale=cfg.radius_scale),
+        )
+        for d in cfg.d_grid
+    ]
+    out += [
+        (
+            "H",
+            h,
+            _env_batch(_token(cfg, h), cfg.seeds, 3),
+            loop.loop_params(
+                "pbpo", dim=cfg.dim, bound_delta_phi=2.0 * h, radius_scale=cfg.radius_scale
+            ),
+        )
+        for h in cfg.h_grid
+    ]
     return out
 
 
@@ -155,8 +197,7 @@ def run(cfg: Config, *, progress=None) -> dict:
     """All four sections in one compiled map (regret at K = max(k_grid) in sections 2-4)."""
     settings = _settings(cfg)
     _tick(progress)
-    regrets = _regrets(cfg, _common_shapes([e for *_, e, _ in settings]),
-                       [p for *_, p in settings])
+    regrets = _regrets(cfg, _common_shapes([e for *_, e, _ in settings]), [p for *_, p in settings])
     _tick(progress)
     by = {}
     for (section, label, _, _), r in zip(settings, regrets):
@@ -164,15 +205,25 @@ def run(cfg: Config, *, progress=None) -> dict:
     final = {sec: {lab: float(r.sum(1).mean()) for lab, r in v.items()} for sec, v in by.items()}
     vs_d, vs_h = list(final["d"].values()), list(final["H"].values())
     _tick(progress)
-    return {"config": dataclasses.asdict(cfg),
-            "regret_vs_K": {"K": list(cfg.k_grid),
-                            "methods": {m: _summary(by["K"][m], cfg.k_grid) for m in cfg.methods}},
-            "regret_vs_d": {"d": list(cfg.d_grid), "regret": vs_d,
-                            "slope": loglog_slope(cfg.d_grid, vs_d)[0]},
-            "regret_vs_H": {"H": list(cfg.h_grid), "regret": vs_h,
-                            "slope": loglog_slope(cfg.h_grid, vs_h)[0]},
-            "ablation": {m: final["K"][m] for m in cfg.ablation},
-            "rates": {"upper": "O~(kappa d H^1.5 sqrt(K))", "lower": "Omega(d H sqrt(K))"}}
+    return {
+        "config": dataclasses.asdict(cfg),
+        "regret_vs_K": {
+            "K": list(cfg.k_grid),
+            "methods": {m: _summary(by["K"][m], cfg.k_grid) for m in cfg.methods},
+        },
+        "regret_vs_d": {
+            "d": list(cfg.d_grid),
+            "regret": vs_d,
+            "slope": loglog_slope(cfg.d_grid, vs_d)[0],
+        },
+        "regret_vs_H": {
+            "H": list(cfg.h_grid),
+            "regret": vs_h,
+            "slope": loglog_slope(cfg.h_grid, vs_h)[0],
+        },
+        "ablation": {m: final["K"][m] for m in cfg.ablation},
+        "rates": {"upper": "O~(kappa d H^1.5 sqrt(K))", "lower": "Omega(d H sqrt(K))"},
+    }
 
 
 def _anchored(x, y0, power):
@@ -186,16 +237,26 @@ def _plot_k(ax, res):
         ax.errorbar(ks, s["mean"], yerr=s["se"], marker="o", label=f"{m} (slope {s['slope']:.2f})")
     first = res["methods"]["pbpo"]["mean"][0]
     ax.plot(ks, _anchored(ks, first, 0.5), "k--", label="√K shape (both bounds)")
-    ax.set(xscale="log", yscale="log", xlabel="episodes K", ylabel="cumulative regret",
-           title="regret vs K (dueling bandit)")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="episodes K",
+        ylabel="cumulative regret",
+        title="regret vs K (dueling bandit)",
+    )
 
 
 def _plot_grid(ax, xs, ys, slope, name, powers):
     ax.plot(xs, ys, "o-", label=f"PbPO (slope {slope:.2f})")
     for p, lab in powers:
         ax.plot(xs, _anchored(xs, ys[0], p), "--", label=lab)
-    ax.set(xscale="log", yscale="log", xlabel=name, ylabel="cumulative regret at K_max",
-           title=f"regret vs {name}")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel=name,
+        ylabel="cumulative regret at K_max",
+        title=f"regret vs {name}",
+    )
 
 
 def plot(results: dict, out_dir) -> list[Path]:
@@ -208,8 +269,14 @@ def plot(results: dict, out_dir) -> list[Path]:
     _plot_k(axes[0], results["regret_vs_K"])
     rd, rh = results["regret_vs_d"], results["regret_vs_H"]
     _plot_grid(axes[1], rd["d"], rd["regret"], rd["slope"], "d", [(1.0, "d (upper & lower)")])
-    _plot_grid(axes[2], rh["H"], rh["regret"], rh["slope"], "H",
-               [(1.0, "H (lower Ω(dH√K))"), (1.5, "H^1.5 (upper Õ(κdH^1.5√K))")])
+    _plot_grid(
+        axes[2],
+        rh["H"],
+        rh["regret"],
+        rh["slope"],
+        "H",
+        [(1.0, "H (lower Ω(dH√K))"), (1.5, "H^1.5 (upper Õ(κdH^1.5√K))")],
+    )
     abl = results["ablation"]
     axes[3].bar(list(abl), list(abl.values()))
     axes[3].set(ylabel="cumulative regret at K_max", title="exploration ablation")
@@ -226,12 +293,17 @@ def table(results: dict) -> str:
     res = results["regret_vs_K"]
     lines = ["method          " + "  ".join(f"K={k:<6d}" for k in res["K"]) + "  slope"]
     for m, s in res["methods"].items():
-        lines.append(f"{m:15s} " + "  ".join(f"{v:8.2f}" for v in s["mean"])
-                     + f"  {s['slope']:.3f}")
+        lines.append(
+            f"{m:15s} " + "  ".join(f"{v:8.2f}" for v in s["mean"]) + f"  {s['slope']:.3f}"
+        )
     rd, rh = results["regret_vs_d"], results["regret_vs_H"]
-    lines.append(f"regret vs d {rd['d']}: {np.round(rd['regret'], 2).tolist()} "
-                 f"(slope {rd['slope']:.2f}; bounds: 1)")
-    lines.append(f"regret vs H {rh['H']}: {np.round(rh['regret'], 2).tolist()} "
-                 f"(slope {rh['slope']:.2f}; bounds: 1 to 1.5)")
+    lines.append(
+        f"regret vs d {rd['d']}: {np.round(rd['regret'], 2).tolist()} "
+        f"(slope {rd['slope']:.2f}; bounds: 1)"
+    )
+    lines.append(
+        f"regret vs H {rh['H']}: {np.round(rh['regret'], 2).tolist()} "
+        f"(slope {rh['slope']:.2f}; bounds: 1 to 1.5)"
+    )
     lines.append("ablation: " + ", ".join(f"{m}={v:.2f}" for m, v in results["ablation"].items()))
     return "\n".join(lines)

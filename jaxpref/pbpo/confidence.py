@@ -68,8 +68,11 @@ def ellipsoid_radius(delta, *, d, k, lam, bound_theta, bound_delta_phi, kappa=No
     _checks.check_in_range("delta", delta, 0.0, 1.0, closed="neither")
     _checks.check_int_in("d", d, 1, 10**9)
     _checks.check_nonnegative("k", k)
-    for name, v in (("lam", lam), ("bound_theta", bound_theta),
-                    ("bound_delta_phi", bound_delta_phi)):
+    for name, v in (
+        ("lam", lam),
+        ("bound_theta", bound_theta),
+        ("bound_delta_phi", bound_delta_phi),
+    ):
         _checks.check_positive(name, v)
     if kappa is None:
         kappa = kappa_btl(bound_theta, bound_delta_phi)
@@ -106,7 +109,8 @@ def _check_set(theta_hat, gram, radius, vec, vec_name):
     linalg.check_psd("gram", gram)
     if np.shape(gram) != (d, d):
         raise ValueError(
-            f"gram: expected shape ({d}, {d}) to match theta_hat, got {np.shape(gram)}")
+            f"gram: expected shape ({d}, {d}) to match theta_hat, got {np.shape(gram)}"
+        )
     shape = _checks.shape_of(vec_name, vec)
     if len(shape) < 1 or shape[-1] != d:
         raise ValueError(f"{vec_name}: last axis must have size d={d}, got shape {shape}")
@@ -175,9 +179,15 @@ def confidence_init(capacity: int, d: int, lam, dtype=jnp.float32) -> Confidence
     _checks.check_int_in("d", d, 1, 10**6)
     _checks.check_positive("lam", lam)
     z = jnp.zeros((capacity,), dtype)
-    return ConfidenceState(jnp.zeros((capacity, d), dtype), z, z, jnp.zeros((), jnp.int32),
-                           lam * jnp.eye(d, dtype=dtype), jnp.zeros((d,), dtype),
-                           jnp.asarray(lam, dtype))
+    return ConfidenceState(
+        jnp.zeros((capacity, d), dtype),
+        z,
+        z,
+        jnp.zeros((), jnp.int32),
+        lam * jnp.eye(d, dtype=dtype),
+        jnp.zeros((d,), dtype),
+        jnp.asarray(lam, dtype),
+    )
 
 
 def confidence_update(state: ConfidenceState, delta_phi, label, num_newton: int = 3):
@@ -196,6 +206,15 @@ def confidence_update(state: ConfidenceState, delta_phi, label, num_newton: int 
     return ConfidenceState(X, o, w, k + 1, gram, theta, state.lam)
 
 
-__all__ = ["ConfidenceState", "confidence_init", "confidence_update", "ellipsoid_radius",
-           "gram_matrix", "in_confidence_set", "kappa_btl", "likelihood_ratio_threshold",
-           "optimistic_value", "pessimistic_value"]
+__all__ = [
+    "ConfidenceState",
+    "confidence_init",
+    "confidence_update",
+    "ellipsoid_radius",
+    "gram_matrix",
+    "in_confidence_set",
+    "kappa_btl",
+    "likelihood_ratio_threshold",
+    "optimistic_value",
+    "pessimistic_value",
+]

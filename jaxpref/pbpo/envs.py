@@ -32,8 +32,9 @@ def _unit_rows(key, shape, dtype):
     return z / jnp.linalg.norm(z, axis=-1, keepdims=True)
 
 
-def dueling_bandit(key, *, num_contexts: int, num_arms: int, d: int, bound_theta=1.0,
-                   dtype=jnp.float32) -> PreferenceEnv:
+def dueling_bandit(
+    key, *, num_contexts: int, num_arms: int, d: int, bound_theta=1.0, dtype=jnp.float32
+) -> PreferenceEnv:
     """Linear contextual dueling bandit: Φ(x, a) uniform on the unit sphere, ‖θ*‖ = B, d₀ uniform.
 
     References: Saha, "Optimal algorithms for stochastic contextual preference bandits",
@@ -52,15 +53,20 @@ def token_sequences(vocab: int, horizon: int) -> np.ndarray:
     return np.array(list(itertools.product(range(vocab), repeat=horizon)), dtype=np.int32)
 
 
-def token_features(key, *, num_contexts: int, vocab: int, horizon: int, d: int,
-                   dtype=jnp.float32) -> Array:
+def token_features(
+    key, *, num_contexts: int, vocab: int, horizon: int, d: int, dtype=jnp.float32
+) -> Array:
     """Per-step features φ(s_h, a_h) of every sequence: (X, V^H, H, d).
 
     The state s_h = (x, a_{<h}) enters through (x, h, a_{h−1}) (a_0 = 0), i.e. a Markov linear
     token MDP with deterministic transitions; each φ(x, h, a_{h−1}, a_h) is a unit vector.
     """
-    for name, v in (("num_contexts", num_contexts), ("vocab", vocab), ("horizon", horizon),
-                    ("d", d)):
+    for name, v in (
+        ("num_contexts", num_contexts),
+        ("vocab", vocab),
+        ("horizon", horizon),
+        ("d", d),
+    ):
         _checks.check_int_in(name, v, 1, 10**6)
     table = _unit_rows(key, (num_contexts, horizon, vocab, vocab, d), dtype)
     seq = token_sequences(vocab, horizon)  # (Y, H)
@@ -69,18 +75,23 @@ def token_features(key, *, num_contexts: int, vocab: int, horizon: int, d: int,
     return table[:, steps, prev, seq]  # (X, Y, H, d)
 
 
-def token_mdp(key, *, num_contexts: int, vocab: int, horizon: int, d: int, bound_theta=1.0,
-              dtype=jnp.float32) -> PreferenceEnv:
+def token_mdp(
+    key, *, num_contexts: int, vocab: int, horizon: int, d: int, bound_theta=1.0, dtype=jnp.float32
+) -> PreferenceEnv:
     """Linear token-level MDP of horizon H as a `PreferenceEnv` (Φ = Σ_h φ(s_h, a_h)).
 
     References: Jia, arXiv 2511.12867, token-level RM r_θ(τ) = Σ_h ⟨θ, φ(s_h, a_h)⟩ [summary].
     """
     k_phi, k_theta = jax.random.split(key)
-    phi_tok = token_features(k_phi, num_contexts=num_contexts, vocab=vocab, horizon=horizon, d=d,
-                             dtype=dtype)
+    phi_tok = token_features(
+        k_phi, num_contexts=num_contexts, vocab=vocab, horizon=horizon, d=d, dtype=dtype
+    )
     theta = bound_theta * _unit_rows(k_theta, (d,), dtype)
-    return PreferenceEnv(reward.trajectory_features(phi_tok), theta,
-                         jnp.full((num_contexts,), 1.0 / num_contexts, dtype))
+    return PreferenceEnv(
+        reward.trajectory_features(phi_tok),
+        theta,
+        jnp.full((num_contexts,), 1.0 / num_contexts, dtype),
+    )
 
 
 def btl_label(key, theta_star, phi_1, phi_0):
@@ -100,5 +111,13 @@ def optimal_value(env: PreferenceEnv) -> Float[Array, ""]:
     return env.context_probs @ jnp.max(env.features @ env.theta_star, axis=-1)
 
 
-__all__ = ["PreferenceEnv", "btl_label", "dueling_bandit", "optimal_value", "policy_value",
-           "token_features", "token_mdp", "token_sequences"]
+__all__ = [
+    "PreferenceEnv",
+    "btl_label",
+    "dueling_bandit",
+    "optimal_value",
+    "policy_value",
+    "token_features",
+    "token_mdp",
+    "token_sequences",
+]

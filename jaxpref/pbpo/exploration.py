@@ -20,7 +20,8 @@ def _check_responses(gram, phi, ref_probs):
         raise ValueError(f"gram: expected shape ({d}, {d}) to match phi, got {jnp.shape(gram)}")
     if _checks.shape_of("ref_probs", ref_probs) != (y,):
         raise ValueError(
-            f"ref_probs: expected shape ({y},) to match phi, got {jnp.shape(ref_probs)}")
+            f"ref_probs: expected shape ({y},) to match phi, got {jnp.shape(ref_probs)}"
+        )
     _checks.check_finite("phi", phi)
     _checks.check_nonnegative("ref_probs", ref_probs)
 
@@ -31,8 +32,9 @@ def enhancer_scores_unchecked(gram, phi, ref_probs):
     return ref_probs @ linalg.mahalanobis_sq(gram, diff)  # Eq. (enhancer)
 
 
-def enhancer_scores(gram: Float[Array, "d d"], phi: Float[Array, "Y d"],
-                    ref_probs: Float[Array, " Y"]) -> Float[Array, " Y"]:
+def enhancer_scores(
+    gram: Float[Array, "d d"], phi: Float[Array, "Y d"], ref_probs: Float[Array, " Y"]
+) -> Float[Array, " Y"]:
     """Reward-agnostic exploration score of each response y as τ¹ against τ⁰ ~ π_ref:
 
     s(y) = E_{τ⁰ ~ π_ref} ‖φ(τ⁰) − φ(y)‖²_{Σ_k⁻¹};  the enhancer π̂_k puts its mass on argmax_y s(y)
@@ -67,9 +69,14 @@ def optimistic_scores(theta_hat, gram, radius, phi, ref_probs) -> Float[Array, "
     """
     _check_responses(gram, phi, ref_probs)
     _checks.check_nonnegative("radius", radius)
-    return optimistic_scores_unchecked(theta_hat, gram, radius, jnp.asarray(phi),
-                                       jnp.asarray(ref_probs))
+    return optimistic_scores_unchecked(
+        theta_hat, gram, radius, jnp.asarray(phi), jnp.asarray(ref_probs)
+    )
 
 
-__all__ = ["enhancer_scores", "enhancer_scores_unchecked", "optimistic_scores",
-           "optimistic_scores_unchecked"]
+__all__ = [
+    "enhancer_scores",
+    "enhancer_scores_unchecked",
+    "optimistic_scores",
+    "optimistic_scores_unchecked",
+]

@@ -43,8 +43,16 @@ def _dual_bisection(loss_fn, theta_hat, zeta, v, num_bisect, num_newton):
     return jnp.dot(th, v), th
 
 
-def sublevel_set_value(loss_fn, theta_hat, zeta, direction, *, maximize=False,
-                       num_bisect: int = 60, num_newton: int = 20):
+def sublevel_set_value(
+    loss_fn,
+    theta_hat,
+    zeta,
+    direction,
+    *,
+    maximize=False,
+    num_bisect: int = 60,
+    num_newton: int = 20,
+):
     """min (or max) of ⟨θ, v⟩ over {θ : ℓ(θ) − ℓ(θ̂) ≤ ζ} for a strictly convex C² loss ℓ.
 
     Lagrangian dual: θ(μ) = argmin_θ ⟨θ, ±v⟩ + μ ℓ(θ); the optimal μ* ≥ 0 makes the constraint
@@ -70,8 +78,9 @@ def sublevel_set_value(loss_fn, theta_hat, zeta, direction, *, maximize=False,
     theta_hat = jnp.asarray(theta_hat)
     sign = -1.0 if maximize else 1.0
     v = sign * jnp.asarray(direction, theta_hat.dtype)
-    value, theta = _dual_bisection(loss_fn, theta_hat, jnp.asarray(zeta, theta_hat.dtype), v,
-                                   num_bisect, num_newton)
+    value, theta = _dual_bisection(
+        loss_fn, theta_hat, jnp.asarray(zeta, theta_hat.dtype), v, num_bisect, num_newton
+    )
     return sign * value, theta  # Eq. (LR inner problem)
 
 
@@ -85,8 +94,9 @@ class BTLLoss:
         return reward.btl_nll(theta, *self.args)
 
 
-def likelihood_set_value(theta_hat, delta_phi, labels, lam, zeta, direction, *, weights=None,
-                         maximize=False):
+def likelihood_set_value(
+    theta_hat, delta_phi, labels, lam, zeta, direction, *, weights=None, maximize=False
+):
     """min (max) of ⟨θ, v⟩ over C^LR = {θ : ℓ_λ(θ) − ℓ_λ(θ̂) ≤ ζ}, ℓ_λ the regularised BTL NLL.
 
     Args:
@@ -104,8 +114,9 @@ def likelihood_set_value(theta_hat, delta_phi, labels, lam, zeta, direction, *, 
     if _checks.shape_of("theta_hat", theta_hat) != (d,):
         raise ValueError(f"theta_hat: expected shape ({d},) to match delta_phi")
     _checks.check_positive("lam", lam)
-    loss = BTLLoss(jnp.asarray(delta_phi), jnp.asarray(labels, jnp.asarray(delta_phi).dtype),
-                   lam, weights)
+    loss = BTLLoss(
+        jnp.asarray(delta_phi), jnp.asarray(labels, jnp.asarray(delta_phi).dtype), lam, weights
+    )
     return sublevel_set_value(loss, theta_hat, zeta, direction, maximize=maximize)
 
 

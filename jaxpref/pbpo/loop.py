@@ -52,8 +52,12 @@ def loop_params(method: str = "pbpo", *, dim, bound_delta_phi=2.0, radius_scale=
     """`LoopParams` from a method name (checked) and numbers."""
     if method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
-    return LoopParams(jnp.asarray(METHODS.index(method)), jnp.asarray(float(dim)),
-                      jnp.asarray(float(bound_delta_phi)), jnp.asarray(float(radius_scale)))
+    return LoopParams(
+        jnp.asarray(METHODS.index(method)),
+        jnp.asarray(float(dim)),
+        jnp.asarray(float(bound_delta_phi)),
+        jnp.asarray(float(radius_scale)),
+    )
 
 
 class PbPOState(NamedTuple):
@@ -85,16 +89,21 @@ def _explore(cfg, prm, conf, beta, phi_x, ref, key, k):
     """Indices (y0, y1) of the pair compared in this episode at context features phi_x (Y, d)."""
     k_ref, k_uni, k_on = jax.random.split(key, 3)
     agnostic = jnp.argmax(exploration.enhancer_scores_unchecked(conf.gram, phi_x, ref))
-    aware = jnp.argmax(exploration.optimistic_scores_unchecked(conf.theta_hat, conf.gram, beta,
-                                                               phi_x, ref))
+    aware = jnp.argmax(
+        exploration.optimistic_scores_unchecked(conf.theta_hat, conf.gram, beta, phi_x, ref)
+    )
     logits = phi_x @ conf.theta_hat
     y0 = jax.random.categorical(k_ref, jnp.log(ref))
-    y1 = jnp.where(_is(prm, "agnostic_only") | (_is(prm, "pbpo") & (k % 2 == 0)), agnostic,
-                   jnp.where(_is(prm, "greedy"), jnp.argmax(logits), aware))
+    y1 = jnp.where(
+        _is(prm, "agnostic_only") | (_is(prm, "pbpo") & (k % 2 == 0)),
+        agnostic,
+        jnp.where(_is(prm, "greedy"), jnp.argmax(logits), aware),
+    )
     uni = jax.random.randint(k_uni, (2,), 0, phi_x.shape[0])
     onp = jax.random.categorical(k_on, logits / cfg.temperature, shape=(2,))
-    pair = jnp.where(_is(prm, "uniform"), uni, jnp.where(_is(prm, "onpolicy"), onp,
-                                                         jnp.stack([y0, y1])))
+    pair = jnp.where(
+        _is(prm, "uniform"), uni, jnp.where(_is(prm, "onpolicy"), onp, jnp.stack([y0, y1]))
+    )
     return pair[0], pair[1]
 
 
@@ -103,8 +112,9 @@ def _policy_step(prm, conf, beta, features, policy):
     y = features.shape[1]
     greedy = jax.nn.one_hot(jnp.argmax(features @ conf.theta_hat, -1), y, dtype=features.dtype)
     sign = jnp.where(_is(prm, "optimism"), 1.0, -1.0).astype(features.dtype)
-    confident = minmax.minmax_responses_unchecked(conf.theta_hat, conf.gram, beta, features,
-                                                  policy, sign)
+    confident = minmax.minmax_responses_unchecked(
+        conf.theta_hat, conf.gram, beta, features, policy, sign
+    )
     return jnp.where(_is(prm, "greedy", "uniform", "onpolicy"), greedy, confident)
 
 
@@ -114,8 +124,9 @@ def pbpo_update(state: PbPOState, env: envs.PreferenceEnv, cfg: LoopConfig, prm:
     conf = state.conf
     x = jax.random.categorical(kx, jnp.log(env.context_probs))
     phi_x = env.features[x]
-    y0, y1 = _explore(cfg, prm, conf, _beta(cfg, prm, conf.count), phi_x, state.policy[x], k0,
-                      conf.count)
+    y0, y1 = _explore(
+        cfg, prm, conf, _beta(cfg, prm, conf.count), phi_x, state.policy[x], k0, conf.count
+    )
     label = envs.btl_label(ko, env.theta_star, phi_x[y1], phi_x[y0])
     conf = confidence.confidence_update(conf, phi_x[y1] - phi_x[y0], label, cfg.num_newton)
     policy = _policy_step(prm, conf, _beta(cfg, prm, conf.count), env.features, state.policy)
@@ -126,6 +137,7 @@ def pbpo_update(state: PbPOState, env: envs.PreferenceEnv, cfg: LoopConfig, prm:
 @partial(jax.jit, static_argnums=2)
 def run_loop(key, env: envs.PreferenceEnv, cfg: LoopConfig, prm: LoopParams) -> Array:
     """Scan `pbpo_update` for cfg.num_episodes; returns the (K,) instantaneous regrets."""
+
     def body(state, _):
         return pbpo_update(state, env, cfg, prm)
 
@@ -133,5 +145,13 @@ def run_loop(key, env: envs.PreferenceEnv, cfg: LoopConfig, prm: LoopParams) -> 
     return regrets
 
 
-__all__ = ["METHODS", "LoopConfig", "LoopParams", "PbPOState", "loop_params", "pbpo_init",
-           "pbpo_update", "run_loop"]
+__all__ = [
+    "METHODS",
+    "LoopConfig",
+    "LoopParams",
+    "PbPOState",
+    "loop_params",
+    "pbpo_init",
+    "pbpo_update",
+    "run_loop",
+]

@@ -18,8 +18,9 @@ from jaxpref import _checks, linalg
 from jaxpref.pbpo import confidence
 
 
-def minmax_finite(theta_hat, gram, radius, policy_features: Float[Array, "N d"],
-                  ref_features: Float[Array, " d"]):
+def minmax_finite(
+    theta_hat, gram, radius, policy_features: Float[Array, "N d"], ref_features: Float[Array, " d"]
+):
     """Exact min-max step over a finite policy class {π_1..π_N} given by E_{π_n} φ.
 
     n* = argmax_n [ ⟨θ̂, u_n⟩ − β‖u_n‖_{Σ⁻¹} ],  u_n = E_{π_n} φ − E_{π_ref} φ.
@@ -82,8 +83,16 @@ def _sgd(params, grads, lr):
     return jax.tree.map(lambda p, g: p - lr * g, params, grads)
 
 
-def stackelberg_update(state: StackelbergState, advantage_fn: Callable, penalty_fn: Callable, *,
-                       penalty_weight, policy_lr, reward_lr, reward_steps: int = 10):
+def stackelberg_update(
+    state: StackelbergState,
+    advantage_fn: Callable,
+    penalty_fn: Callable,
+    *,
+    penalty_weight,
+    policy_lr,
+    reward_lr,
+    reward_steps: int = 10,
+):
     """One leader step of the penalised (Stackelberg) relaxation of the min-max step.
 
     max_ψ min_θ  G(ψ, θ) = A(ψ, θ) + η · P(θ),  A(ψ, θ) = E_{π_ψ} r_θ − E_{π_ref} r_θ,
@@ -105,6 +114,7 @@ def stackelberg_update(state: StackelbergState, advantage_fn: Callable, penalty_
       Fiez, Chasnov & Ratliff, "Implicit learning dynamics in Stackelberg games", arXiv
       1906.01217 (leader/follower gradient play).
     """
+
     def objective(theta, psi):
         return advantage_fn(psi, theta) + penalty_weight * penalty_fn(theta)  # G(ψ, θ)
 
@@ -117,5 +127,10 @@ def stackelberg_update(state: StackelbergState, advantage_fn: Callable, penalty_
     return StackelbergState(psi, theta, state.step + 1)
 
 
-__all__ = ["StackelbergState", "minmax_finite", "minmax_responses_unchecked",
-           "stackelberg_init", "stackelberg_update"]
+__all__ = [
+    "StackelbergState",
+    "minmax_finite",
+    "minmax_responses_unchecked",
+    "stackelberg_init",
+    "stackelberg_update",
+]

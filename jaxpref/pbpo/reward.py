@@ -16,6 +16,7 @@ from jaxtyping import Array, Float
 
 from jaxpref import _checks, linalg
 
+
 def sequence_reward(theta: Float[Array, " d"], phi: Float[Array, "... d"]) -> Float[Array, "..."]:
     """Sequence-level linear reward r_θ(τ) = ⟨θ, φ(τ)⟩.
 
@@ -133,9 +134,18 @@ def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, num_steps: int = 25
     delta_phi = jnp.asarray(delta_phi)
     labels = jnp.asarray(labels, delta_phi.dtype)
     theta = jax.jit(btl_newton, static_argnums=5)(
-        jnp.zeros(d, delta_phi.dtype), delta_phi, labels, lam, weights, num_steps)
+        jnp.zeros(d, delta_phi.dtype), delta_phi, labels, lam, weights, num_steps
+    )
     return theta, btl_hessian(theta, delta_phi, lam, weights)
 
 
-__all__ = ["btl_hessian", "btl_newton", "btl_nll", "btl_prob", "fit_btl_mle", "sequence_reward",
-           "token_reward", "trajectory_features"]
+__all__ = [
+    "btl_hessian",
+    "btl_newton",
+    "btl_nll",
+    "btl_prob",
+    "fit_btl_mle",
+    "sequence_reward",
+    "token_reward",
+    "trajectory_features",
+]
