@@ -173,3 +173,28 @@ def test_loop_single_equals_batched(small_runs):
     np.testing.assert_allclose(single, regrets[0], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="method"):
         loop.loop_params("nope", dim=3)
+
+
+def test_joint_minmax_over_deterministic_tabular_policies():
+    """Y^X enumeration: features by hand; the joint min-max optimum is at least as good (in the
+    joint worst case) as the per-context step, and equal to it with one context."""
+    rng = np.random.default_rng(7)
+    phi = jnp.asarray(rng.normal(size=(2, 3, 2)))
+    d0 = jnp.array([0.3, 0.7])
+    feats, choices = minmax.deterministic_policy_features(phi, d0)
+    assert feats.shape == (9, 2) and choices.shape == (9, 2)
+    n = 5  # policy x0 ↦ 1, x1 ↦ 2
+    np.testing.assert_allclose(feats[n], 0.3 * phi[0, choices[n, 0]] + 0.7 * phi[1, choices[n, 1]])
+    th, gram, r, ref = jnp.array([1.5, -1.0]), _gram(), 0.3, jnp.full((2, 3), 1 / 3)
+    ref_feat = jnp.einsum("x,xy,xyd->d", d0, ref, phi)
+    idx, values = minmax.minmax_finite(th, gram, r, feats, ref_feat)
+    per_ctx = minmax.minmax_responses_unchecked(th, gram, r, phi, ref)
+    u = jnp.einsum("x,xy,xyd->d", d0, per_ctx, phi) - ref_feat
+    assert float(values[idx]) >= float(C.pessimistic_value(th, gram, r, u)) - 1e-12
+    one, _ = minmax.deterministic_policy_features(phi[:1], jnp.ones(1))
+    j1, _ = minmax.minmax_finite(th, gram, r, one, ref[0] @ phi[0])
+    pc1 = minmax.minmax_responses_unchecked(th, gram, r, phi[:1], ref[:1])
+    assert float(pc1.max()) == 1.0  # the step moved away from the uniform reference ...
+    assert int(jnp.argmax(pc1[0])) == int(j1)  # ... to the joint step's response
+    with pytest.raises(ValueError, match="context_probs"):
+        minmax.deterministic_policy_features(phi, jnp.ones(3))

@@ -26,6 +26,7 @@ from jaxpref.pbpo.likelihood_set import likelihood_set_value, sublevel_set_value
 from jaxpref.pbpo.loop import METHODS, LoopConfig, LoopParams, loop_params, run_loop
 from jaxpref.pbpo.minmax import (
     StackelbergState,
+    deterministic_policy_features,
     minmax_finite,
     stackelberg_init,
     stackelberg_update,
@@ -51,6 +52,7 @@ __all__ = [
     "btl_prob",
     "confidence_init",
     "confidence_update",
+    "deterministic_policy_features",
     "dueling_bandit",
     "ellipsoid_radius",
     "enhancer_scores",

@@ -8,10 +8,12 @@ is played by gradients with policy and reward parameters as pytrees (`stackelber
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from jaxpref import _checks, linalg
@@ -42,6 +44,29 @@ def minmax_finite(
     u = jnp.asarray(policy_features) - jnp.asarray(ref_features)[None, :]
     values = confidence.pessimistic_value(theta_hat, gram, radius, u)  # Eq. (min-max)
     return jnp.argmax(values), values
+
+
+def deterministic_policy_features(features: Float[Array, "X Y d"], context_probs):
+    """E_π φ for every deterministic tabular policy π: x ↦ y (all Y^X of them).
+
+    E_π φ = Σ_x d₀(x) φ(x, π(x)); with `minmax_finite` this gives the exact joint min-max step
+    over the deterministic tabular class (small X and Y only: Y^X rows).
+
+    Args:
+      features: (X, Y, d) response features.  context_probs: (X,) d₀.
+
+    Returns:
+      (policy_features (Y^X, d), choices (Y^X, X) int: row n is the policy x ↦ choices[n, x]).
+
+    References: Jia, arXiv 2511.12867, min-max step over a policy class [summary].
+    """
+    (x, y, _) = _checks.check_ndim("features", features, 3)
+    if _checks.shape_of("context_probs", context_probs) != (x,):
+        raise ValueError(f"context_probs: expected shape ({x},) to match features")
+    _checks.check_int_in("Y^X", y**x, 1, 10**6)
+    choices = np.array(list(itertools.product(range(y), repeat=x)), dtype=np.int32)
+    chosen = jnp.asarray(features)[np.arange(x)[None, :], choices]  # (Y^X, X, d)
+    return jnp.einsum("x,nxd->nd", jnp.asarray(context_probs), chosen), choices  # E_π φ
 
 
 def minmax_responses_unchecked(theta_hat, gram, radius, phi, ref_probs, sign=-1.0):
@@ -129,6 +154,7 @@ def stackelberg_update(
 
 __all__ = [
     "StackelbergState",
+    "deterministic_policy_features",
     "minmax_finite",
     "minmax_responses_unchecked",
     "stackelberg_init",
