@@ -34,6 +34,7 @@ from jaxpref.llm.layers import (
 from jaxpref.llm.sharding import LOGICAL_RULES, constrain, state_shardings
 
 ACT = ("batch", "length", "act_embed")
+KV = ("batch", "length", "act_heads", None)  # cached keys/values (B, S, K, D)
 
 
 class KVCache(NamedTuple):
@@ -79,6 +80,7 @@ class Attention(nnx.Module):
             at = (zero, index, zero, zero)
             k = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), at)
             v = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), at)
+            k, v = constrain(k, KV), constrain(v, KV)
         out = constrain(attend(q, k, v, allowed_BxLxS), ("batch", "length", "act_heads"))
         return self.o_proj(out), (k, v)
 
