@@ -228,7 +228,12 @@ def _check_adapters_merged(model: Decoder) -> None:
 
 def save_pretrained(model: Decoder, path, *, max_shard_bytes: int | None = None) -> None:
     """Write ``config.json`` and HF-named safetensors (sharded with an index when larger than
-    ``max_shard_bytes``) that transformers' ``from_pretrained`` reads."""
+    ``max_shard_bytes``) that transformers' ``from_pretrained`` reads.
+
+    Each parameter is gathered to the host one at a time (``jax.device_get``), which needs every
+    shard addressable: on several hosts, save training state with Orbax instead and export from
+    one process. LoRA adapters must be merged first (:func:`jaxpref.llm.lora.merge_lora`).
+    """
     _check_adapters_merged(model)
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
