@@ -198,18 +198,23 @@ def from_pretrained(path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES) 
     return nnx.merge(graphdef, map_variables(load, state))
 
 
-def _export_tensors(model: Decoder):
-    """HF tensor name → host array for every base parameter of ``model``."""
-    mapping = param_map(model.config)
-    state = nnx.state(model, nnx.Not(_lora_filter()))
-    flat = {path_name(key): var.get_value() for key, var in flat_variables(state)}
-    tensors: dict[str, list] = {}
-    for name, (hf, how) in mapping.items():
-        array = np.asarray(jax.device_get(flat[name]))
-        array = array.T if how == "T" else array
-        tensors.setdefault(hf, []).append(array)
-    return {hf: parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
-            for hf, parts in tensors.items()}
+class _Export:
+    """HF tensor name → our parameter(s), fetched to the host only when asked for."""
+
+    def __init__(self, model: Decoder):
+        state = nnx.state(model, nnx.Not(_lora_filter()))
+        values = {path_name(key): var.get_value() for key, var in flat_variables(state)}
+        self.parts: dict[str, list] = {}
+        for name, (hf, how) in param_map(model.config).items():
+            self.parts.setdefault(hf, []).append((values[name], how))
+
+    def nbytes(self, hf: str) -> int:
+        return sum(int(v.size) * jnp.dtype(v.dtype).itemsize for v, _ in self.parts[hf])
+
+    def fetch(self, hf: str) -> np.ndarray:
+        arrays = [np.asarray(jax.device_get(v)) for v, _ in self.parts[hf]]
+        arrays = [a.T if how == "T" else a for a, (_, how) in zip(arrays, self.parts[hf])]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=-1)
 
 
 def _lora_filter():
@@ -240,28 +245,28 @@ def save_pretrained(model: Decoder, path, *, max_shard_bytes: int | None = None)
     hf = model.config.to_hf_dict()
     hf["dtype"] = str(jnp.dtype(model.dtype))
     (path / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True))
-    tensors = _export_tensors(model)
-    shards = _split_shards(tensors, max_shard_bytes)
+    export = _Export(model)
+    shards = _split_shards({hf: export.nbytes(hf) for hf in export.parts}, max_shard_bytes)
     if len(shards) == 1:
-        save_file(shards[0], path / SINGLE)
+        save_file({hf: export.fetch(hf) for hf in shards[0]}, path / SINGLE)
         return
     weight_map = {}
-    for i, shard in enumerate(shards, 1):
+    for i, shard in enumerate(shards, 1):  # host memory: one shard at a time
         file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, path / file)
+        save_file({hf: export.fetch(hf) for hf in shard}, path / file)
         weight_map.update({name: file for name in shard})
-    total = sum(a.nbytes for a in tensors.values())
+    total = sum(export.nbytes(hf) for hf in export.parts)
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     (path / INDEX).write_text(json.dumps(index, indent=2))
 
 
-def _split_shards(tensors, max_bytes):
-    shards, size = [{}], 0
-    for name in sorted(tensors):
-        nbytes = tensors[name].nbytes
-        if max_bytes is not None and shards[-1] and size + nbytes > max_bytes:
-            shards.append({})
+def _split_shards(sizes: dict[str, int], max_bytes):
+    """Group tensor names (sorted) into shards of at most ``max_bytes`` (one shard if None)."""
+    shards, size = [[]], 0
+    for name in sorted(sizes):
+        if max_bytes is not None and shards[-1] and size + sizes[name] > max_bytes:
+            shards.append([])
             size = 0
-        shards[-1][name] = tensors[name]
-        size += nbytes
+        shards[-1].append(name)
+        size += sizes[name]
     return shards
