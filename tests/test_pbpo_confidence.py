@@ -141,12 +141,14 @@ def test_sublevel_solver_matches_closed_form_on_ellipsoid(dtype):
     X, _ = _problem(dtype)
     gram = C.gram_matrix(X, 1.0)
     th, v, r = jnp.asarray([0.3, 0.1, -0.2], dtype), jnp.asarray([0.5, 1.0, -1.5], dtype), 0.8
-    lo, t_lo = LS.sublevel_set_value(_Quadratic(th, gram), th, 0.5 * r**2, v)
-    hi, _ = LS.sublevel_set_value(_Quadratic(th, gram), th, 0.5 * r**2, v, maximize=True)
     tol = 1e-4 if dtype == jnp.float32 else 1e-9
-    np.testing.assert_allclose(lo, C.pessimistic_value(th, gram, r, v), atol=tol)
-    np.testing.assert_allclose(hi, C.optimistic_value(th, gram, r, v), atol=tol)
-    assert lo.dtype == dtype and t_lo.dtype == dtype
+    for method in ("dual", "projected_gradient"):
+        kw = dict(method=method, num_steps=5)
+        lo, t_lo = LS.sublevel_set_value(_Quadratic(th, gram), th, 0.5 * r**2, v, **kw)
+        hi, _ = LS.sublevel_set_value(_Quadratic(th, gram), th, 0.5 * r**2, v, maximize=True, **kw)
+        np.testing.assert_allclose(lo, C.pessimistic_value(th, gram, r, v), atol=tol)
+        np.testing.assert_allclose(hi, C.optimistic_value(th, gram, r, v), atol=tol)
+        assert lo.dtype == dtype and t_lo.dtype == dtype
 
 
 def test_likelihood_set_value_brute_force():
@@ -169,6 +171,9 @@ def test_likelihood_set_value_brute_force():
     brute = (np.asarray(th) + lo[:, None] * u) @ np.asarray(v)
     assert brute.min() >= float(val) - 1e-6
     assert brute.min() == pytest.approx(float(val), abs=5e-3)
+    pg, t_pg = LS.likelihood_set_value(th, X, y, lam, zeta, v, method="projected_gradient")
+    assert float(pg) == pytest.approx(float(val), abs=1e-5)  # the two solvers agree
+    assert float(R.btl_nll(t_pg, X, y, lam)) <= float(level) + 1e-9
 
 
 def test_mle_stationary_and_matches_scan_update():
@@ -216,6 +221,8 @@ def test_bad_input():
         R.fit_btl_mle(jnp.ones((3, 2)), jnp.ones(4))
     with pytest.raises(ValueError, match="radius"):
         C.likelihood_ratio_threshold(-1.0)
+    with pytest.raises(ValueError, match="method"):
+        LS.sublevel_set_value(_Quadratic(th, jnp.eye(2)), th, 0.5, v, method="newton")
     with pytest.raises(ValueError, match="direction"):
         LS.likelihood_set_value(th, jnp.ones((3, 2)), jnp.ones(3), 1.0, 0.5, jnp.ones(3))
 
