@@ -61,6 +61,8 @@ def test_values_jit_vmap_grad():
     np.testing.assert_allclose(batched, loop, rtol=1e-12)
     np.testing.assert_allclose(jax.jit(C._pessimistic)(th, gram, 0.5, V), batched, rtol=1e-12)
     check_grads(lambda t, v: C._pessimistic(t, gram, 0.5, v), (th, V[0]), order=2)
+    g0 = jax.grad(lambda v: C._pessimistic(th, gram, 0.5, v))(jnp.zeros(3))  # u = 0: π = π_ref
+    np.testing.assert_allclose(g0, th)  # finite: the width term contributes the subgradient 0
 
 
 def test_gram_and_membership():

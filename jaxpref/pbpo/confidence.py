@@ -120,7 +120,10 @@ def _check_set(theta_hat, gram, radius, vec, vec_name):
 
 
 def _width(gram, delta_phi):
-    return jnp.sqrt(linalg.mahalanobis_sq(gram, delta_phi))  # ‖Δφ‖_{Σ⁻¹}
+    """‖Δφ‖_{Σ⁻¹}, with gradient 0 (a subgradient) instead of NaN at Δφ = 0."""
+    q = linalg.mahalanobis_sq(gram, delta_phi)
+    positive = q > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, q, 1.0)), 0.0)  # ‖Δφ‖_{Σ⁻¹}
 
 
 @jax.jit

@@ -109,6 +109,9 @@ def btl_newton(theta0, delta_phi, labels, lam, weights=None, num_steps: int = 25
     return jax.lax.fori_loop(0, num_steps, body, theta0)
 
 
+_btl_newton_jit = jax.jit(btl_newton, static_argnums=5)
+
+
 def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, num_steps: int = 25):
     """Regularised BTL maximum likelihood θ̂ = argmin_θ ℓ_λ(θ) by Newton's method.
 
@@ -133,7 +136,7 @@ def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, num_steps: int = 25
     _checks.check_positive("lam", lam)
     delta_phi = jnp.asarray(delta_phi)
     labels = jnp.asarray(labels, delta_phi.dtype)
-    theta = jax.jit(btl_newton, static_argnums=5)(
+    theta = _btl_newton_jit(
         jnp.zeros(d, delta_phi.dtype), delta_phi, labels, lam, weights, num_steps
     )
     return theta, btl_hessian(theta, delta_phi, lam, weights)
