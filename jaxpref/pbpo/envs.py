@@ -95,19 +95,28 @@ def token_mdp(
 
 
 def btl_label(key, theta_star, phi_1, phi_0):
-    """Oracle label o ~ Bernoulli(σ(⟨θ*, φ(τ¹) − φ(τ⁰)⟩)) (1 when τ¹ is preferred)."""
+    """Oracle label o ~ Bernoulli(σ(⟨θ*, φ(τ¹) − φ(τ⁰)⟩)) (1 when τ¹ is preferred).
+
+    References: Bradley & Terry (1952); Jia, arXiv 2511.12867 (preference oracle o_k) [summary].
+    """
     p = reward.btl_prob(theta_star, phi_1 - phi_0)  # BTL model
     return jax.random.bernoulli(key, p).astype(phi_1.dtype)
 
 
 def policy_value(env: PreferenceEnv, probs: Float[Array, "X Y"]) -> Float[Array, ""]:
-    """J(π) = Σ_x d₀(x) Σ_y π(y|x) ⟨θ*, Φ(x, y)⟩, exact by enumeration."""
+    """J(π) = Σ_x d₀(x) Σ_y π(y|x) ⟨θ*, Φ(x, y)⟩, exact by enumeration.
+
+    References: Jia, arXiv 2511.12867, regret Σ_k [J(π*) − J(π_k)] (Theorems 1-4) [summary].
+    """
     r = env.features @ env.theta_star  # (X, Y)
     return env.context_probs @ jnp.sum(probs * r, axis=-1)  # J(π)
 
 
 def optimal_value(env: PreferenceEnv) -> Float[Array, ""]:
-    """J(π*) = Σ_x d₀(x) max_y ⟨θ*, Φ(x, y)⟩."""
+    """J(π*) = Σ_x d₀(x) max_y ⟨θ*, Φ(x, y)⟩.
+
+    References: Jia, arXiv 2511.12867, regret Σ_k [J(π*) − J(π_k)] (Theorems 1-4) [summary].
+    """
     return env.context_probs @ jnp.max(env.features @ env.theta_star, axis=-1)
 
 

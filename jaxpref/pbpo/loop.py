@@ -119,7 +119,10 @@ def _policy_step(prm, conf, beta, features, policy):
 
 
 def pbpo_update(state: PbPOState, env: envs.PreferenceEnv, cfg: LoopConfig, prm: LoopParams):
-    """One episode; returns (next state, instantaneous regret J(π*) − J(π_k))."""
+    """One episode; returns (next state, instantaneous regret J(π*) − J(π_k)).
+
+    References: Jia, arXiv 2511.12867, Alg. 1 / Fig. 1 (reconstructed, theory/pbpo.md §8).
+    """
     key, kx, k0, ko = jax.random.split(state.key, 4)
     conf = state.conf
     x = jax.random.categorical(kx, jnp.log(env.context_probs))
