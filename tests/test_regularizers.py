@@ -64,7 +64,7 @@ def test_kl_penalty_not_pm():
     assert np.ptp(np.asarray(pm)) < 1e-9  # one constant c' for every k and π (eq. (3.7))
 
 
-@pytest.mark.parametrize("link", list(R.BUILTIN_LINKS.values()), ids=lambda l: l.name)
+@pytest.mark.parametrize("link", list(R.BUILTIN_LINKS.values()), ids=lambda g: g.name)
 def test_link_regularizer_solves_generalised_ode(link):
     grid = jnp.linspace(0.1, 0.45, 6)  # inside the range of every built-in link
     gprime = lambda p: jax.grad(link.g)(link.g_inv(p))  # noqa: E731
@@ -230,7 +230,7 @@ def test_closed_forms_float32_and_vmap():
 
 
 # ------------------------------------------------------------------ generalised links
-@pytest.mark.parametrize("link", [R.sigmoid_link, R.arctan_link, R.exp_link], ids=lambda l: l.name)
+@pytest.mark.parametrize("link", [R.sigmoid_link, R.arctan_link, R.exp_link], ids=lambda g: g.name)
 def test_link_maximiser_brute_force(link):
     r = jnp.array([0.6, 0.1, -0.3])
     for scale in (1.0, float(jnp.sum(link.g(r)))):

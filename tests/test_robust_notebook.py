@@ -1,6 +1,7 @@
 """The teaching notebook 04 runs top to bottom and its online and closed-form answers agree."""
 
 import numpy as np
+
 from notebooks import run_notebook
 
 

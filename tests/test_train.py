@@ -19,8 +19,8 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from jaxpref.train import (
-    CheckpointExistsError,
     Checkpointer,
+    CheckpointExistsError,
     abstract_state,
     create_train_state,
     init_train_state,

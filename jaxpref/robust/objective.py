@@ -16,7 +16,6 @@ References: Li, Gaur & Aggarwal, "Oracle-Robust Online Alignment for Large Langu
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax

@@ -4,7 +4,7 @@ The only stateful layer of jaxpref. Everything here is generic over a Flax NNX m
 optax transformation: a loss is ``loss_fn(model, batch, key)``, nothing model-specific.
 """
 
-from jaxpref.train.checkpoint import CheckpointExistsError, Checkpointer
+from jaxpref.train.checkpoint import Checkpointer, CheckpointExistsError
 from jaxpref.train.loop import restore_or_init, train_loop
 from jaxpref.train.mesh import (
     AXES,
