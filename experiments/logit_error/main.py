@@ -1,13 +1,13 @@
-"""ADPO §6.1: max logit error vs budget. Usage: python experiments/logit_error/main.py [scale] [out]
+"""ADPO §6.1: max logit error vs budget n (arXiv 2503.01076), with its baselines.
 
-Same as `jaxpref run logit_error --scale SCALE --out OUT`; the protocol lives in
-`jaxpref/experiments/logit_error.py`.
+Usage: python experiments/logit_error/main.py [--scale {test,quickstart,small,full}] [--out DIR]
+[--overwrite] -- the same as ``jaxpref run logit_error ...``; the protocol lives in
+``jaxpref/experiments/logit_error.py`` and this folder's README has the numbers we saw.
 """
 
 import sys
 
-from jaxpref.cli import run_experiment
+from jaxpref.cli import main
 
 if __name__ == "__main__":
-    scale = sys.argv[1] if len(sys.argv) > 1 else "small"
-    run_experiment("logit_error", scale, sys.argv[2] if len(sys.argv) > 2 else None)
+    sys.exit(main(["run", "logit_error", *sys.argv[1:]]))

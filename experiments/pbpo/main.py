@@ -1,15 +1,13 @@
-"""PbPO regret validation: `python experiments/pbpo/main.py --scale small [--out DIR]`.
+"""PbPO regret validation on dueling bandits and token MDPs (arXiv 2511.12867).
 
-Same as `jaxpref run pbpo --scale small`; see README.md in this folder.
+Usage: python experiments/pbpo/main.py [--scale {test,quickstart,small,full}] [--out DIR]
+[--overwrite] -- the same as ``jaxpref run pbpo ...``; the protocol lives in
+``jaxpref/experiments/pbpo.py`` and this folder's README has the numbers we saw.
 """
 
-import argparse
+import sys
 
-from jaxpref.cli import run_experiment
+from jaxpref.cli import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", default="small", choices=["test", "quickstart", "small", "full"])
-    parser.add_argument("--out", default=None)
-    args = parser.parse_args()
-    run_experiment("pbpo", args.scale, args.out)
+    sys.exit(main(["run", "pbpo", *sys.argv[1:]]))

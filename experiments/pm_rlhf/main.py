@@ -1,18 +1,13 @@
-"""Reproduce the PM RLHF figures and the miniature Table 2 (arXiv 2405.16455).
+"""The PM RLHF figures and the miniature Table 2 (arXiv 2405.16455).
 
-Usage: python experiments/pm_rlhf/main.py [--scale small] [--out DIR]
-(the same as ``jaxpref run pm_rlhf --scale small --out DIR``).
+Usage: python experiments/pm_rlhf/main.py [--scale {test,quickstart,small,full}] [--out DIR]
+[--overwrite] -- the same as ``jaxpref run pm_rlhf ...``; the protocol lives in
+``jaxpref/experiments/pm_rlhf.py`` and this folder's README has the numbers we saw.
 """
 
-import argparse
+import sys
 
-from jaxpref.cli import run_experiment
-from jaxpref.experiments import SCALES
+from jaxpref.cli import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", choices=SCALES, default="small")
-    parser.add_argument("--out")
-    parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args()
-    run_experiment("pm_rlhf", args.scale, args.out, overwrite=args.overwrite)
+    sys.exit(main(["run", "pm_rlhf", *sys.argv[1:]]))
