@@ -1,4 +1,5 @@
-"""The shipped HH byte-level BPE tokenizer, and pair encoding with and without chat templates."""
+"""The shipped HH byte-level BPE tokenizer, and pair encoding with and without a chat template
+(a real Jinja template in tokenizer_config.json, loaded through AutoTokenizer)."""
 
 import numpy as np
 import pytest
@@ -26,25 +27,33 @@ def pair():
     )
 
 
-class HHChatTokenizer:
-    """The shipped tokenizer plus a chat template rendered in Python (no jinja2 needed)."""
+# The HH dialogue format as a Jinja chat template, as a chat model's tokenizer_config.json
+# carries it.
+HH_CHAT_TEMPLATE = (  # newlines inside Jinja string literals: trim_blocks cannot eat them
+    "{{ bos_token }}{% for m in messages %}"
+    "{% if m['role'] == 'user' %}{{ '\\n\\nHuman: ' + m['content'] }}"
+    "{% else %}{{ '\\n\\nAssistant: ' + m['content'] + eos_token }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '\\n\\nAssistant:' }}{% endif %}"
+)
 
-    chat_template = "hh"
 
-    def __init__(self, tok):
-        self.tok = tok
+@pytest.fixture(scope="module")
+def chat_tok(tmp_path_factory):
+    """The shipped tokenizer saved again with a chat template and reloaded from disk."""
+    import json
+    import shutil
 
-    def __getattr__(self, name):
-        return getattr(self.tok, name)
+    from transformers import AutoTokenizer
 
-    def __call__(self, *args, **kwargs):
-        return self.tok(*args, **kwargs)
-
-    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
-        assert not tokenize
-        turn = {"user": "\n\nHuman: {}", "assistant": "\n\nAssistant: {}<|eos|>"}
-        text = "<|bos|>" + "".join(turn[m["role"]].format(m["content"]) for m in messages)
-        return text + ("\n\nAssistant:" if add_generation_prompt else "")
+    path = tmp_path_factory.mktemp("chat_tokenizer")
+    shutil.copytree(TOKENIZER_DIR, path, dirs_exist_ok=True)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(
+        json.dumps({**config, "chat_template": HH_CHAT_TEMPLATE})
+    )
+    tok = AutoTokenizer.from_pretrained(str(path))
+    assert tok.chat_template == HH_CHAT_TEMPLATE
+    return tok
 
 
 def test_loads_through_autotokenizer(tok):
@@ -103,9 +112,8 @@ def test_truncation_keeps_bos_and_prompt_end(tok, pair):
     assert enc.chosen == full.chosen[:4] and len(enc.prompt) + len(enc.chosen) <= 8
 
 
-def test_chat_template_path_no_duplicate_specials(tok, pair):
-    chat = HHChatTokenizer(tok)
-    enc = encode_pair(chat, pair)
+def test_chat_template_path_no_duplicate_specials(tok, chat_tok, pair):
+    enc = encode_pair(chat_tok, pair)
     plain = encode_pair(tok, pair)
     assert enc.prompt == plain.prompt  # the template writes BOS itself: not added twice
     assert enc.chosen.count(tok.eos_token_id) == 1 and enc.chosen[-1] == tok.eos_token_id
