@@ -10,10 +10,7 @@ so one run prints both and their ratio. On a GPU it also prints model FLOPs util
     python experiments/benchmarks/llm_step.py --torch-python /work/torchvenv/bin/python
     python experiments/benchmarks/llm_step.py --tiny        # seconds-long smoke run
 
-Seen on 2026-11-22 (first command; 2 shared CPU cores, load average ≈ 7, so noisy; float32,
-batch 4 × 128 tokens, generation 4 × 32 new tokens after 16-token prompts):
-jaxpref 833 train tokens/s, 214 generated tokens/s; transformers 5.23 / torch 2.13 CPU
-1208 and 362 — ratios 0.69 (step) and 0.59 (generation). No GPU was lent, so no MFU figure.
+The figures we saw, with dates and machine, are in the README's performance section.
 """
 
 from __future__ import annotations
