@@ -106,6 +106,21 @@ def test_same_bucket_does_not_recompile(model):
     assert _generate._cache_size() == size + 1  # a new bucket (16) compiles once
 
 
+def test_batch_bucket_pads_rows_and_does_not_recompile(model):
+    kw = dict(key=jax.random.key(0), max_new_tokens=4, temperature=0.0, bucket=8)
+    plain = generate(model, PROMPTS, MASK, **kw)
+    four = generate(model, PROMPTS, MASK, batch_bucket=4, **kw)
+    assert four.tokens.shape == plain.tokens.shape and four.lengths.shape == (3,)
+    for a, b in zip(four, plain):
+        np.testing.assert_array_equal(a, b)
+    size = _generate._cache_size()
+    two = generate(model, PROMPTS[:2], MASK[:2], batch_bucket=4, **kw)
+    assert _generate._cache_size() == size  # batch 2 and batch 3 share the 4-row compile
+    np.testing.assert_array_equal(two.new_tokens, plain.new_tokens[:2])
+    with pytest.raises(ValueError, match="batch_bucket"):
+        generate(model, PROMPTS, MASK, batch_bucket=0, **kw)
+
+
 def test_sample_logits_filters():
     logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
     keys = jax.random.split(jax.random.key(0), 4000)

@@ -109,7 +109,7 @@ def _generate(graphdef, state, ids, mask, key, temperature, top_k, top_p, eos, p
 
 def generate(model, input_ids, attention_mask=None, *, key, max_new_tokens: int,
              temperature=1.0, top_k=0, top_p=1.0, eos_token_id=None, pad_token_id=0,
-             bucket: int = 16) -> GenerationOutput:
+             bucket: int = 16, batch_bucket: int = 1) -> GenerationOutput:
     """Sample up to ``max_new_tokens`` tokens per row after (left- or right-padded) prompts.
 
     Args:
@@ -118,6 +118,10 @@ def generate(model, input_ids, attention_mask=None, *, key, max_new_tokens: int,
       key: PRNG key. temperature: 0 for greedy decoding. top_k: 0 disables. top_p: 1 disables.
       eos_token_id: a row stops after emitting it (counted in ``lengths``); None never stops.
       bucket: prompts are left-padded to a multiple of this length so calls share a compile.
+      batch_bucket: the batch is padded with dummy rows to a multiple of this size (and the
+        outputs cut back to B rows), so calls with nearby batch sizes share a compile too.
+        Greedy results do not depend on it; sampled ones do (the draws are made per padded
+        batch), so keep it fixed when reproducing a sampled run.
     Returns:
       :class:`GenerationOutput`.
     """
@@ -128,17 +132,23 @@ def generate(model, input_ids, attention_mask=None, *, key, max_new_tokens: int,
                          f"{ids.shape} and {mask.shape}")
     if not (mask.sum(-1) > 0).all():
         raise ValueError("attention_mask: every prompt needs at least one real token")
-    if max_new_tokens < 1 or bucket < 1:
-        raise ValueError(f"max_new_tokens, bucket: must be ≥ 1, got {max_new_tokens}, {bucket}")
+    for name, value in (("max_new_tokens", max_new_tokens), ("bucket", bucket),
+                        ("batch_bucket", batch_bucket)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name}: must be an integer ≥ 1, got {value!r}")
     width = -(-ids.shape[1] // bucket) * bucket
     if width + max_new_tokens > model.config.max_position_embeddings:
         raise ValueError(f"max_new_tokens: bucket {width} + {max_new_tokens} exceeds "
                          f"max_position_embeddings={model.config.max_position_embeddings}")
-    pad = ((0, 0), (width - ids.shape[1], 0))
+    rows = ids.shape[0]
+    extra = -rows % batch_bucket
+    pad = ((0, extra), (width - ids.shape[1], 0))
     ids, mask = np.pad(ids, pad, constant_values=pad_token_id), np.pad(mask, pad)
+    mask[rows:, -1] = 1  # dummy rows: one real (pad) token each; their outputs are dropped
     graphdef, state = nnx.split(model)
     eos = -1 if eos_token_id is None else eos_token_id
     scalars = (jnp.float32(temperature), jnp.int32(top_k), jnp.float32(top_p), jnp.int32(eos),
                jnp.int32(pad_token_id))
-    return _generate(graphdef, state, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, bool), key,
-                     *scalars, max_new_tokens=max_new_tokens)
+    out = _generate(graphdef, state, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, bool), key,
+                    *scalars, max_new_tokens=max_new_tokens)
+    return out if extra == 0 else GenerationOutput(*(x[:rows] for x in out))
