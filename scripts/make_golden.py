@@ -29,30 +29,80 @@ from safetensors.numpy import load_file, save_file
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "tests" / "golden"
 LENGTHS = (8, 5, 3)
-SMALL = dict(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-             num_attention_heads=4, max_position_embeddings=64)
+SMALL = dict(
+    vocab_size=96,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+)
 
 FAMILIES = {
-    "llama2": ("LlamaConfig", "LlamaForCausalLM",
-               dict(SMALL, num_key_value_heads=4, tie_word_embeddings=False), None),
-    "llama3": ("LlamaConfig", "LlamaForCausalLM",
-               dict(SMALL, num_key_value_heads=2, tie_word_embeddings=True,
-                    rope_parameters=dict(rope_type="llama3", rope_theta=500000.0, factor=4.0,
-                                         low_freq_factor=1.0, high_freq_factor=4.0,
-                                         original_max_position_embeddings=16)), None),
-    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM",
-              dict(SMALL, num_key_value_heads=2, tie_word_embeddings=True), None),
-    "mistral": ("MistralConfig", "MistralForCausalLM",
-                dict(SMALL, num_key_value_heads=2, tie_word_embeddings=False, sliding_window=4),
-                "40KB"),
-    "llama_bias": ("LlamaConfig", "LlamaForCausalLM",
-                   dict(SMALL, num_key_value_heads=1, head_dim=16, attention_bias=True,
-                        mlp_bias=True, tie_word_embeddings=False,
-                        rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=2.0)),
-                   None),
-    "gpt2": ("GPT2Config", "GPT2LMHeadModel",
-             dict(vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                  bos_token_id=0, eos_token_id=0), None),
+    "llama2": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(SMALL, num_key_value_heads=4, tie_word_embeddings=False),
+        None,
+    ),
+    "llama3": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(
+            SMALL,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            rope_parameters=dict(
+                rope_type="llama3",
+                rope_theta=500000.0,
+                factor=4.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=16,
+            ),
+        ),
+        None,
+    ),
+    "qwen2": (
+        "Qwen2Config",
+        "Qwen2ForCausalLM",
+        dict(SMALL, num_key_value_heads=2, tie_word_embeddings=True),
+        None,
+    ),
+    "mistral": (
+        "MistralConfig",
+        "MistralForCausalLM",
+        dict(SMALL, num_key_value_heads=2, tie_word_embeddings=False, sliding_window=4),
+        "40KB",
+    ),
+    "llama_bias": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(
+            SMALL,
+            num_key_value_heads=1,
+            head_dim=16,
+            attention_bias=True,
+            mlp_bias=True,
+            tie_word_embeddings=False,
+            rope_parameters=dict(rope_type="linear", rope_theta=10000.0, factor=2.0),
+        ),
+        None,
+    ),
+    "gpt2": (
+        "GPT2Config",
+        "GPT2LMHeadModel",
+        dict(
+            vocab_size=96,
+            n_embd=32,
+            n_layer=2,
+            n_head=4,
+            n_positions=64,
+            bos_token_id=0,
+            eos_token_id=0,
+        ),
+        None,
+    ),
 }
 
 
@@ -97,8 +147,12 @@ def make_family(name, cfg_cls, model_cls, kwargs, shard_size, gen):
 def verify(root):
     """transformers reads jaxpref-written checkpoints and reproduces the golden logits."""
     for name, (_, model_cls, _, _) in FAMILIES.items():
-        model = getattr(transformers, model_cls).from_pretrained(
-            pathlib.Path(root) / name, attn_implementation="eager").double().eval()
+        model = (
+            getattr(transformers, model_cls)
+            .from_pretrained(pathlib.Path(root) / name, attn_implementation="eager")
+            .double()
+            .eval()
+        )
         expected = load_file(str(OUT / name / "expected.safetensors"))
         worst = 0.0
         for i in range(len(LENGTHS)):

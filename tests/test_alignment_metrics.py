@@ -33,13 +33,22 @@ def loop_reference():
             b = 1 / (1 + np.exp(-(REWARDS[i] - REWARDS[j])))
             pm += p[i] * p[j] * (a * np.log(a / b) + (1 - a) * np.log((1 - a) / (1 - b)))
     ppl = sum(p[i] * np.exp(LOGP[i]) ** (-1 / LENGTHS[i]) for i in range(S))
-    return dict(pm_divergence=pm, length=p @ LENGTHS, perplexity=ppl, entropy=-(p @ LOGP),
-                kl=p @ (LOGP - REF))
+    return dict(
+        pm_divergence=pm,
+        length=p @ LENGTHS,
+        perplexity=ppl,
+        entropy=-(p @ LOGP),
+        kl=p @ (LOGP - REF),
+    )
 
 
 def test_hand_case():
-    got = exact_alignment_metrics(jnp.log(jnp.array([0.5, 0.5])), jnp.log(jnp.array([0.25, 0.75])),
-                                  jnp.array([np.log(3.0), 0.0]), jnp.array([1.0, 2.0]))
+    got = exact_alignment_metrics(
+        jnp.log(jnp.array([0.5, 0.5])),
+        jnp.log(jnp.array([0.25, 0.75])),
+        jnp.array([np.log(3.0), 0.0]),
+        jnp.array([1.0, 2.0]),
+    )
     # pairs (1,2) and (2,1) each with weight ¼: KL(Bern(½) ‖ Bern(¾)) = KL(Bern(½) ‖ Bern(¼))
     half = 0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)
     np.testing.assert_allclose(got.pm_divergence, 0.5 * half, rtol=1e-12)
@@ -60,18 +69,27 @@ def test_sampled_agrees_with_exact():
     exact = exact_alignment_metrics(*args)
     est = sampled_alignment_metrics(jax.random.key(0), *args, 40000)
     for k in exact._fields:
-        np.testing.assert_allclose(getattr(est, k), getattr(exact, k), rtol=0.03, atol=3e-3,
-                                   err_msg=k)
+        np.testing.assert_allclose(
+            getattr(est, k), getattr(exact, k), rtol=0.03, atol=3e-3, err_msg=k
+        )
 
 
 def test_from_samples_hand_case_and_consistency():
     half, quarter = np.log(0.5), np.log(0.25)
     got = alignment_metrics_from_samples(
-        jnp.array([half]), jnp.array([quarter]), jnp.array([quarter]), jnp.array([half]),
-        jnp.array([1.0]), jnp.array([0.0]), jnp.array([1.0]), jnp.array([2.0]))
+        jnp.array([half]),
+        jnp.array([quarter]),
+        jnp.array([quarter]),
+        jnp.array([half]),
+        jnp.array([1.0]),
+        jnp.array([0.0]),
+        jnp.array([1.0]),
+        jnp.array([2.0]),
+    )
     p, q = 2 / 3, 1 / (1 + np.exp(-1.0))  # σ(log 2), σ(1)
-    np.testing.assert_allclose(got.pm_divergence,
-                               p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)), rtol=1e-12)
+    np.testing.assert_allclose(
+        got.pm_divergence, p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)), rtol=1e-12
+    )
     np.testing.assert_allclose(got.length, 1.5)
     np.testing.assert_allclose(got.perplexity, (2.0 + 2.0) / 2, rtol=1e-12)  # ½^-1, (¼)^-½
     np.testing.assert_allclose(got.entropy, (np.log(2) + np.log(4)) / 2, rtol=1e-12)
@@ -86,17 +104,21 @@ def test_identities_and_float32():
     np.testing.assert_allclose(zero.pm_divergence, 0.0, atol=1e-12)  # the PM policy matches
     same = exact_alignment_metrics(jnp.asarray(REF), jnp.asarray(REF), r, jnp.asarray(LENGTHS))
     np.testing.assert_allclose(same.kl, 0.0, atol=1e-12)
-    f32 = exact_alignment_metrics(*(jnp.asarray(v, jnp.float32) for v in (LOGP, REF, REWARDS,
-                                                                         LENGTHS)))
+    f32 = exact_alignment_metrics(
+        *(jnp.asarray(v, jnp.float32) for v in (LOGP, REF, REWARDS, LENGTHS))
+    )
     assert all(v.dtype == jnp.float32 for v in f32)
     np.testing.assert_allclose(f32.pm_divergence, loop_reference()["pm_divergence"], rtol=1e-4)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (dict(policy_logps=jnp.array([0.1, -1.0])), "policy_logps"),
-    (dict(lengths=jnp.array([0.0, 1.0])), "lengths"),
-    (dict(rewards=jnp.array([0.0, 1.0, 2.0])), "shape"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (dict(policy_logps=jnp.array([0.1, -1.0])), "policy_logps"),
+        (dict(lengths=jnp.array([0.0, 1.0])), "lengths"),
+        (dict(rewards=jnp.array([0.0, 1.0, 2.0])), "shape"),
+    ],
+)
 def test_bad_input(bad, match):
     half = jnp.log(jnp.array([0.5, 0.5]))
     args = dict(policy_logps=half, ref_logps=half, rewards=jnp.zeros(2), lengths=jnp.ones(2))
@@ -113,6 +135,9 @@ def test_math_modules_import_only_math():
     banned = ("flax", "orbax", "datasets", "transformers", "jaxpref.train", "jaxpref.llm")
     for f in files:
         for node in ast.walk(ast.parse(f.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             assert not any(n.startswith(banned) for n in names), (f, names)

@@ -111,9 +111,11 @@ def test_make_pair_valid():
 def test_pairs_from_rows_prompt_column_and_messages():
     rows = [
         {"prompt": "Why?", "chosen": "Because.", "rejected": " No."},
-        {"prompt": [{"role": "user", "content": "x"}],
-         "chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
-         "rejected": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
+        {
+            "prompt": [{"role": "user", "content": "x"}],
+            "chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+            "rejected": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
+        },
     ]
     data = pairs_from_rows(rows, prompt_key="prompt")
     assert [p.prompt for p in data.pairs] == ["\n\nHuman: Why?\n\nAssistant:"]
@@ -127,8 +129,10 @@ def test_pairs_from_rows_prompt_column_and_messages():
 def test_load_local_files(tmp_path, suffix):
     import datasets
 
-    rows = {"chosen": ["\n\nHuman: q\n\nAssistant: a", "\n\nHuman: r"],
-            "rejected": ["\n\nHuman: q\n\nAssistant: b", "\n\nHuman: r\n\nAssistant: c"]}
+    rows = {
+        "chosen": ["\n\nHuman: q\n\nAssistant: a", "\n\nHuman: r"],
+        "rejected": ["\n\nHuman: q\n\nAssistant: b", "\n\nHuman: r\n\nAssistant: c"],
+    }
     path = tmp_path / f"prefs{suffix}"
     ds = datasets.Dataset.from_dict(rows)
     ds.to_json(str(path)) if suffix == ".jsonl" else ds.to_parquet(str(path))
@@ -185,29 +189,40 @@ def test_collate_preferences_common_length():
 
 def test_synthetic_preferences_follow_bt_rewards():
     key = jax.random.key(0)
-    sure = synthetic_preferences(key, num_pairs=64, prompt_length=3, response_length=4,
-                                 vocab_size=11, beta=1e6)
+    sure = synthetic_preferences(
+        key, num_pairs=64, prompt_length=3, response_length=4, vocab_size=11, beta=1e6
+    )
     assert np.all(sure.chosen_reward >= sure.rejected_reward)
     assert sure.batch.chosen.input_ids.shape == (64, 7)
     np.testing.assert_array_equal(sure.batch.chosen.loss_mask.sum(1), 4)
-    np.testing.assert_array_equal(sure.batch.chosen.input_ids[:, :3],
-                                  sure.batch.rejected.input_ids[:, :3])
+    np.testing.assert_array_equal(
+        sure.batch.chosen.input_ids[:, :3], sure.batch.rejected.input_ids[:, :3]
+    )
     w = sure.token_rewards
-    np.testing.assert_allclose(w[sure.batch.chosen.input_ids[:, 3:]].mean(1), sure.chosen_reward,
-                               rtol=1e-6)
-    flat = synthetic_preferences(key, num_pairs=400, prompt_length=1, response_length=3,
-                                 vocab_size=50, beta=1e-6)
+    np.testing.assert_allclose(
+        w[sure.batch.chosen.input_ids[:, 3:]].mean(1), sure.chosen_reward, rtol=1e-6
+    )
+    flat = synthetic_preferences(
+        key, num_pairs=400, prompt_length=1, response_length=3, vocab_size=50, beta=1e-6
+    )
     frac = np.mean(flat.chosen_reward > flat.rejected_reward)
     assert 0.4 < frac < 0.6  # beta -> 0: preferences are coin flips
 
 
 def test_synthetic_preferences_bad_input():
     with pytest.raises(ValueError, match="vocab_size"):
-        synthetic_preferences(jax.random.key(0), num_pairs=2, prompt_length=1,
-                              response_length=1, vocab_size=0)
+        synthetic_preferences(
+            jax.random.key(0), num_pairs=2, prompt_length=1, response_length=1, vocab_size=0
+        )
     with pytest.raises(ValueError, match="token_rewards"):
-        synthetic_preferences(jax.random.key(0), num_pairs=2, prompt_length=1,
-                              response_length=1, vocab_size=3, token_rewards=np.ones(4))
+        synthetic_preferences(
+            jax.random.key(0),
+            num_pairs=2,
+            prompt_length=1,
+            response_length=1,
+            vocab_size=3,
+            token_rewards=np.ones(4),
+        )
 
 
 def test_synthetic_dialogue_rows_parse_as_hh():

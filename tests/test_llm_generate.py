@@ -41,8 +41,9 @@ def test_cached_decode_logits_equal_full_forward(model):
     cache = KVCache.init(model.config, 3, 9, jnp.float32)
     logits, cache = nnx.jit(lambda m, i, a, c: m(i, a, cache=c))(model, ids, mask, cache)
     real = MASK.astype(bool)  # padding positions attend to nothing; their logits are unused
-    np.testing.assert_allclose(np.asarray(logits)[real], np.asarray(full(model, ids, mask))[real],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(logits)[real], np.asarray(full(model, ids, mask))[real], atol=1e-5
+    )
     step = nnx.jit(lambda m, t, p, c: m(t, jnp.ones_like(t), positions=p, cache=c))
     positions = mask.sum(-1)
     for token in ([11, 12, 13], [20, 21, 22], [30, 31, 32], [40, 41, 42]):
@@ -61,8 +62,9 @@ def test_cached_decode_logits_equal_full_forward(model):
 
 
 def test_greedy_equals_argmax_of_repeated_full_forwards(model):
-    out = generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=6,
-                   temperature=0.0, bucket=8)
+    out = generate(
+        model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=6, temperature=0.0, bucket=8
+    )
     assert out.tokens.shape == (3, 14) and out.new_tokens.shape == (3, 6)
     np.testing.assert_array_equal(out.lengths, [6, 6, 6])
     seqs = [list(PROMPTS[b][MASK[b] == 1]) for b in range(3)]
@@ -75,17 +77,34 @@ def test_greedy_equals_argmax_of_repeated_full_forwards(model):
             seq.append(int(jnp.argmax(logits[b, len(seq) - 1])))
             assert int(out.new_tokens[b, t]) == seq[-1]
     right = np.stack([np.roll(p, -int((m == 0).sum())) for p, m in zip(PROMPTS, MASK)])
-    again = generate(model, right, MASK[:, ::-1], key=jax.random.key(1), max_new_tokens=6,
-                     temperature=0.0, bucket=8)
+    again = generate(
+        model,
+        right,
+        MASK[:, ::-1],
+        key=jax.random.key(1),
+        max_new_tokens=6,
+        temperature=0.0,
+        bucket=8,
+    )
     np.testing.assert_array_equal(again.new_tokens, out.new_tokens)
 
 
 def test_eos_stops_rows_and_lengths(model):
-    greedy = generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=6,
-                      temperature=0.0, bucket=8)
+    greedy = generate(
+        model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=6, temperature=0.0, bucket=8
+    )
     eos = int(greedy.new_tokens[0, 2])
-    out = generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=6,
-                   temperature=0.0, eos_token_id=eos, pad_token_id=95, bucket=8)
+    out = generate(
+        model,
+        PROMPTS,
+        MASK,
+        key=jax.random.key(0),
+        max_new_tokens=6,
+        temperature=0.0,
+        eos_token_id=eos,
+        pad_token_id=95,
+        bucket=8,
+    )
     for b in range(3):
         row = list(np.asarray(greedy.new_tokens[b]))
         n = row.index(eos) + 1 if eos in row else 6
@@ -99,8 +118,17 @@ def test_same_bucket_does_not_recompile(model):
     kw = dict(max_new_tokens=4, bucket=8)
     generate(model, PROMPTS, MASK, key=jax.random.key(0), **kw)
     size = _generate._cache_size()
-    generate(model, PROMPTS[:, 2:], MASK[:, 2:], key=jax.random.key(5), temperature=0.7,
-             top_k=5, top_p=0.9, eos_token_id=3, **kw)
+    generate(
+        model,
+        PROMPTS[:, 2:],
+        MASK[:, 2:],
+        key=jax.random.key(5),
+        temperature=0.7,
+        top_k=5,
+        top_p=0.9,
+        eos_token_id=3,
+        **kw,
+    )
     assert _generate._cache_size() == size
     generate(model, np.tile(PROMPTS, (1, 2)), np.tile(MASK, (1, 2)), key=jax.random.key(0), **kw)
     assert _generate._cache_size() == size + 1  # a new bucket (16) compiles once
@@ -124,8 +152,11 @@ def test_batch_bucket_pads_rows_and_does_not_recompile(model):
 def test_sample_logits_filters():
     logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
     keys = jax.random.split(jax.random.key(0), 4000)
-    draw = jax.jit(jax.vmap(lambda k, t, kk, p: sample_logits(logits, k, t, kk, p)[0],
-                            in_axes=(0, None, None, None)))
+    draw = jax.jit(
+        jax.vmap(
+            lambda k, t, kk, p: sample_logits(logits, k, t, kk, p)[0], in_axes=(0, None, None, None)
+        )
+    )
     top2 = np.bincount(draw(keys, 1.0, 2, 1.0), minlength=4) / 4000
     np.testing.assert_allclose(top2, [0.625, 0.375, 0, 0], atol=0.03)
     nucleus = np.bincount(draw(keys, 1.0, 0, 0.85), minlength=4) / 4000  # keeps 0.5, 0.3, 0.15

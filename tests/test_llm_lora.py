@@ -46,8 +46,9 @@ def randomize_b(model):
 
 def test_targets_and_identity_at_init(base):
     model, names = adapted()
-    assert names == [f"layers.{i}.{p}" for i in (0, 1)
-                     for p in ("attn.q_proj", "attn.v_proj", "mlp.down_proj")]
+    assert names == [
+        f"layers.{i}.{p}" for i in (0, 1) for p in ("attn.q_proj", "attn.v_proj", "mlp.down_proj")
+    ]
     assert model.layers[0].attn.q_proj.lora_a[...].shape == (32, 4)
     assert model.layers[0].attn.q_proj.lora_b[...].shape == (4, 32)
     np.testing.assert_array_equal(forward(model, IDS, MASK), forward(base, IDS, MASK))
@@ -111,8 +112,9 @@ def test_save_requires_merge_and_bad_config(tmp_path):
     randomize_b(model)
     lo.merge_lora(model)
     save_pretrained(model, tmp_path)
-    np.testing.assert_allclose(forward(from_pretrained(tmp_path), IDS, MASK),
-                               forward(model, IDS, MASK), atol=1e-5)
+    np.testing.assert_allclose(
+        forward(from_pretrained(tmp_path), IDS, MASK), forward(model, IDS, MASK), atol=1e-5
+    )
     with pytest.raises(ValueError, match="rank"):
         lo.LoRAConfig(rank=0)
     with pytest.raises(ValueError, match="matches no linear layer"):

@@ -91,8 +91,10 @@ def test_padded_batch_equals_each_unpadded_run(models, family, side):
 
 def test_rope_scaling_and_sliding_window_matter(models):
     """The llama3 and mistral goldens would fail without Llama-3 scaling / the window."""
-    for family, change in [("llama3", dict(rope=DecoderConfig.tiny().rope)),
-                           ("mistral", dict(sliding_window=None))]:
+    for family, change in [
+        ("llama3", dict(rope=DecoderConfig.tiny().rope)),
+        ("mistral", dict(sliding_window=None)),
+    ]:
         model = models[family]
         graphdef, state = nnx.split(model)
         other = nnx.merge(graphdef, state)
@@ -117,9 +119,10 @@ def test_config_round_trip_and_hf_fields():
 
 
 def test_hf_class_defaults_for_absent_keys():
-    for family, key, field, value in [("mistral", "sliding_window", "sliding_window", 4096),
-                                      ("qwen2", "tie_word_embeddings", "tie_word_embeddings",
-                                       False)]:
+    for family, key, field, value in [
+        ("mistral", "sliding_window", "sliding_window", 4096),
+        ("qwen2", "tie_word_embeddings", "tie_word_embeddings", False),
+    ]:
         hf = load_config(GOLDEN / family).to_hf_dict()
         hf.pop(key)
         assert getattr(DecoderConfig.from_hf_dict(hf), field) == value
@@ -143,8 +146,7 @@ def test_save_pretrained_round_trip_sharded(models, family, tmp_path):
     original = nnx.state(model)
     for sub in ("one", "many"):
         again = nnx.state(from_pretrained(tmp_path / sub))
-        assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)),
-                                         original, again))
+        assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), original, again))
     # Same tensor names, shapes and bytes as the HF-written file.
     theirs = SafetensorsFile(GOLDEN / family / "model.safetensors")
     ours = SafetensorsFile(tmp_path / "one" / "model.safetensors")
@@ -216,8 +218,9 @@ def test_tensor_shape_mismatch(tmp_path):
 def test_tensor_name_mismatch(tmp_path):
     path = copy_golden("llama2", tmp_path)
     src = SafetensorsFile(path / "model.safetensors")
-    tensors = {k.replace("model.norm", "model.final_norm"): np.array(src.get(k))
-               for k in src.keys()}
+    tensors = {
+        k.replace("model.norm", "model.final_norm"): np.array(src.get(k)) for k in src.keys()
+    }
     save_file(tensors, path / "model.safetensors")
     with pytest.raises(ValueError, match="missing tensor 'model.norm.weight'"):
         from_pretrained(path)
@@ -250,7 +253,7 @@ def reference_logps(expected_logits, ids, n_prompt):
     logits = np.asarray(expected_logits, np.float64)
     logz = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
     per = logits[np.arange(len(ids) - 1), ids[1:]] - logz[:-1]
-    return per[n_prompt - 1:].sum()
+    return per[n_prompt - 1 :].sum()
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -260,9 +263,10 @@ def test_sequence_logps_padded_equals_golden(models, side):
     loss = np.zeros(ids.shape, np.int32)
     for b, (x, _) in enumerate(examples):
         start = int(np.argmax(np.asarray(mask[b]))) + 1  # response = all but the first token
-        loss[b, start:start + len(x) - 1] = 1
+        loss[b, start : start + len(x) - 1] = 1
     summed, per_token = jax.jit(lambda m, *a: sequence_logps(m, *a))(
-        models["llama3"], ids, mask, jnp.asarray(loss))
+        models["llama3"], ids, mask, jnp.asarray(loss)
+    )
     assert summed.dtype == jnp.float32 and per_token.shape == ids.shape
     for b, (x, logits) in enumerate(examples):
         np.testing.assert_allclose(summed[b], reference_logps(logits, x, 1), atol=5e-4, rtol=0)
@@ -281,8 +285,9 @@ def test_sequence_logps_uniform_model_and_shapes():
 
 
 def test_random_init_forward_float64():
-    model = Decoder(DecoderConfig.tiny("mistral", sliding_window=3), dtype=jnp.float64,
-                    rngs=nnx.Rngs(0))
+    model = Decoder(
+        DecoderConfig.tiny("mistral", sliding_window=3), dtype=jnp.float64, rngs=nnx.Rngs(0)
+    )
     out = model(jnp.array([[1, 2, 3, 4, 5]]))
     assert out.shape == (1, 5, 96) and out.dtype == jnp.float64
 

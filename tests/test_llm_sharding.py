@@ -126,8 +126,9 @@ def test_pure_step_with_explicit_shardings_and_donation(pair, mesh):
         grads = jax.grad(lambda s: loss_fn(nnx.merge(graphdef, s), ids, mask, loss))(state)
         return jax.tree.map(lambda p, g: p - 0.1 * g, state, grads)
 
-    step = jax.jit(sgd, in_shardings=(shardings, data, data, data), out_shardings=shardings,
-                   donate_argnums=0)
+    step = jax.jit(
+        sgd, in_shardings=(shardings, data, data, data), out_shardings=shardings, donate_argnums=0
+    )
     old = np.asarray(state["embed"]["embedding"][...])
     with jax.set_mesh(mesh):
         new = step(state, *batch(mesh))
@@ -151,16 +152,22 @@ def test_from_pretrained_onto_mesh_places_each_tensor(mesh, family):
 
 def test_mesh_that_does_not_divide_names_the_axis(mesh):
     bad = DecoderConfig.tiny("llama", vocab_size=97)
-    with pytest.raises(ValueError, match=r"embed.embedding dimension 0 \(logical axis 'vocab', "
-                                         r"size 97\) is not divisible by mesh axes \('tensor',\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"embed.embedding dimension 0 \(logical axis 'vocab', "
+        r"size 97\) is not divisible by mesh axes \('tensor',\)",
+    ):
         create_model(bad, mesh=mesh)
     model = create_model(bad)
     with pytest.raises(ValueError, match="vocab"):
         shard_model(model, mesh)
     wide = make_mesh((1, 1, 8))
-    with pytest.raises(ValueError, match=r"k_proj.kernel dimension 1 \(logical axis 'kv_heads', "
-                                         r"size 4\) is not divisible by mesh axes \('tensor',\) "
-                                         r"of total size 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"k_proj.kernel dimension 1 \(logical axis 'kv_heads', "
+        r"size 4\) is not divisible by mesh axes \('tensor',\) "
+        r"of total size 8",
+    ):
         create_model(DecoderConfig.tiny("llama", num_kv_heads=1, head_dim=4), mesh=wide)
 
 

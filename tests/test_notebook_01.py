@@ -19,7 +19,8 @@ _FLOAT = r"([-+]?\d+\.\d+(?:e[-+]?\d+)?)"
 def _runner():
     """tests/notebooks.py loaded by path (tests/ is not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "_jaxpref_notebook_runner", Path(__file__).with_name("notebooks.py"))
+        "_jaxpref_notebook_runner", Path(__file__).with_name("notebooks.py")
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.run_notebook
@@ -79,8 +80,9 @@ def test_rank_one_greedy_step_equals_brute_force(stdout):
 
 
 def test_doptimal_shrinks_the_worst_direction(stdout):
-    rows = dict(re.findall(r"(uniform|greedy D-optimal)\s*: .*β max_i ‖φ_i‖_H⁻¹ = " + _FLOAT,
-                           stdout))
+    rows = dict(
+        re.findall(r"(uniform|greedy D-optimal)\s*: .*β max_i ‖φ_i‖_H⁻¹ = " + _FLOAT, stdout)
+    )
     assert float(rows["greedy D-optimal"]) < 0.75 * float(rows["uniform"])
 
 

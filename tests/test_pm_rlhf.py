@@ -35,8 +35,7 @@ def test_toy_language_enumerates_every_sequence():
     assert len(lang["seqs"]) == 1 + 2 + 4 + 8 and lang["num_nodes"] == 1 + 2 + 4
     table = jnp.asarray(np.random.default_rng(0).normal(size=(7, 3)))
     lang_j = {k: jnp.asarray(v) for k, v in lang.items() if isinstance(v, np.ndarray)}
-    np.testing.assert_allclose(jnp.sum(jnp.exp(exp.sequence_logps(table, lang_j))), 1.0,
-                               rtol=1e-12)
+    np.testing.assert_allclose(jnp.sum(jnp.exp(exp.sequence_logps(table, lang_j))), 1.0, rtol=1e-12)
 
 
 def test_conditional_pm_beats_kl_on_pm_divergence(results):
@@ -61,8 +60,13 @@ def test_optimised_policies_reach_closed_forms_and_sampling_agrees(results):
     for row in results["table"]:
         assert row["max_abs_prob_gap_to_closed_form"] < 5e-3, row["method"]
         for col in exp.COLUMNS:
-            np.testing.assert_allclose(row["sampled"][col], row["exact"][col], rtol=0.1,
-                                       atol=0.02, err_msg=(row["method"], col))
+            np.testing.assert_allclose(
+                row["sampled"][col],
+                row["exact"][col],
+                rtol=0.1,
+                atol=0.02,
+                err_msg=(row["method"], col),
+            )
 
 
 def test_figures_2_and_9(results):
@@ -91,21 +95,30 @@ def test_outputs(results, tmp_path):
 def test_notebook_runs():
     """Notebook 02: online REINFORCE ≈ closed forms (asserted inside); PM divergence ordering."""
     spec = importlib.util.spec_from_file_location(
-        "_pm_notebook_runner", Path(__file__).with_name("notebooks.py"))
+        "_pm_notebook_runner", Path(__file__).with_name("notebooks.py")
+    )
     runner = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(runner)
     nb = runner.run_notebook("02_preference_matching_vs_kl.ipynb", timeout=300)
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.get("outputs", []))
-    div = {m: float(v) for m, v in re.findall(r"(KL RLHF|PM RLHF|cond\. PM)\s+PM divergence "
-                                               r"([0-9.]+)", text)}
+    text = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
+    div = {
+        m: float(v)
+        for m, v in re.findall(
+            r"(KL RLHF|PM RLHF|cond\. PM)\s+PM divergence "
+            r"([0-9.]+)",
+            text,
+        )
+    }
     assert len(div) == 3 and div["PM RLHF"] < 1e-3 and div["cond. PM"] < div["KL RLHF"], div
 
 
 def test_sampled_token_penalty_estimator_reaches_the_same_optimum():
     """REINFORCE with the code's sampled-token penalty (no enumeration in the gradient)."""
-    cfg = dataclasses.replace(exp.config("test"), estimator="reinforce", num_steps=1000,
-                              betas=(0.5,))
+    cfg = dataclasses.replace(
+        exp.config("test"), estimator="reinforce", num_steps=1000, betas=(0.5,)
+    )
     res = exp.run(cfg)
     assert max(r["max_abs_prob_gap_to_closed_form"] for r in res["table"]) < 0.03
     rows = _by_beta(res)[0.5]

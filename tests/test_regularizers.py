@@ -18,14 +18,19 @@ REF = np.array([0.5, 0.3, 0.15, 0.05])
 
 def brute_force_max(objective, k):
     """Independent float64 maximiser of objective(π) on the simplex (SciPy BFGS, log-weights)."""
+
     def to_simplex(z):
         w = np.exp(z - z.max())
         return w / w.sum()
 
     best = None
     for start in np.random.default_rng(0).normal(size=(4, k)):
-        res = minimize(lambda z: -float(objective(to_simplex(z))), start, method="BFGS",
-                       options=dict(gtol=1e-10, maxiter=2000))
+        res = minimize(
+            lambda z: -float(objective(to_simplex(z))),
+            start,
+            method="BFGS",
+            options=dict(gtol=1e-10, maxiter=2000),
+        )
         if best is None or res.fun < best.fun:
             best = res
     return to_simplex(best.x)
@@ -74,8 +79,11 @@ def test_link_regularizer_solves_generalised_ode(link):
 
 def test_exp_link_regularizer_is_theorem_1():
     p = jnp.linspace(0.05, 1.0, 7)
-    np.testing.assert_allclose(R.link_pm_regularizer(p, R.exp_link, c1=0.2, c2=0.3),
-                               R.pm_regularizer(p, 0.2 + 1.0, 0.3), rtol=1e-12)  # G(g⁻¹(π)) = π
+    np.testing.assert_allclose(
+        R.link_pm_regularizer(p, R.exp_link, c1=0.2, c2=0.3),
+        R.pm_regularizer(p, 0.2 + 1.0, 0.3),
+        rtol=1e-12,
+    )  # G(g⁻¹(π)) = π
 
 
 def test_conditional_pm_regularizer_cases():
@@ -83,8 +91,9 @@ def test_conditional_pm_regularizer_cases():
     got = R.conditional_pm_regularizer(p, ref, alpha=0.1)
     np.testing.assert_allclose(got, [np.log(2), np.log(2) + np.log(0.05)], rtol=1e-12)
     # α = 1: KL with β = 1 for every response with π_ref < 1
-    np.testing.assert_allclose(R.conditional_pm_regularizer(p, ref, 1.0),
-                               R.kl_regularizer(p, ref, 1.0), rtol=1e-12)
+    np.testing.assert_allclose(
+        R.conditional_pm_regularizer(p, ref, 1.0), R.kl_regularizer(p, ref, 1.0), rtol=1e-12
+    )
 
 
 def test_token_penalty_code_variant():
@@ -98,8 +107,9 @@ def test_token_penalty_code_variant():
 # ------------------------------------------------------------------ closed forms vs brute force
 def test_pm_policy_brute_force():
     obj = lambda p: np.sum(p * (REWARDS - np.log(p) + 0.4 + 0.3 / p))  # noqa: E731
-    np.testing.assert_allclose(np.exp(R.pm_policy(jnp.asarray(REWARDS))),
-                               brute_force_max(obj, 4), atol=1e-5)
+    np.testing.assert_allclose(
+        np.exp(R.pm_policy(jnp.asarray(REWARDS))), brute_force_max(obj, 4), atol=1e-5
+    )
 
 
 def test_kl_rlhf_policy_brute_force_and_uniform_identity():
@@ -108,8 +118,11 @@ def test_kl_rlhf_policy_brute_force_and_uniform_identity():
     got = np.exp(R.kl_rlhf_policy(jnp.asarray(REWARDS), jnp.log(jnp.asarray(REF)), beta))
     np.testing.assert_allclose(got, brute_force_max(obj, 4), atol=1e-5)
     uniform = jnp.log(jnp.full(4, 0.25))
-    np.testing.assert_allclose(R.kl_rlhf_policy(jnp.asarray(REWARDS), uniform, 1.0),
-                               R.pm_policy(jnp.asarray(REWARDS)), atol=1e-12)
+    np.testing.assert_allclose(
+        R.kl_rlhf_policy(jnp.asarray(REWARDS), uniform, 1.0),
+        R.pm_policy(jnp.asarray(REWARDS)),
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("alpha", [0.04, 0.1, 0.2, 0.4])
@@ -123,30 +136,40 @@ def test_conditional_pm_policy_brute_force(alpha):
     np.testing.assert_allclose(got, w / w.sum(), rtol=1e-10)
     # Theorem 4: conditional on M it is the PM policy restricted to M
     cond = got[inside] / got[inside].sum()
-    np.testing.assert_allclose(cond, np.exp(REWARDS[inside]) / np.exp(REWARDS[inside]).sum(),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        cond, np.exp(REWARDS[inside]) / np.exp(REWARDS[inside]).sum(), rtol=1e-10
+    )
 
 
 def test_conditional_pm_limits():
     r, lref = jnp.asarray(REWARDS), jnp.log(jnp.asarray(REF))
     np.testing.assert_allclose(R.conditional_pm_policy(r, lref, 0.01), R.pm_policy(r), atol=1e-12)
-    np.testing.assert_allclose(R.conditional_pm_policy(r, lref, 1.0),
-                               R.kl_rlhf_policy(r, lref, 1.0), atol=1e-12)
+    np.testing.assert_allclose(
+        R.conditional_pm_policy(r, lref, 1.0), R.kl_rlhf_policy(r, lref, 1.0), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize(
-    "div", [R.reverse_kl, R.forward_kl, R.jensen_shannon, R.alpha_divergence(0.5)],
-    ids=lambda d: d.name)
+    "div",
+    [R.reverse_kl, R.forward_kl, R.jensen_shannon, R.alpha_divergence(0.5)],
+    ids=lambda d: d.name,
+)
 def test_f_rlhf_policy_brute_force(div):
     beta = 0.7
-    f = {"reverse_kl": lambda u: u * np.log(u), "forward_kl": lambda u: -np.log(u),
-         "jensen_shannon": lambda u: u * np.log(u) - (1 + u) * np.log((1 + u) / 2),
-         "alpha_0.5": lambda u: (u**0.5 - 0.5 * u - 0.5) / (0.5 * -0.5)}[div.name]
+    f = {
+        "reverse_kl": lambda u: u * np.log(u),
+        "forward_kl": lambda u: -np.log(u),
+        "jensen_shannon": lambda u: u * np.log(u) - (1 + u) * np.log((1 + u) / 2),
+        "alpha_0.5": lambda u: (u**0.5 - 0.5 * u - 0.5) / (0.5 * -0.5),
+    }[div.name]
     obj = lambda p: np.sum(p * REWARDS) - beta * np.sum(REF * f(p / REF))  # noqa: E731
     got = R.f_rlhf_policy(jnp.asarray(REWARDS), jnp.asarray(REF), beta, div)
     np.testing.assert_allclose(got, brute_force_max(obj, 4), atol=2e-5)
-    np.testing.assert_allclose(R.f_divergence(got, jnp.asarray(REF), div),
-                               np.sum(REF * f(np.asarray(got) / REF)), rtol=1e-8)
+    np.testing.assert_allclose(
+        R.f_divergence(got, jnp.asarray(REF), div),
+        np.sum(REF * f(np.asarray(got) / REF)),
+        rtol=1e-8,
+    )
 
 
 def test_f_rlhf_reverse_kl_is_prop_5_1():
@@ -196,8 +219,12 @@ def test_pm_divergence_brute_force_and_stability():
     p, q = 1 / (1 + np.exp(-(a - b))), 1 / (1 + np.exp(-(r1 - r2)))
     want = p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
     np.testing.assert_allclose(R.pm_divergence(a, b, r1, r2), want, rtol=1e-9, atol=1e-12)
-    big = R.pm_divergence(jnp.array([0.0, -1e4], jnp.float32), jnp.array([-1e4, 0.0], jnp.float32),
-                          jnp.array([1.0, 2.0], jnp.float32), jnp.array([0.0, 0.0], jnp.float32))
+    big = R.pm_divergence(
+        jnp.array([0.0, -1e4], jnp.float32),
+        jnp.array([-1e4, 0.0], jnp.float32),
+        jnp.array([1.0, 2.0], jnp.float32),
+        jnp.array([0.0, 0.0], jnp.float32),
+    )
     assert big.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(big)))
     np.testing.assert_allclose(big, [np.log1p(np.exp(-1.0)), np.log1p(np.exp(2.0))], rtol=1e-5)
     np.testing.assert_allclose(R.pm_divergence(a, b, a - b, 0 * a), 0.0, atol=1e-12)
@@ -216,8 +243,11 @@ def test_pm_divergence_transforms():
 def test_closed_forms_float32_and_vmap():
     r = jnp.asarray(REWARDS, jnp.float32)
     lref = jnp.log(jnp.asarray(REF, jnp.float32))
-    for fn in (lambda: R.kl_rlhf_policy(r, lref, 0.5),
-               lambda: R.conditional_pm_policy(r, lref, 0.1), lambda: R.pm_policy(r)):
+    for fn in (
+        lambda: R.kl_rlhf_policy(r, lref, 0.5),
+        lambda: R.conditional_pm_policy(r, lref, 0.1),
+        lambda: R.pm_policy(r),
+    ):
         out = fn()
         assert out.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out)))
     rs = jnp.asarray(np.random.default_rng(3).normal(size=(5, 4)))
@@ -226,7 +256,8 @@ def test_closed_forms_float32_and_vmap():
     np.testing.assert_allclose(batched, loop, rtol=1e-12)
     jitted = jax.jit(R.kl_rlhf_policy)(jnp.asarray(REWARDS), jnp.log(jnp.asarray(REF)), 0.5)
     np.testing.assert_allclose(
-        jitted, R.kl_rlhf_policy(jnp.asarray(REWARDS), jnp.log(jnp.asarray(REF)), 0.5), rtol=1e-12)
+        jitted, R.kl_rlhf_policy(jnp.asarray(REWARDS), jnp.log(jnp.asarray(REF)), 0.5), rtol=1e-12
+    )
 
 
 # ------------------------------------------------------------------ generalised links
@@ -234,45 +265,70 @@ def test_closed_forms_float32_and_vmap():
 def test_link_maximiser_brute_force(link):
     r = jnp.array([0.6, 0.1, -0.3])
     for scale in (1.0, float(jnp.sum(link.g(r)))):
+
         def obj(p, scale=scale):
-            return np.sum(p * (np.asarray(r) + np.asarray(R.link_pm_regularizer(
-                jnp.asarray(p), link, scale=scale))))
+            return np.sum(
+                p
+                * (
+                    np.asarray(r)
+                    + np.asarray(R.link_pm_regularizer(jnp.asarray(p), link, scale=scale))
+                )
+            )
+
         got = R.link_pm_maximiser(r, link, scale=scale)
         np.testing.assert_allclose(got, brute_force_max(obj, 3), atol=1e-4)
     # with s = Σ g(r) the maximiser is the generalised PL policy
-    np.testing.assert_allclose(R.link_pm_maximiser(r, link, scale=float(jnp.sum(link.g(r)))),
-                               R.generalized_pl_policy(r, link), atol=1e-10)
+    np.testing.assert_allclose(
+        R.link_pm_maximiser(r, link, scale=float(jnp.sum(link.g(r)))),
+        R.generalized_pl_policy(r, link),
+        atol=1e-10,
+    )
 
 
 def test_theorem_3_verbatim_matches_pl_only_for_exp():
     r = jnp.array([0.6, 0.1, -0.3])
-    np.testing.assert_allclose(R.link_pm_maximiser(r, R.exp_link),
-                               R.generalized_pl_policy(r, R.exp_link), atol=1e-10)
-    gap = jnp.max(jnp.abs(R.link_pm_maximiser(r, R.sigmoid_link)
-                          - R.generalized_pl_policy(r, R.sigmoid_link)))
+    np.testing.assert_allclose(
+        R.link_pm_maximiser(r, R.exp_link), R.generalized_pl_policy(r, R.exp_link), atol=1e-10
+    )
+    gap = jnp.max(
+        jnp.abs(R.link_pm_maximiser(r, R.sigmoid_link) - R.generalized_pl_policy(r, R.sigmoid_link))
+    )
     assert float(gap) > 0.02  # eq. (3.14) with s = 1 is not PM for the sigmoid link
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("call,match", [
-    (lambda: R.pm_regularizer(jnp.array([0.0, 0.5])), "probs"),
-    (lambda: R.pm_regularizer(jnp.array([1.5])), "probs"),
-    (lambda: R.kl_regularizer(jnp.array([0.5]), jnp.array([0.5, 0.5])), "shape"),
-    (lambda: R.kl_regularizer(jnp.array([0.5]), jnp.array([0.5]), beta=0.0), "beta"),
-    (lambda: R.conditional_pm_regularizer(jnp.array([0.5]), jnp.array([0.5]), 0.0), "alpha"),
-    (lambda: R.conditional_pm_policy(jnp.zeros(2), jnp.log(jnp.ones(2) / 2), 1.2), "alpha"),
-    (lambda: R.kl_rlhf_policy(jnp.zeros(2), jnp.array([0.1, -1.0]), 1.0), "ref_logps"),
-    (lambda: R.kl_rlhf_policy(jnp.zeros(2), jnp.zeros(3), 1.0), "shape"),
-    (lambda: R.kl_rlhf_policy(jnp.zeros(2), jnp.zeros(2), -1.0), "beta"),
-    (lambda: R.pm_divergence(jnp.zeros(2), jnp.zeros(3), jnp.zeros(2), jnp.zeros(2)), "shape"),
-    (lambda: R.token_conditional_pm_penalty(jnp.zeros(2), jnp.zeros(2), 1.5), "alpha"),
-    (lambda: R.make_link("down", lambda x: jnp.exp(-x), None, None), "increasing"),
-    (lambda: R.make_link("bump", lambda x: 1 + jnp.sin(x) ** 2, None, None, 0, 3), "increasing"),
-    (lambda: R.make_link("neg", lambda x: x, None, None, -1.0, 1.0), "> 0"),
-    (lambda: R.link_pm_regularizer(jnp.array([0.5]), R.Link("down", lambda x: -x, None, None,
-                                                               -1.0, -0.5)), "increasing"),
-    (lambda: R.f_rlhf_policy(jnp.zeros(2), jnp.array([0.5, 0.0]), 1.0, R.forward_kl), "ref_probs"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda: R.pm_regularizer(jnp.array([0.0, 0.5])), "probs"),
+        (lambda: R.pm_regularizer(jnp.array([1.5])), "probs"),
+        (lambda: R.kl_regularizer(jnp.array([0.5]), jnp.array([0.5, 0.5])), "shape"),
+        (lambda: R.kl_regularizer(jnp.array([0.5]), jnp.array([0.5]), beta=0.0), "beta"),
+        (lambda: R.conditional_pm_regularizer(jnp.array([0.5]), jnp.array([0.5]), 0.0), "alpha"),
+        (lambda: R.conditional_pm_policy(jnp.zeros(2), jnp.log(jnp.ones(2) / 2), 1.2), "alpha"),
+        (lambda: R.kl_rlhf_policy(jnp.zeros(2), jnp.array([0.1, -1.0]), 1.0), "ref_logps"),
+        (lambda: R.kl_rlhf_policy(jnp.zeros(2), jnp.zeros(3), 1.0), "shape"),
+        (lambda: R.kl_rlhf_policy(jnp.zeros(2), jnp.zeros(2), -1.0), "beta"),
+        (lambda: R.pm_divergence(jnp.zeros(2), jnp.zeros(3), jnp.zeros(2), jnp.zeros(2)), "shape"),
+        (lambda: R.token_conditional_pm_penalty(jnp.zeros(2), jnp.zeros(2), 1.5), "alpha"),
+        (lambda: R.make_link("down", lambda x: jnp.exp(-x), None, None), "increasing"),
+        (
+            lambda: R.make_link("bump", lambda x: 1 + jnp.sin(x) ** 2, None, None, 0, 3),
+            "increasing",
+        ),
+        (lambda: R.make_link("neg", lambda x: x, None, None, -1.0, 1.0), "> 0"),
+        (
+            lambda: R.link_pm_regularizer(
+                jnp.array([0.5]), R.Link("down", lambda x: -x, None, None, -1.0, -0.5)
+            ),
+            "increasing",
+        ),
+        (
+            lambda: R.f_rlhf_policy(jnp.zeros(2), jnp.array([0.5, 0.0]), 1.0, R.forward_kl),
+            "ref_probs",
+        ),
+    ],
+)
 def test_bad_input_raises(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -284,8 +340,12 @@ def test_gradients_and_dtypes():
     check_grads(lambda x: R.conditional_pm_policy(x, lref, 0.1), (r,), order=2, modes=["rev"])
     p = jnp.array([0.2, 0.7])
     check_grads(lambda q: R.pm_regularizer(q, 0.1, 0.2), (p,), order=2, modes=["rev"])
-    check_grads(lambda q: R.conditional_pm_regularizer(q, jnp.array([0.05, 0.5]), 0.1), (p,),
-                order=2, modes=["rev"])
+    check_grads(
+        lambda q: R.conditional_pm_regularizer(q, jnp.array([0.05, 0.5]), 0.1),
+        (p,),
+        order=2,
+        modes=["rev"],
+    )
     for dt in (jnp.float32, jnp.float64):
         q = p.astype(dt)
         assert R.pm_regularizer(q).dtype == dt

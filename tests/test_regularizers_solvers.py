@@ -13,14 +13,20 @@ REF = jnp.array([0.5, 0.3, 0.15, 0.05])
 BETA, ALPHA = 0.5, 0.1
 
 CASES = {
-    "kl": (lambda p: R.kl_regularizer(p, REF, BETA),
-           lambda: R.kl_rlhf_policy(REWARDS, jnp.log(REF), BETA)),
+    "kl": (
+        lambda p: R.kl_regularizer(p, REF, BETA),
+        lambda: R.kl_rlhf_policy(REWARDS, jnp.log(REF), BETA),
+    ),
     "pm": (lambda p: R.pm_regularizer(p, 0.3, 0.0), lambda: R.pm_policy(REWARDS)),
-    "cpm": (lambda p: R.conditional_pm_regularizer(p, REF, ALPHA),
-            lambda: R.conditional_pm_policy(REWARDS, jnp.log(REF), ALPHA)),
+    "cpm": (
+        lambda p: R.conditional_pm_regularizer(p, REF, ALPHA),
+        lambda: R.conditional_pm_policy(REWARDS, jnp.log(REF), ALPHA),
+    ),
     # E_π[R] = −β D_f(π ‖ π_ref) with the per-response R_k(π) = −β π_ref,k f(π/π_ref,k)/π
-    "jensen_shannon": (lambda p: -BETA * REF * R.jensen_shannon.f(p / REF) / p,
-                       lambda: jnp.log(R.f_rlhf_policy(REWARDS, REF, BETA, R.jensen_shannon))),
+    "jensen_shannon": (
+        lambda p: -BETA * REF * R.jensen_shannon.f(p / REF) / p,
+        lambda: jnp.log(R.f_rlhf_policy(REWARDS, REF, BETA, R.jensen_shannon)),
+    ),
 }
 
 
@@ -39,8 +45,9 @@ def test_pm_constant_c2_does_not_move_the_optimum():
     reg = lambda p: R.pm_regularizer(p, -1.0, 0.7)  # noqa: E731
     init, update = R.exact_gradient_ascent(REWARDS, reg, optax.adam(0.05))
     state, trace = R.run_solver(update, init(jnp.zeros(4)), 1500)
-    np.testing.assert_allclose(jax.nn.softmax(state.logits), jnp.exp(R.pm_policy(REWARDS)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        jax.nn.softmax(state.logits), jnp.exp(R.pm_policy(REWARDS)), atol=1e-6
+    )
     lse = jax.scipy.special.logsumexp(REWARDS)
     np.testing.assert_allclose(trace[-1], lse - 1.0 + 4 * 0.7, rtol=1e-9)  # log Z + C₁ + K C₂
 

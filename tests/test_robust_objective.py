@@ -24,8 +24,9 @@ def random_problem(seed, n=2, k=3, d=2, dtype=np.float64, extreme=False, beta=0.
         pref[i][iu] = upper[i][iu]
         pref[i][(iu[1], iu[0])] = 1 - upper[i][iu]
     weights = rng.uniform(0.5, 1.5, size=n)
-    return robust.preference_problem(*(np.asarray(a, dtype) for a in (phi, ref, pref, weights)),
-                                     beta=beta)
+    return robust.preference_problem(
+        *(np.asarray(a, dtype) for a in (phi, ref, pref, weights)), beta=beta
+    )
 
 
 def brute_force_sup(theta, problem, rho, antisymmetric=False):
@@ -46,7 +47,8 @@ def brute_force_sup(theta, problem, rho, antisymmetric=False):
                 p[i, b, a] = 1 - p[i, a, b]
         prefs.append(p)
     values = jax.vmap(lambda p: robust.expectation(theta, problem._replace(pref=p), 0.0))(
-        jnp.asarray(np.stack(prefs)))
+        jnp.asarray(np.stack(prefs))
+    )
     return float(jnp.max(values))
 
 
@@ -76,8 +78,12 @@ def test_worst_case_pair_loss_matches_grid_maximisation():
     grid = np.linspace(0, 1, 4001)[:, None]
     inside = (grid >= p0 - rho - 1e-12) & (grid <= p0 + rho + 1e-12)
     grid_vals = np.where(inside, np.log1p(np.exp(h)) - grid * h, -np.inf)
-    want = np.max(np.concatenate([grid_vals, [np.log1p(np.exp(h)) - np.clip(p0 + s * rho, 0, 1)
-                                              * h for s in (-1, 1)]]), axis=0)
+    want = np.max(
+        np.concatenate(
+            [grid_vals, [np.log1p(np.exp(h)) - np.clip(p0 + s * rho, 0, 1) * h for s in (-1, 1)]]
+        ),
+        axis=0,
+    )
     got = robust.worst_case_pair_loss(jnp.asarray(h), jnp.asarray(p0), jnp.asarray(rho))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
@@ -85,18 +91,26 @@ def test_worst_case_pair_loss_matches_grid_maximisation():
 # ----------------------------------------------------------------------------- decomposition
 
 
-@pytest.mark.parametrize("seed,n,k,rho,extreme", [
-    (0, 1, 3, 0.05, False), (1, 1, 3, 0.3, True), (2, 2, 2, 0.1, True), (3, 2, 2, 0.45, False),
-])
+@pytest.mark.parametrize(
+    "seed,n,k,rho,extreme",
+    [
+        (0, 1, 3, 0.05, False),
+        (1, 1, 3, 0.3, True),
+        (2, 2, 2, 0.1, True),
+        (3, 2, 2, 0.45, False),
+    ],
+)
 def test_decomposition_equals_brute_force_sup_over_box(seed, n, k, rho, extreme):
     problem = random_problem(seed, n=n, k=k, extreme=extreme)
     theta = jnp.asarray(np.random.default_rng(seed + 10).normal(size=2))
     closed = float(robust.robust_sail_objective(theta, problem, rho))
-    decomposed = float(robust.sail_objective(theta, problem) + robust.robust_penalty(
-        theta, problem, rho))
+    decomposed = float(
+        robust.sail_objective(theta, problem) + robust.robust_penalty(theta, problem, rho)
+    )
     assert closed == pytest.approx(brute_force_sup(theta, problem, rho), rel=1e-12)
-    assert closed == pytest.approx(brute_force_sup(theta, problem, rho, antisymmetric=True),
-                                   rel=1e-12)
+    assert closed == pytest.approx(
+        brute_force_sup(theta, problem, rho, antisymmetric=True), rel=1e-12
+    )
     assert decomposed == pytest.approx(closed, rel=1e-12)
 
 
@@ -119,7 +133,8 @@ def test_unclipped_penalty_is_rho_times_expected_abs_logit():
     # and E|h| by explicit enumeration
     pi = jax.nn.softmax(problem.phi @ theta, axis=-1)
     h = jax.vmap(robust.pair_logits, in_axes=(None, 0, 0, None))(
-        theta, problem.phi, problem.ref_logp, problem.beta)
+        theta, problem.phi, problem.ref_logp, problem.beta
+    )
     want = jnp.einsum("n,ny,nyz,nz->", problem.weights, pi, jnp.abs(h), pi)
     np.testing.assert_allclose(robust.sensitivity_penalty(theta, problem), want, rtol=1e-12)
 
@@ -128,7 +143,8 @@ def test_rho_zero_and_uniform_policy_special_cases():
     problem = random_problem(6)
     theta = jnp.array([0.4, -0.2])
     assert float(robust.robust_sail_objective(theta, problem, 0.0)) == pytest.approx(
-        float(robust.sail_objective(theta, problem)), rel=1e-14)
+        float(robust.sail_objective(theta, problem)), rel=1e-14
+    )
     # identical responses: every logit is 0, so the loss is log 2 whatever θ and ρ
     flat = problem._replace(phi=jnp.ones_like(problem.phi), ref_logp=jnp.zeros((2, 3)))
     assert float(robust.robust_sail_objective(theta, flat, 0.3)) == pytest.approx(np.log(2))
@@ -143,8 +159,9 @@ def test_jit_vmap_grads_and_float32():
     f = lambda t: robust.robust_sail_objective(t, problem, 0.15)  # noqa: E731
     loop = np.array([float(f(t)) for t in thetas])
     np.testing.assert_allclose(jax.vmap(jax.jit(f))(thetas), loop, rtol=1e-12)
-    check_grads(lambda t: robust.sail_objective(t, problem), (thetas[0],), order=2,
-                modes=("fwd", "rev"))
+    check_grads(
+        lambda t: robust.sail_objective(t, problem), (thetas[0],), order=2, modes=("fwd", "rev")
+    )
     problem32 = random_problem(7, dtype=np.float32)
     v32 = robust.robust_sail_objective(thetas[0].astype(jnp.float32), problem32, 0.15)
     assert v32.dtype == jnp.float32
@@ -166,8 +183,9 @@ def test_bad_input_raises_value_error_naming_argument():
     with pytest.raises(ValueError, match="pref"):
         robust.preference_problem(problem.phi, problem.ref_logp, problem.pref - 0.7)
     with pytest.raises(ValueError, match="phi"):
-        robust.preference_problem(problem.phi.at[0, 0, 0].set(jnp.nan), problem.ref_logp,
-                                  problem.pref)
+        robust.preference_problem(
+            problem.phi.at[0, 0, 0].set(jnp.nan), problem.ref_logp, problem.pref
+        )
     with pytest.raises(ValueError, match="theta"):
         robust.sail_objective(jnp.zeros(3), problem)
     with pytest.raises(ValueError, match="theta"):

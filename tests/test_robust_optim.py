@@ -33,15 +33,17 @@ def enumerated_estimator_mean(theta, problem, rho, baseline=0.0):
 def test_estimator_mean_equals_exact_gradient_by_enumeration(problem, rho, baseline):
     theta = jnp.array([0.6, -0.9])
     exact = jax.grad(robust.robust_sail_objective)(theta, problem, rho)
-    np.testing.assert_allclose(enumerated_estimator_mean(theta, problem, rho, baseline), exact,
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        enumerated_estimator_mean(theta, problem, rho, baseline), exact, rtol=1e-10, atol=1e-12
+    )
 
 
 def test_estimator_monte_carlo_mean_within_standard_errors(problem):
     theta, rho, m = jnp.array([0.6, -0.9]), 0.3, 40000
     s = robust.sample_pairs(jax.random.key(3), theta, problem, m)
     grads = jax.vmap(robust.pair_gradient_estimate, in_axes=(None, None, None, 0, 0, 0))(
-        theta, problem, rho, s.context, s.first, s.second)
+        theta, problem, rho, s.context, s.first, s.second
+    )
     exact = jax.grad(robust.robust_sail_objective)(theta, problem, rho)
     se = jnp.std(grads, axis=0) / np.sqrt(m)
     assert np.all(np.abs(np.mean(grads, 0) - exact) < 5 * se)
@@ -57,8 +59,14 @@ def test_project_ball():
 
 def test_projected_subgradient_scan_equals_loop_and_stays_in_ball(problem):
     radius = 0.5
-    update = functools.partial(robust.projected_subgradient_update, problem=problem, rho=0.2,
-                               radius=radius, step_size=1.0, num_samples=4)
+    update = functools.partial(
+        robust.projected_subgradient_update,
+        problem=problem,
+        rho=0.2,
+        radius=radius,
+        step_size=1.0,
+        num_samples=4,
+    )
     s0 = robust.projected_subgradient_init(jnp.array([2.0, 2.0]), jax.random.key(0), radius)
     s_loop = s0
     for _ in range(20):
@@ -82,8 +90,9 @@ def grid_prox(theta, problem, rho, lam, radius, num=401):
 @pytest.mark.parametrize("theta,radius", [([0.5, -0.4], 3.0), ([2.5, 1.5], 1.0)])
 def test_prox_matches_grid_search(problem, theta, radius):
     theta, rho, lam = jnp.asarray(theta), 0.3, 0.5
-    res = robust.moreau_envelope(theta, problem, rho, lam, radius, delta=1e-4, tol=1e-9,
-                                 max_iters=20000)
+    res = robust.moreau_envelope(
+        theta, problem, rho, lam, radius, delta=1e-4, tol=1e-9, max_iters=20000
+    )
     assert float(res.grad_map_norm) <= 1e-9
     want, spacing = grid_prox(theta, problem, rho, lam, radius)
     assert float(jnp.linalg.norm(res.prox - want)) <= 2 * spacing
@@ -92,11 +101,18 @@ def test_prox_matches_grid_search(problem, theta, radius):
 
 def test_moreau_gradient_matches_finite_differences_of_envelope(problem):
     theta, rho, lam, radius, eps = jnp.array([0.4, 0.7]), 0.3, 0.4, 3.0, 1e-4
-    env = functools.partial(robust.moreau_envelope, problem=problem, rho=rho, lam=lam,
-                            radius=radius, delta=1e-6, tol=1e-11, max_iters=50000)
+    env = functools.partial(
+        robust.moreau_envelope,
+        problem=problem,
+        rho=rho,
+        lam=lam,
+        radius=radius,
+        delta=1e-6,
+        tol=1e-11,
+        max_iters=50000,
+    )
     grad = env(theta).gradient
-    fd = [(env(theta + eps * e).value - env(theta - eps * e).value) / (2 * eps)
-          for e in jnp.eye(2)]
+    fd = [(env(theta + eps * e).value - env(theta - eps * e).value) / (2 * eps) for e in jnp.eye(2)]
     np.testing.assert_allclose(fd, grad, rtol=1e-3, atol=1e-5)
 
 
@@ -106,8 +122,9 @@ def test_envelope_bounds_and_smooth_case(problem):
     f_theta = robust.sail_objective(theta, problem)
     assert float(res.value) <= float(f_theta) + 1e-12  # u = θ is feasible
     # smooth interior case: the prox equation θ − u = λ∇F(u) holds
-    np.testing.assert_allclose(res.gradient, jax.grad(robust.sail_objective)(res.prox, problem),
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        res.gradient, jax.grad(robust.sail_objective)(res.prox, problem), rtol=1e-6, atol=1e-8
+    )
 
 
 def test_proximal_point_decreases_objective(problem):
@@ -150,11 +167,13 @@ def test_bad_input(problem):
 
 def test_proximal_point_scans_and_jits_whole(problem):
     rho, lam, radius = 0.3, 0.5, 3.0
-    update = functools.partial(robust.proximal_point_update, problem=problem, rho=rho, lam=lam,
-                               radius=radius, delta=1e-5)
+    update = functools.partial(
+        robust.proximal_point_update, problem=problem, rho=rho, lam=lam, radius=radius, delta=1e-5
+    )
     s0 = robust.proximal_point_init(jnp.array([2.0, -2.0]), radius)
-    s_scan, _ = jax.jit(lambda s: jax.lax.scan(lambda c, _: (update(c), None), s, None,
-                                                length=3))(s0)
+    s_scan, _ = jax.jit(lambda s: jax.lax.scan(lambda c, _: (update(c), None), s, None, length=3))(
+        s0
+    )
     s_loop = s0
     for _ in range(3):
         s_loop = update(s_loop)

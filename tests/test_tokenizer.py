@@ -100,7 +100,7 @@ def test_tokenize_preferences_masks_cover_responses(tok, pair):
     np.testing.assert_array_equal(c.attention_mask.sum(1), len(enc.prompt) + len(enc.chosen))
     width = c.input_ids.shape[1]
     assert width == len(enc.prompt) + max(len(enc.chosen), len(enc.rejected))
-    assert list(c.input_ids[0, -len(enc.chosen):]) == enc.chosen
+    assert list(c.input_ids[0, -len(enc.chosen) :]) == enc.chosen
     assert np.all(c.input_ids[c.attention_mask == 0] == tok.pad_token_id)
 
 

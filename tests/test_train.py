@@ -42,10 +42,12 @@ class TinyNet(nnx.Module):
     def __init__(self, rngs: nnx.Rngs, dtype=jnp.float32):
         init = nnx.initializers.lecun_normal()
         kw = {"rngs": rngs, "param_dtype": dtype, "dtype": dtype}
-        self.l1 = nnx.Linear(D_IN, D_HIDDEN, **kw,
-                             kernel_init=nnx.with_partitioning(init, ("fsdp", "tensor")))
-        self.l2 = nnx.Linear(D_HIDDEN, D_OUT, **kw,
-                             kernel_init=nnx.with_partitioning(init, ("tensor", None)))
+        self.l1 = nnx.Linear(
+            D_IN, D_HIDDEN, **kw, kernel_init=nnx.with_partitioning(init, ("fsdp", "tensor"))
+        )
+        self.l2 = nnx.Linear(
+            D_HIDDEN, D_OUT, **kw, kernel_init=nnx.with_partitioning(init, ("tensor", None))
+        )
         self.scale = nnx.Variable(jnp.full((), 0.5, dtype))  # not a Param: never trained
         self.calls = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
@@ -66,16 +68,23 @@ def noisy_loss(model, batch, key):
 
 def batch_at(step, mesh=None):
     rng = np.random.default_rng(1000 + step)
-    batch = {"x": rng.normal(size=(BATCH, D_IN)).astype(np.float32),
-             "y": rng.normal(size=(BATCH, D_OUT)).astype(np.float32)}
+    batch = {
+        "x": rng.normal(size=(BATCH, D_IN)).astype(np.float32),
+        "y": rng.normal(size=(BATCH, D_OUT)).astype(np.float32),
+    }
     return batch if mesh is None else shard_batch(batch, mesh)
 
 
 def setup(mesh, tx=None):
     tx = optax.adam(1e-2) if tx is None else tx
     graphdef, state, shardings = create_train_state(make_model, tx, jax.random.key(7), mesh=mesh)
-    step = make_train_step(graphdef, tx, noisy_loss, state_shardings=shardings,
-                           batch_shardings=jax.sharding.NamedSharding(mesh, P(("data", "fsdp"))))
+    step = make_train_step(
+        graphdef,
+        tx,
+        noisy_loss,
+        state_shardings=shardings,
+        batch_shardings=jax.sharding.NamedSharding(mesh, P(("data", "fsdp"))),
+    )
     return graphdef, state, shardings, step
 
 
@@ -112,8 +121,15 @@ def test_step_equals_hand_computed_sgd_and_counts(dtype, rtol):
     def reference(w1, b1, w2, b2):  # the same loss written on raw arrays, float64
         return jnp.mean((0.5 * (jnp.tanh(x @ w1 + b1[None]) @ w2 + b2[None]) - y) ** 2)
 
-    raw = [np.asarray(v, np.float64) for v in (model.l1.kernel[...], model.l1.bias[...],
-                                               model.l2.kernel[...], model.l2.bias[...])]
+    raw = [
+        np.asarray(v, np.float64)
+        for v in (
+            model.l1.kernel[...],
+            model.l1.bias[...],
+            model.l2.kernel[...],
+            model.l2.bias[...],
+        )
+    ]
     grads = jax.grad(reference, argnums=(0, 1, 2, 3))(*raw)
     new, metrics = make_train_step(graphdef, tx, loss)(state, (x, y))
     got = merge_model(graphdef, new)
@@ -166,8 +182,11 @@ def test_params_really_sharded_and_match_single_device(mesh, uninterrupted):
 
 
 def test_mesh_that_does_not_divide_a_parameter_is_named():
-    with pytest.raises(ValueError, match=r"\['l1'\]\['kernel'\]: dimension 0 of size 4 is not "
-                                         r"divisible by mesh axes \('fsdp',\) of total size 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"\['l1'\]\['kernel'\]: dimension 0 of size 4 is not "
+        r"divisible by mesh axes \('fsdp',\) of total size 8",
+    ):
         setup(make_mesh(1, 8, 1))
 
 
@@ -233,14 +252,26 @@ def run_worker(directory):
 
     ckpt = Checkpointer(directory, max_to_keep=2)
     with jax.set_mesh(mesh):
-        train_loop(step, state, lambda s: batch_at(s, mesh), num_steps=TOTAL_STEPS,
-                   checkpointer=ckpt, save_every=SAVE_EVERY, on_step=die)
+        train_loop(
+            step,
+            state,
+            lambda s: batch_at(s, mesh),
+            num_steps=TOTAL_STEPS,
+            checkpointer=ckpt,
+            save_every=SAVE_EVERY,
+            on_step=die,
+        )
 
 
 def test_kill_and_resume_is_bit_identical(mesh, uninterrupted, tmp_path):
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, __file__, "WORKER", str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, __file__, "WORKER", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     _, fresh, shardings, step = setup(mesh)
     with Checkpointer(tmp_path, max_to_keep=2) as ckpt:
@@ -249,8 +280,14 @@ def test_kill_and_resume_is_bit_identical(mesh, uninterrupted, tmp_path):
         state = restore_or_init(ckpt, fresh, abstract_state(fresh, shardings))
         assert int(state.step) == resumed_from
         with jax.set_mesh(mesh):
-            final = train_loop(step, state, lambda s: batch_at(s, mesh), num_steps=TOTAL_STEPS,
-                               checkpointer=ckpt, save_every=SAVE_EVERY)
+            final = train_loop(
+                step,
+                state,
+                lambda s: batch_at(s, mesh),
+                num_steps=TOTAL_STEPS,
+                checkpointer=ckpt,
+                save_every=SAVE_EVERY,
+            )
         ckpt.wait()
         assert ckpt.latest_step() == TOTAL_STEPS
     assert leaves_equal(final, uninterrupted)

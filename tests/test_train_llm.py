@@ -28,8 +28,9 @@ STEPS = 3
 
 def margin_loss(model, batch, key):
     """-log σ(log π(y_w|x) − log π(y_l|x)) on stacked chosen/rejected rows (no reference)."""
-    logps, _ = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
-                              batch["loss_mask"])
+    logps, _ = sequence_logps(
+        model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"]
+    )
     chosen, rejected = jnp.split(logps, 2)
     return -jnp.mean(jax.nn.log_sigmoid(chosen - rejected))
 
@@ -39,8 +40,10 @@ def hh_batch(tmp_path_factory):
     tok = load_tokenizer()
     pairs = load_hh_rlhf(cache_dir=str(tmp_path_factory.mktemp("hf"))).pairs[:4]
     b = tokenize_preferences(tok, pairs, max_length=32, length=32)
-    return {k: np.concatenate([getattr(b.chosen, k), getattr(b.rejected, k)])
-            for k in ("input_ids", "attention_mask", "loss_mask")}
+    return {
+        k: np.concatenate([getattr(b.chosen, k), getattr(b.rejected, k)])
+        for k in ("input_ids", "attention_mask", "loss_mask")
+    }
 
 
 def make_llama():
@@ -51,13 +54,24 @@ def make_llama():
 def train(mesh, batch):
     tx = optax.adam(1e-2)
     graphdef, state, shardings = create_train_state(
-        make_llama, tx, jax.random.key(0), mesh=mesh, spec_fn=variable_spec)
-    step = make_train_step(graphdef, tx, margin_loss, state_shardings=shardings,
-                           batch_shardings=jax.sharding.NamedSharding(mesh, P(("data", "fsdp"))))
+        make_llama, tx, jax.random.key(0), mesh=mesh, spec_fn=variable_spec
+    )
+    step = make_train_step(
+        graphdef,
+        tx,
+        margin_loss,
+        state_shardings=shardings,
+        batch_shardings=jax.sharding.NamedSharding(mesh, P(("data", "fsdp"))),
+    )
     losses = []
     with jax.set_mesh(mesh):
-        state = train_loop(step, state, lambda s: shard_batch(batch, mesh), num_steps=STEPS,
-                           on_step=lambda s, m: losses.append(float(m["loss"])))
+        state = train_loop(
+            step,
+            state,
+            lambda s: shard_batch(batch, mesh),
+            num_steps=STEPS,
+            on_step=lambda s, m: losses.append(float(m["loss"])),
+        )
     return state, shardings, losses
 
 
@@ -73,8 +87,9 @@ def test_tiny_llama_trains_sharded_and_restores_on_another_mesh(hh_batch, tmp_pa
         ckpt.wait()
         other = make_mesh(1, 4, 2)
         tx = optax.adam(1e-2)
-        _, target, _ = abstract_train_state(make_llama, tx, jax.random.key(0), mesh=other,
-                                            spec_fn=variable_spec)
+        _, target, _ = abstract_train_state(
+            make_llama, tx, jax.random.key(0), mesh=other, spec_fn=variable_spec
+        )
         restored = ckpt.restore(target)
     moved = jax.tree.leaves(restored.params["embed"])[0]
     assert {s.data.shape for s in moved.addressable_shards} == {(2048, 8)}

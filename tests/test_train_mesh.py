@@ -53,11 +53,17 @@ def test_check_divisible_names_tensor_and_axis():
     mesh = make_mesh(2, 2, 2)
     check_divisible("w", (4, 6), P("fsdp", "tensor"), mesh)
     check_divisible("w", (8, 3), P(("data", "fsdp")), mesh)
-    with pytest.raises(ValueError, match=r"w: dimension 1 of size 3 is not divisible by mesh axes "
-                                         r"\('tensor',\) of total size 2"):
+    with pytest.raises(
+        ValueError,
+        match=r"w: dimension 1 of size 3 is not divisible by mesh axes "
+        r"\('tensor',\) of total size 2",
+    ):
         check_divisible("w", (4, 3), P("fsdp", "tensor"), mesh)
-    with pytest.raises(ValueError, match=r"x: dimension 0 of size 6 .* \('data', 'fsdp'\) of "
-                                         r"total size 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"x: dimension 0 of size 6 .* \('data', 'fsdp'\) of "
+        r"total size 4",
+    ):
         named_sharding(mesh, P(("data", "fsdp")), name="x", shape=(6,))
     with pytest.raises(ValueError, match="w: unknown mesh axis 'model'"):
         check_divisible("w", (4,), P("model"), mesh)

@@ -45,8 +45,9 @@ def jax_side(path, args):
 
     dtype = jnp.bfloat16 if jax.default_backend() == "gpu" else jnp.float32
     model = from_pretrained(path, dtype=dtype)
-    ids = jax.random.randint(jax.random.key(0), (args.batch, args.length), 0,
-                             model.config.vocab_size)
+    ids = jax.random.randint(
+        jax.random.key(0), (args.batch, args.length), 0, model.config.vocab_size
+    )
     ones = jnp.ones_like(ids)
 
     @nnx.jit
@@ -60,16 +61,26 @@ def jax_side(path, args):
     prompt = ids[:, : args.prompt]
 
     def gen():
-        out = generate(model, prompt, key=jax.random.key(1), max_new_tokens=args.new,
-                       temperature=0.0, bucket=args.prompt)
+        out = generate(
+            model,
+            prompt,
+            key=jax.random.key(1),
+            max_new_tokens=args.new,
+            temperature=0.0,
+            bucket=args.prompt,
+        )
         jax.block_until_ready(out.tokens)
 
     t_step, t_gen = _timed(train, args.repeats), _timed(gen, args.repeats)
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model)))
-    result = dict(step_tokens_per_s=args.batch * args.length / t_step,
-                  gen_tokens_per_s=args.batch * args.new / t_gen, params=int(n_params),
-                  backend=jax.default_backend(), device=jax.devices()[0].device_kind,
-                  dtype=str(jnp.dtype(dtype)))
+    result = dict(
+        step_tokens_per_s=args.batch * args.length / t_step,
+        gen_tokens_per_s=args.batch * args.new / t_gen,
+        params=int(n_params),
+        backend=jax.default_backend(),
+        device=jax.devices()[0].device_kind,
+        dtype=str(jnp.dtype(dtype)),
+    )
     result["mfu"] = _mfu(result, model.config, args)
     return result
 
@@ -100,14 +111,23 @@ def torch_side(path, args):
 
     def gen():
         with torch.no_grad():
-            model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                           max_new_tokens=args.new, min_new_tokens=args.new, use_cache=True,
-                           pad_token_id=0)
+            model.generate(
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                do_sample=False,
+                max_new_tokens=args.new,
+                min_new_tokens=args.new,
+                use_cache=True,
+                pad_token_id=0,
+            )
 
     t_step, t_gen = _timed(train, args.repeats), _timed(gen, args.repeats)
-    return dict(step_tokens_per_s=args.batch * args.length / t_step,
-                gen_tokens_per_s=args.batch * args.new / t_gen,
-                threads=torch.get_num_threads(), torch=torch.__version__)
+    return dict(
+        step_tokens_per_s=args.batch * args.length / t_step,
+        gen_tokens_per_s=args.batch * args.new / t_gen,
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+    )
 
 
 def run_torch(path, args):
@@ -123,8 +143,18 @@ def run_torch(path, args):
 
 
 def _shape_flags(args):
-    return ["--batch", str(args.batch), "--length", str(args.length), "--prompt",
-            str(args.prompt), "--new", str(args.new), "--repeats", str(args.repeats)]
+    return [
+        "--batch",
+        str(args.batch),
+        "--length",
+        str(args.length),
+        "--prompt",
+        str(args.prompt),
+        "--new",
+        str(args.new),
+        "--repeats",
+        str(args.repeats),
+    ]
 
 
 def make_checkpoint(path, tiny):

@@ -140,7 +140,10 @@ def _first_difference(a: str, b: str) -> str:
 
 
 def pairs_from_rows(
-    rows: Any, *, chosen_key: str = "chosen", rejected_key: str = "rejected",
+    rows: Any,
+    *,
+    chosen_key: str = "chosen",
+    rejected_key: str = "rejected",
     prompt_key: str | None = None,
 ) -> PreferenceData:
     """Build :class:`PreferenceData` from an iterable of dict rows (e.g. a ``datasets.Dataset``).
@@ -191,8 +194,13 @@ def _as_response(value: Any) -> str:
 
 
 def load_preference_dataset(
-    source: str | Path, *, split: str = "train", data_dir: str | None = None,
-    chosen_key: str = "chosen", rejected_key: str = "rejected", prompt_key: str | None = None,
+    source: str | Path,
+    *,
+    split: str = "train",
+    data_dir: str | None = None,
+    chosen_key: str = "chosen",
+    rejected_key: str = "rejected",
+    prompt_key: str | None = None,
     cache_dir: str | None = None,
 ) -> PreferenceData:
     """Load preference pairs with ``datasets.load_dataset`` from a local file/folder or hub name.

@@ -31,8 +31,15 @@ class SyntheticPreferences(NamedTuple):
 
 
 def synthetic_preferences(
-    key: jax.Array, *, num_pairs: int, prompt_length: int, response_length: int,
-    vocab_size: int, beta: float = 1.0, token_rewards: np.ndarray | None = None, pad_id: int = 0,
+    key: jax.Array,
+    *,
+    num_pairs: int,
+    prompt_length: int,
+    response_length: int,
+    vocab_size: int,
+    beta: float = 1.0,
+    token_rewards: np.ndarray | None = None,
+    pad_id: int = 0,
 ) -> SyntheticPreferences:
     """Draw ``num_pairs`` Bradley–Terry preference pairs over random token sequences.
 
@@ -46,13 +53,20 @@ def synthetic_preferences(
     Returns:
       :class:`SyntheticPreferences` with the collated batch and the latent rewards.
     """
-    for name, v in [("num_pairs", num_pairs), ("prompt_length", prompt_length),
-                    ("response_length", response_length), ("vocab_size", vocab_size),
-                    ("beta", beta)]:
+    for name, v in [
+        ("num_pairs", num_pairs),
+        ("prompt_length", prompt_length),
+        ("response_length", response_length),
+        ("vocab_size", vocab_size),
+        ("beta", beta),
+    ]:
         check_positive(name, v)
     k_w, k_x, k_y, k_pref = jax.random.split(key, 4)
-    w = jax.random.normal(k_w, (vocab_size,)) if token_rewards is None else jnp.asarray(
-        token_rewards)
+    w = (
+        jax.random.normal(k_w, (vocab_size,))
+        if token_rewards is None
+        else jnp.asarray(token_rewards)
+    )
     if w.shape != (vocab_size,):
         raise ValueError(f"token_rewards: expected shape ({vocab_size},), got {w.shape}")
     x = jax.random.randint(k_x, (num_pairs, prompt_length), 0, vocab_size)
@@ -72,8 +86,11 @@ def _assemble(x, y, r, order, w, pad_id) -> SyntheticPreferences:
 
 
 _TOPICS = ("bread", "tea", "bikes", "rain", "maps", "music", "plants", "chess")
-_GOOD = ("Sure, here is a careful answer about {t}.", "Happy to help with {t}: start simply.",
-         "Good question about {t}; here are the safe steps.")
+_GOOD = (
+    "Sure, here is a careful answer about {t}.",
+    "Happy to help with {t}: start simply.",
+    "Good question about {t}; here are the safe steps.",
+)
 _BAD = ("I will not talk about {t}.", "Figure out {t} yourself.", "{t}? Whatever.")
 
 
@@ -92,8 +109,10 @@ def synthetic_dialogue_rows(num_rows: int, *, seed: int = 0, num_turns: int = 2)
 
 def _dialogue_row(rng: np.random.Generator, num_turns: int) -> dict:
     topic = str(rng.choice(_TOPICS))
-    turns = [f"\n\nHuman: Tell me about {topic}, part {k + 1}.\n\nAssistant: It is a big topic."
-             for k in range(num_turns - 1)]
+    turns = [
+        f"\n\nHuman: Tell me about {topic}, part {k + 1}.\n\nAssistant: It is a big topic."
+        for k in range(num_turns - 1)
+    ]
     prompt = "".join(turns) + f"\n\nHuman: What should I know about {topic}?\n\nAssistant:"
     good, bad = (str(rng.choice(options)).format(t=topic) for options in (_GOOD, _BAD))
     return {"chosen": f"{prompt} {good}", "rejected": f"{prompt} {bad}"}

@@ -79,7 +79,10 @@ def _templated_response(tokenizer: Any, pair: PreferencePair, response: str) -> 
 
 
 def encode_pair(
-    tokenizer: Any, pair: PreferencePair, *, max_length: int | None = None,
+    tokenizer: Any,
+    pair: PreferencePair,
+    *,
+    max_length: int | None = None,
     max_prompt_length: int | None = None,
 ) -> EncodedPair:
     """Encode a pair; when too long, the prompt keeps its end (and BOS), responses their start."""
@@ -103,8 +106,12 @@ def _keep_end(ids: list[int], n: int, bos: int | None) -> list[int]:
 
 
 def collate_sequences(
-    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], *, pad_id: int,
-    length: int | None = None, padding_side: str = "right",
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    length: int | None = None,
+    padding_side: str = "right",
 ) -> TokenBatch:
     """Pad ``prompt + response`` sequences to one length (``length`` or the longest)."""
     if padding_side not in ("left", "right"):
@@ -129,7 +136,10 @@ def _fill(batch: list[np.ndarray], b: int, start: int, prompt, response) -> None
 
 
 def collate_preferences(
-    encoded: Sequence[EncodedPair], *, pad_id: int, length: int | None = None,
+    encoded: Sequence[EncodedPair],
+    *,
+    pad_id: int,
+    length: int | None = None,
     padding_side: str = "right",
 ) -> PreferenceBatch:
     """Chosen and rejected sides padded to one common length, so they can be concatenated."""
@@ -144,8 +154,12 @@ def collate_preferences(
 
 
 def tokenize_preferences(
-    tokenizer: Any, pairs: Sequence[PreferencePair], *, max_length: int | None = None,
-    length: int | None = None, padding_side: str = "right",
+    tokenizer: Any,
+    pairs: Sequence[PreferencePair],
+    *,
+    max_length: int | None = None,
+    length: int | None = None,
+    padding_side: str = "right",
 ) -> PreferenceBatch:
     """Encode and collate pairs in one call; ``pad_id`` from the tokenizer (else EOS, else 0)."""
     encoded = [encode_pair(tokenizer, p, max_length=max_length) for p in pairs]

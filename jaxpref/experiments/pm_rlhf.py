@@ -41,17 +41,17 @@ COLUMNS = ("pm_divergence", "length", "perplexity", "entropy", "kl")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    vocab_size: int = 3                      # content tokens (the end token is extra)
-    max_len: int = 4                         # maximum number of content tokens
+    vocab_size: int = 3  # content tokens (the end token is extra)
+    max_len: int = 4  # maximum number of content tokens
     betas: tuple[float, ...] = (0.1, 0.5, 1.0)
     seq_alphas: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05)  # gate π_ref(y) ≥ α
-    token_alphas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)    # gate π_ref(T|prefix) > α
-    ref_temperature: float = 1.0             # reference table logits N(0, 1)/temperature
-    reward_scale: float = 0.1                # standard deviation of r_θ over sequences
-    num_steps: int = 600                     # Adam steps on the tabular policy
-    estimator: str = "exact"                 # "exact" expectation or sampled "reinforce"
+    token_alphas: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)  # gate π_ref(T|prefix) > α
+    ref_temperature: float = 1.0  # reference table logits N(0, 1)/temperature
+    reward_scale: float = 0.1  # standard deviation of r_θ over sequences
+    num_steps: int = 600  # Adam steps on the tabular policy
+    estimator: str = "exact"  # "exact" expectation or sampled "reinforce"
     learning_rate: float = 0.1
-    num_samples: int = 4000                  # pairs for the sampled metrics
+    num_samples: int = 4000  # pairs for the sampled metrics
     seed: int = 0
     fig_p_refs: tuple[float, ...] = (0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
     fig_betas: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
@@ -95,8 +95,15 @@ def toy_language(vocab_size: int, max_len: int) -> dict:
             token[k, i] = s[i] if i < len(s) else vocab_size
             mask[k, i] = 1.0
     lengths = np.array([len(s) + 1 for s in seqs], np.float64)  # content + end token
-    return dict(seqs=seqs, node=node, token=token, mask=mask, lengths=lengths,
-                num_nodes=len(prefixes), num_tokens=vocab_size + 1)
+    return dict(
+        seqs=seqs,
+        node=node,
+        token=token,
+        mask=mask,
+        lengths=lengths,
+        num_nodes=len(prefixes),
+        num_tokens=vocab_size + 1,
+    )
 
 
 def token_logps(table_logits, lang):
@@ -121,8 +128,14 @@ def _toy_problem(cfg: Config) -> dict:
     reward = cfg.reward_scale * (raw - raw.mean()) / raw.std()
     lang_j = {k: jnp.asarray(v) for k, v in lang.items() if isinstance(v, np.ndarray)}
     ref_tok = token_logps(jnp.asarray(ref_table), lang_j)
-    return dict(lang=lang_j, ref_table=jnp.asarray(ref_table), reward=jnp.asarray(reward),
-                ref_logps=jnp.sum(ref_tok, -1), ref_token_logps=ref_tok, lengths=lang_j["lengths"])
+    return dict(
+        lang=lang_j,
+        ref_table=jnp.asarray(ref_table),
+        reward=jnp.asarray(reward),
+        ref_logps=jnp.sum(ref_tok, -1),
+        ref_token_logps=ref_tok,
+        lengths=lang_j["lengths"],
+    )
 
 
 # ---------------------------------------------------------------- methods
@@ -159,12 +172,22 @@ def reinforce_objective_loss(table, rt, lang, key, num_samples: int = 64):
     return -(jnp.mean((f - baseline) * logp[idx]) - jnp.mean(logp[idx]))
 
 
-def optimise_tabular(shaped, init_table, lang, num_steps: int, learning_rate: float,
-                     estimator: str = "exact", key=None):
+def optimise_tabular(
+    shaped,
+    init_table,
+    lang,
+    num_steps: int,
+    learning_rate: float,
+    estimator: str = "exact",
+    key=None,
+):
     """Adam on the objective of each shaped reward (M at once); returns (M, nodes, tokens)."""
     loss = {"exact": exact_objective_loss, "reinforce": reinforce_objective_loss}[estimator]
-    opt = optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.05)
-                     if estimator == "reinforce" else learning_rate)
+    opt = optax.adam(
+        optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.05)
+        if estimator == "reinforce"
+        else learning_rate
+    )
     keys = jax.random.split(jax.random.key(0) if key is None else key, num_steps)
 
     def run_one(rt):
@@ -188,23 +211,39 @@ def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
     shaped = _shaped_rewards(prob, cfg, beta)
     names = list(shaped)
     stacked = jnp.stack([shaped[n] for n in names])
-    tables = optimise_tabular(stacked, prob["ref_table"], prob["lang"], cfg.num_steps,
-                              cfg.learning_rate, cfg.estimator, jax.random.fold_in(key, 10**6))
+    tables = optimise_tabular(
+        stacked,
+        prob["ref_table"],
+        prob["lang"],
+        cfg.num_steps,
+        cfg.learning_rate,
+        cfg.estimator,
+        jax.random.fold_in(key, 10**6),
+    )
     extra = (prob["ref_logps"], prob["reward"] / beta, prob["lengths"])
     rows = []
     for i, name in enumerate(names):
         closed = gibbs_policy(stacked[i])
         logp = sequence_logps(tables[i], prob["lang"])
         exact = _floats(exact_alignment_metrics(logp, *extra))
-        sampled = _floats(sampled_alignment_metrics(jax.random.fold_in(key, i), logp, *extra,
-                                                    cfg.num_samples))
+        sampled = _floats(
+            sampled_alignment_metrics(jax.random.fold_in(key, i), logp, *extra, cfg.num_samples)
+        )
         closed_exact = _floats(exact_alignment_metrics(closed, *extra))
         # perplexity of the policy's samples under the reference (how "natural" they read)
         ref_ppl = float(jnp.sum(jnp.exp(logp) * jnp.exp(-prob["ref_logps"] / prob["lengths"])))
         gap = float(jnp.max(jnp.abs(jnp.exp(logp) - jnp.exp(closed))))
-        rows.append(dict(beta=beta, method=name, exact=exact, sampled=sampled,
-                         closed_form=closed_exact, ref_perplexity=ref_ppl,
-                         max_abs_prob_gap_to_closed_form=gap))
+        rows.append(
+            dict(
+                beta=beta,
+                method=name,
+                exact=exact,
+                sampled=sampled,
+                closed_form=closed_exact,
+                ref_perplexity=ref_ppl,
+                max_abs_prob_gap_to_closed_form=gap,
+            )
+        )
     return rows
 
 
@@ -215,8 +254,9 @@ def _figures(cfg: Config) -> dict:
     fig9 = {f"{b:g}": np.asarray(tempered_preference(p, b)) for b in cfg.fig_betas}
     bias = {k: float(np.max(np.abs(v - p))) for k, v in fig2.items()}
     at07 = float(tempered_preference(0.7, 0.1))
-    return dict(p_reward=p, figure2=fig2, figure9=fig9, figure2_max_bias=bias,
-                p_rlhf_beta01_at_p07=at07)
+    return dict(
+        p_reward=p, figure2=fig2, figure9=fig9, figure2_max_bias=bias, p_rlhf_beta01_at_p07=at07
+    )
 
 
 def _collapse(prob, key, n=20000) -> dict:
@@ -227,8 +267,12 @@ def _collapse(prob, key, n=20000) -> dict:
     extreme = lambda q: float(jnp.mean((q < 0.05) | (q > 0.95)))  # noqa: E731
     distinct = a != b
     p_ref, p_rm = p_ref[distinct], p_rm[distinct]
-    return dict(p_ref=np.asarray(p_ref[:2000]), p_reward=np.asarray(p_rm[:2000]),
-                frac_extreme_ref=extreme(p_ref), frac_extreme_reward=extreme(p_rm))
+    return dict(
+        p_ref=np.asarray(p_ref[:2000]),
+        p_reward=np.asarray(p_rm[:2000]),
+        frac_extreme_ref=extreme(p_ref),
+        frac_extreme_reward=extreme(p_rm),
+    )
 
 
 def run(cfg: Config, *, progress=None) -> dict:
@@ -241,24 +285,31 @@ def run(cfg: Config, *, progress=None) -> dict:
     for j, beta in enumerate(cfg.betas):
         rows += _run_beta(prob, cfg, beta, jax.random.fold_in(key, j))
         tick(1)
-    toy = dict(num_sequences=int(prob["reward"].shape[0]),
-               collapse=_collapse(prob, jax.random.fold_in(key, 999)))
+    toy = dict(
+        num_sequences=int(prob["reward"].shape[0]),
+        collapse=_collapse(prob, jax.random.fold_in(key, 999)),
+    )
     return dict(config=dataclasses.asdict(cfg), figures=figs, toy=toy, table=rows)
 
 
 # ---------------------------------------------------------------- output
 def table(results: dict) -> str:
     head = f"{'beta':>5} {'method':<18}" + "".join(f"{c:>14}" for c in COLUMNS)
-    lines = ["Exact (enumeration) metrics of the optimised tabular policy; "
-             "[sampled] in brackets for PM divergence", head]
+    lines = [
+        "Exact (enumeration) metrics of the optimised tabular policy; "
+        "[sampled] in brackets for PM divergence",
+        head,
+    ]
     for row in results["table"]:
         e, s = row["exact"], row["sampled"]
         cells = f"{e['pm_divergence']:8.4f}[{s['pm_divergence']:.3f}]"
         cells += "".join(f"{e[c]:14.4f}" for c in COLUMNS[1:])
         lines.append(f"{row['beta']:>5g} {row['method']:<18} {cells}")
     col = results["toy"]["collapse"]
-    lines.append(f"pairs from π_ref with preference outside [0.05, 0.95]: reference "
-                 f"{col['frac_extreme_ref']:.2f}, reward {col['frac_extreme_reward']:.2f}")
+    lines.append(
+        f"pairs from π_ref with preference outside [0.05, 0.95]: reference "
+        f"{col['frac_extreme_ref']:.2f}, reward {col['frac_extreme_reward']:.2f}"
+    )
     return "\n".join(lines)
 
 
@@ -272,13 +323,18 @@ def plot(results: dict, out_dir) -> list[Path]:
     figs = results["figures"]
     p = np.asarray(figs["p_reward"], float)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for key_, title, ax in (("figure2", "Fig. 2: β = 1, varying p_ref", axes[0]),
-                            ("figure9", "Fig. 9: p_ref = ½, varying β", axes[1])):
+    for key_, title, ax in (
+        ("figure2", "Fig. 2: β = 1, varying p_ref", axes[0]),
+        ("figure9", "Fig. 9: p_ref = ½, varying β", axes[1]),
+    ):
         for k, v in figs[key_].items():
             ax.plot(p, v, label=("p_ref=" if key_ == "figure2" else "β=") + k)
         ax.plot(p, p, "r--", lw=2, label="preference matching")
-        ax.set(xlabel="reward preference p_reward(y₁)", ylabel="KL-RLHF preference p_rlhf(y₁)",
-               title=title)
+        ax.set(
+            xlabel="reward preference p_reward(y₁)",
+            ylabel="KL-RLHF preference p_rlhf(y₁)",
+            title=title,
+        )
         ax.legend(fontsize=7)
     col = results["toy"]["collapse"]
     bins = np.linspace(0, 1, 21)

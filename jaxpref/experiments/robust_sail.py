@@ -66,13 +66,27 @@ class Config:
 def config(scale: str) -> Config:
     """Sizes for "test" (seconds), "quickstart"/"small" (a minute on CPU) and "full"."""
     if scale == "test":
-        return Config(num_seeds=2, num_steps=400, conv_steps=128, conv_seeds=2, rhos=(0.2,),
-                      num_test_contexts=32, dpo_steps=200)
+        return Config(
+            num_seeds=2,
+            num_steps=400,
+            conv_steps=128,
+            conv_seeds=2,
+            rhos=(0.2,),
+            num_test_contexts=32,
+            dpo_steps=200,
+        )
     if scale in ("quickstart", "small"):
         return Config()
     if scale == "full":
-        return Config(num_contexts=32, num_test_contexts=256, rhos=(0.0, 0.05, 0.1, 0.15, 0.2),
-                      num_seeds=8, num_steps=8000, conv_steps=2048, conv_seeds=8)
+        return Config(
+            num_contexts=32,
+            num_test_contexts=256,
+            rhos=(0.0, 0.05, 0.1, 0.15, 0.2),
+            num_seeds=8,
+            num_steps=8000,
+            conv_steps=2048,
+            conv_seeds=8,
+        )
     raise ValueError(f"scale: expected one of test, quickstart, small, full; got {scale!r}")
 
 
@@ -98,9 +112,12 @@ def make_world(cfg: Config):
     direction = jax.random.normal(keys[0], (cfg.dim,), dtype=jnp.float64).at[0].set(0.0)
     theta_star = cfg.reward_scale * direction / jnp.linalg.norm(direction)
     theta_ref = 0.3 * jax.random.normal(keys[1], (cfg.dim,), dtype=jnp.float64)
-    return dict(theta_star=theta_star, theta_ref=theta_ref,
-                phi_train=_features(keys[2], cfg, cfg.num_contexts),
-                phi_test=_features(keys[3], cfg, cfg.num_test_contexts))
+    return dict(
+        theta_star=theta_star,
+        theta_ref=theta_ref,
+        phi_train=_features(keys[2], cfg, cfg.num_contexts),
+        phi_test=_features(keys[3], cfg, cfg.num_test_contexts),
+    )
 
 
 def true_preferences(phi, theta_star):
@@ -141,12 +158,13 @@ def train_sail(key, problem, rho, cfg: Config, *, keep_path=False, steps=None, s
         return s, s.theta
 
     _, path = jax.lax.scan(step, state, None, length=steps)
-    return path if keep_path else jnp.mean(path[steps // 2:], axis=0)
+    return path if keep_path else jnp.mean(path[steps // 2 :], axis=0)
 
 
 def _offline_dpo_loss(theta, problem, ref_probs):
     h = jax.vmap(robust.pair_logits, in_axes=(None, 0, 0, None))(
-        theta, problem.phi, problem.ref_logp, problem.beta)
+        theta, problem.phi, problem.ref_logp, problem.beta
+    )
     loss = robust.pair_loss(h, problem.pref)
     return jnp.einsum("n,ny,nyz,nz->", problem.weights, ref_probs, loss, ref_probs)
 
@@ -175,8 +193,11 @@ def true_oracle_metrics(theta, phi, theta_ref, theta_star, beta=1.0):
     off = ~jnp.eye(phi.shape[1], dtype=bool)[None]
     agree = (jnp.sign(h) == jnp.sign(true_logit)) & off
     accuracy = jnp.sum(agree) / jnp.sum(off * jnp.ones_like(h))
-    return dict(accuracy=accuracy, max_logit_error=jnp.max(jnp.abs(h - true_logit)),
-                regret=_regret(theta, phi, ref_logp, theta_ref + theta_star / beta, r, beta))
+    return dict(
+        accuracy=accuracy,
+        max_logit_error=jnp.max(jnp.abs(h - true_logit)),
+        regret=_regret(theta, phi, ref_logp, theta_ref + theta_star / beta, r, beta),
+    )
 
 
 def _kl_value(theta, phi, ref_logp, r, beta):
@@ -198,7 +219,8 @@ def _compare(world, rho, shift, cfg: Config):
     true_problem = problem._replace(pref=true_preferences(world["phi_train"], world["theta_star"]))
     keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.num_seeds)
     evaluate = lambda th: true_oracle_metrics(  # noqa: E731
-        th, world["phi_test"], world["theta_ref"], world["theta_star"])
+        th, world["phi_test"], world["theta_ref"], world["theta_star"]
+    )
     out = {}
     for name, rho_alg in (("robust_sail", rho), ("nominal_sail", 0.0)):
         thetas = jax.vmap(lambda k, r=rho_alg: train_sail(k, problem, r, cfg))(keys)
@@ -223,8 +245,12 @@ def weak_convexity_estimate(problem, rho, radius, key, num_points=32):
     smooth piece; an estimate, not a bound)."""
     d = problem.phi.shape[-1]
     pts = jax.random.normal(key, (num_points, d), dtype=problem.phi.dtype)
-    pts = radius * pts / jnp.linalg.norm(pts, axis=-1, keepdims=True) * jnp.sqrt(
-        jax.random.uniform(key, (num_points, 1), dtype=problem.phi.dtype))
+    pts = (
+        radius
+        * pts
+        / jnp.linalg.norm(pts, axis=-1, keepdims=True)
+        * jnp.sqrt(jax.random.uniform(key, (num_points, 1), dtype=problem.phi.dtype))
+    )
     hess = jax.vmap(jax.hessian(robust.expectation), in_axes=(0, None, None))(pts, problem, rho)
     return float(jnp.maximum(0.0, -jnp.min(jnp.linalg.eigvalsh(hess))))
 
@@ -235,8 +261,17 @@ def _convergence(world, cfg: Config):
     tau = weak_convexity_estimate(problem, cfg.conv_rho, cfg.radius, jax.random.key(7))
     lam = 1.0 / (2.0 * max(tau, 1.0))
     keys = jax.random.split(jax.random.key(cfg.seed + 2), cfg.conv_seeds)
-    paths = jax.vmap(lambda k: train_sail(k, problem, cfg.conv_rho, cfg, keep_path=True,
-                                          steps=cfg.conv_steps, step_size=cfg.conv_step_size))(keys)
+    paths = jax.vmap(
+        lambda k: train_sail(
+            k,
+            problem,
+            cfg.conv_rho,
+            cfg,
+            keep_path=True,
+            steps=cfg.conv_steps,
+            step_size=cfg.conv_step_size,
+        )
+    )(keys)
     flat = paths.reshape(-1, cfg.dim)
     sq = robust.moreau_gradient_norms(flat, problem, cfg.conv_rho, lam, cfg.radius, tol=1e-7)
     sq = np.asarray(sq).reshape(cfg.conv_seeds, cfg.conv_steps)
@@ -246,9 +281,18 @@ def _convergence(world, cfg: Config):
     avg_curve = np.array([sq[:, :t].mean() for t in horizons])
     slope, intercept = loglog_slope(horizons, min_curve)
     avg_slope, _ = loglog_slope(horizons, avg_curve)
-    return dict(T=horizons, min_grad_moreau_sq=min_curve, avg_grad_moreau_sq=avg_curve,
-                slope=slope, intercept=intercept, avg_slope=avg_slope, rate_slope=-0.5,
-                lam=lam, tau_estimate=tau, rho=cfg.conv_rho)
+    return dict(
+        T=horizons,
+        min_grad_moreau_sq=min_curve,
+        avg_grad_moreau_sq=avg_curve,
+        slope=slope,
+        intercept=intercept,
+        avg_slope=avg_slope,
+        rate_slope=-0.5,
+        lam=lam,
+        tau_estimate=tau,
+        rho=cfg.conv_rho,
+    )
 
 
 def run(cfg: Config, *, progress=None) -> dict:
@@ -265,9 +309,13 @@ def run(cfg: Config, *, progress=None) -> dict:
         convergence = _convergence(world, cfg)
         if progress is not None:
             progress(1)
-    return dict(config=dataclasses.asdict(cfg), comparison=comparison,
-                convergence={k: np.asarray(v).tolist() if np.ndim(v) else v
-                             for k, v in convergence.items()})
+    return dict(
+        config=dataclasses.asdict(cfg),
+        comparison=comparison,
+        convergence={
+            k: np.asarray(v).tolist() if np.ndim(v) else v for k, v in convergence.items()
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- output
@@ -277,18 +325,24 @@ METRICS = ("true_sail_loss", "accuracy", "max_logit_error", "regret")
 
 
 def table(results: dict) -> str:
-    lines = [f"{'shift':12s} {'rho':>5s} {'method':13s} {'L_true':>7s} {'acc':>6s} "
-             f"{'maxlogit':>9s} {'regret':>8s}"]
+    lines = [
+        f"{'shift':12s} {'rho':>5s} {'method':13s} {'L_true':>7s} {'acc':>6s} "
+        f"{'maxlogit':>9s} {'regret':>8s}"
+    ]
     for shift, by_rho in results["comparison"].items():
         for rho, by_method in by_rho.items():
             for m in METHODS:
                 v = by_method[m]
-                lines.append(f"{shift:12s} {float(rho):5.2f} {m:13s} {v['true_sail_loss']:7.4f} "
-                             f"{v['accuracy']:6.3f} "
-                             f"{v['max_logit_error']:9.3f} {v['regret']:8.4f}")
+                lines.append(
+                    f"{shift:12s} {float(rho):5.2f} {m:13s} {v['true_sail_loss']:7.4f} "
+                    f"{v['accuracy']:6.3f} "
+                    f"{v['max_logit_error']:9.3f} {v['regret']:8.4f}"
+                )
     c = results["convergence"]
-    lines.append(f"convergence: slope of min_k<=T ||grad M_lam||^2 vs T = {c['slope']:.3f} "
-                 f"(rate -0.5: O~(eps^-2) with eps = ||grad M||^2); lam = {c['lam']:.3g}")
+    lines.append(
+        f"convergence: slope of min_k<=T ||grad M_lam||^2 vs T = {c['slope']:.3f} "
+        f"(rate -0.5: O~(eps^-2) with eps = ||grad M||^2); lam = {c['lam']:.3g}"
+    )
     return "\n".join(lines)
 
 
@@ -319,7 +373,7 @@ def plot(results: dict, out_dir) -> list[Path]:
     t = np.asarray(c["T"], dtype=float)
     ax.loglog(t, c["min_grad_moreau_sq"], "o-", label=f"min_k≤T ‖∇M_λ‖² (slope {c['slope']:.2f})")
     ax.loglog(t, c["avg_grad_moreau_sq"], "s--", label=f"mean_k≤T ‖∇M_λ‖² ({c['avg_slope']:.2f})")
-    ref = np.exp(c["intercept"]) * t ** -0.5
+    ref = np.exp(c["intercept"]) * t**-0.5
     ax.loglog(t, ref, "k:", label="T^(-1/2): Õ(ε⁻²), ε = ‖∇M‖²")
     ax.set(xlabel="T", ylabel="‖∇M_λ(θ_k)‖²", title="robust SAIL, projected SGD")
     ax.legend(fontsize=8)

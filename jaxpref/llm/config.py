@@ -79,23 +79,47 @@ class DecoderConfig:
     @classmethod
     def tiny(cls, model_type: str = "llama", **overrides) -> DecoderConfig:
         """A 2-layer, 32-wide model of ``model_type`` for tests (vocab 96, 4 heads, 2 KV heads)."""
-        base = dict(model_type=model_type, vocab_size=96, hidden_size=32, intermediate_size=64,
-                    num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8,
-                    max_position_embeddings=64)
+        base = dict(
+            model_type=model_type,
+            vocab_size=96,
+            hidden_size=32,
+            intermediate_size=64,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            head_dim=8,
+            max_position_embeddings=64,
+        )
         if model_type == "qwen2":
             base.update(qkv_bias=True, tie_word_embeddings=True)
         if model_type == "gpt2":
-            base.update(num_kv_heads=4, intermediate_size=128, norm_eps=1e-5, rope=None,
-                        activation="gelu_new", qkv_bias=True, o_bias=True, mlp_bias=True,
-                        tie_word_embeddings=True)
+            base.update(
+                num_kv_heads=4,
+                intermediate_size=128,
+                norm_eps=1e-5,
+                rope=None,
+                activation="gelu_new",
+                qkv_bias=True,
+                o_bias=True,
+                mlp_bias=True,
+                tie_word_embeddings=True,
+            )
         return cls(**{**base, **overrides})
 
     @classmethod
     def small(cls, **overrides) -> DecoderConfig:
         """A ~32M-parameter Llama (8 layers, width 512, 8/4 heads, vocab 8192) for benchmarks."""
-        base = dict(model_type="llama", vocab_size=8192, hidden_size=512,
-                    intermediate_size=1408, num_layers=8, num_heads=8, num_kv_heads=4,
-                    head_dim=64, max_position_embeddings=2048)
+        base = dict(
+            model_type="llama",
+            vocab_size=8192,
+            hidden_size=512,
+            intermediate_size=1408,
+            num_layers=8,
+            num_heads=8,
+            num_kv_heads=4,
+            head_dim=64,
+            max_position_embeddings=2048,
+        )
         return cls(**{**base, **overrides})
 
     @classmethod
@@ -156,8 +180,9 @@ def _rope_from_hf(hf: dict[str, Any]) -> RopeConfig:
     theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
     rope_type = params.get("rope_type", params.get("type", "default"))
     keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
-    return RopeConfig(theta=float(theta), rope_type=rope_type,
-                      **{k: params[k] for k in keys if k in params})
+    return RopeConfig(
+        theta=float(theta), rope_type=rope_type, **{k: params[k] for k in keys if k in params}
+    )
 
 
 def _llama_fields(hf: dict[str, Any]) -> dict[str, Any]:
@@ -172,22 +197,48 @@ def _llama_fields(hf: dict[str, Any]) -> dict[str, Any]:
     if hf.get("hidden_act", "silu") != "silu":
         raise ValueError(f"hidden_act: expected 'silu', got {hf['hidden_act']!r}")
     attn_bias = bool(hf.get("attention_bias", False))
-    used = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-            "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
-            "rms_norm_eps", "tie_word_embeddings", "attention_bias", "mlp_bias", "rope_theta",
-            "rope_scaling", "rope_parameters", "sliding_window", "hidden_act", "bos_token_id",
-            "eos_token_id", "pad_token_id")
+    used = (
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "max_position_embeddings",
+        "rms_norm_eps",
+        "tie_word_embeddings",
+        "attention_bias",
+        "mlp_bias",
+        "rope_theta",
+        "rope_scaling",
+        "rope_parameters",
+        "sliding_window",
+        "hidden_act",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+    )
     return dict(
-        vocab_size=hf["vocab_size"], hidden_size=hf["hidden_size"],
-        intermediate_size=hf["intermediate_size"], num_layers=hf["num_hidden_layers"],
-        num_heads=heads, num_kv_heads=hf.get("num_key_value_heads") or heads, head_dim=head_dim,
+        vocab_size=hf["vocab_size"],
+        hidden_size=hf["hidden_size"],
+        intermediate_size=hf["intermediate_size"],
+        num_layers=hf["num_hidden_layers"],
+        num_heads=heads,
+        num_kv_heads=hf.get("num_key_value_heads") or heads,
+        head_dim=head_dim,
         max_position_embeddings=hf.get("max_position_embeddings", 2048),
         norm_eps=hf.get("rms_norm_eps", 1e-6),
         tie_word_embeddings=hf.get("tie_word_embeddings", False),
-        qkv_bias=attn_bias or model_type == "qwen2", o_bias=attn_bias,
-        mlp_bias=bool(hf.get("mlp_bias", False)), rope=_rope_from_hf(hf), sliding_window=window,
-        bos_token_id=hf.get("bos_token_id"), eos_token_id=hf.get("eos_token_id"),
-        pad_token_id=hf.get("pad_token_id"), _used=used,
+        qkv_bias=attn_bias or model_type == "qwen2",
+        o_bias=attn_bias,
+        mlp_bias=bool(hf.get("mlp_bias", False)),
+        rope=_rope_from_hf(hf),
+        sliding_window=window,
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=hf.get("eos_token_id"),
+        pad_token_id=hf.get("pad_token_id"),
+        _used=used,
     )
 
 
@@ -198,17 +249,40 @@ def _gpt2_fields(hf: dict[str, Any]) -> dict[str, Any]:
     if hf.get("scale_attn_by_inverse_layer_idx") or not hf.get("scale_attn_weights", True):
         raise ValueError("scale_attn_weights: only the default GPT-2 attention scale is supported")
     width, heads = hf["n_embd"], hf["n_head"]
-    used = ("vocab_size", "n_embd", "n_inner", "n_layer", "n_head", "n_positions",
-            "layer_norm_epsilon", "tie_word_embeddings", "activation_function",
-            "bos_token_id", "eos_token_id", "pad_token_id")
+    used = (
+        "vocab_size",
+        "n_embd",
+        "n_inner",
+        "n_layer",
+        "n_head",
+        "n_positions",
+        "layer_norm_epsilon",
+        "tie_word_embeddings",
+        "activation_function",
+        "bos_token_id",
+        "eos_token_id",
+        "pad_token_id",
+    )
     return dict(
-        vocab_size=hf["vocab_size"], hidden_size=width,
-        intermediate_size=hf.get("n_inner") or 4 * width, num_layers=hf["n_layer"],
-        num_heads=heads, num_kv_heads=heads, head_dim=width // heads,
-        max_position_embeddings=hf["n_positions"], norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-        tie_word_embeddings=hf.get("tie_word_embeddings", True), qkv_bias=True, o_bias=True,
-        mlp_bias=True, rope=None, activation=act, bos_token_id=hf.get("bos_token_id"),
-        eos_token_id=hf.get("eos_token_id"), pad_token_id=hf.get("pad_token_id"), _used=used,
+        vocab_size=hf["vocab_size"],
+        hidden_size=width,
+        intermediate_size=hf.get("n_inner") or 4 * width,
+        num_layers=hf["n_layer"],
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=width // heads,
+        max_position_embeddings=hf["n_positions"],
+        norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+        tie_word_embeddings=hf.get("tie_word_embeddings", True),
+        qkv_bias=True,
+        o_bias=True,
+        mlp_bias=True,
+        rope=None,
+        activation=act,
+        bos_token_id=hf.get("bos_token_id"),
+        eos_token_id=hf.get("eos_token_id"),
+        pad_token_id=hf.get("pad_token_id"),
+        _used=used,
     )
 
 
@@ -217,19 +291,34 @@ def _llama_json(c: DecoderConfig) -> dict[str, Any]:
     if c.rope.rope_type != "default":
         rope["factor"] = c.rope.factor
     if c.rope.rope_type == "llama3":
-        rope.update(low_freq_factor=c.rope.low_freq_factor,
-                    high_freq_factor=c.rope.high_freq_factor,
-                    original_max_position_embeddings=c.rope.original_max_position_embeddings)
-    arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-            "mistral": "MistralForCausalLM"}[c.model_type]
+        rope.update(
+            low_freq_factor=c.rope.low_freq_factor,
+            high_freq_factor=c.rope.high_freq_factor,
+            original_max_position_embeddings=c.rope.original_max_position_embeddings,
+        )
+    arch = {
+        "llama": "LlamaForCausalLM",
+        "qwen2": "Qwen2ForCausalLM",
+        "mistral": "MistralForCausalLM",
+    }[c.model_type]
     out = dict(
-        architectures=[arch], vocab_size=c.vocab_size, hidden_size=c.hidden_size,
-        intermediate_size=c.intermediate_size, num_hidden_layers=c.num_layers,
-        num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads,
-        head_dim=c.head_dim, max_position_embeddings=c.max_position_embeddings,
-        rms_norm_eps=c.norm_eps, tie_word_embeddings=c.tie_word_embeddings,
-        rope_parameters=rope, rope_theta=c.rope.theta, hidden_act="silu",
-        bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
+        architectures=[arch],
+        vocab_size=c.vocab_size,
+        hidden_size=c.hidden_size,
+        intermediate_size=c.intermediate_size,
+        num_hidden_layers=c.num_layers,
+        num_attention_heads=c.num_heads,
+        num_key_value_heads=c.num_kv_heads,
+        head_dim=c.head_dim,
+        max_position_embeddings=c.max_position_embeddings,
+        rms_norm_eps=c.norm_eps,
+        tie_word_embeddings=c.tie_word_embeddings,
+        rope_parameters=rope,
+        rope_theta=c.rope.theta,
+        hidden_act="silu",
+        bos_token_id=c.bos_token_id,
+        eos_token_id=c.eos_token_id,
+        pad_token_id=c.pad_token_id,
     )
     if c.model_type == "llama":
         out.update(attention_bias=c.qkv_bias, mlp_bias=c.mlp_bias)
@@ -240,9 +329,17 @@ def _llama_json(c: DecoderConfig) -> dict[str, Any]:
 
 def _gpt2_json(c: DecoderConfig) -> dict[str, Any]:
     return dict(
-        architectures=["GPT2LMHeadModel"], vocab_size=c.vocab_size, n_embd=c.hidden_size,
-        n_inner=c.intermediate_size, n_layer=c.num_layers, n_head=c.num_heads,
-        n_positions=c.max_position_embeddings, layer_norm_epsilon=c.norm_eps,
-        tie_word_embeddings=c.tie_word_embeddings, activation_function=c.activation,
-        bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
+        architectures=["GPT2LMHeadModel"],
+        vocab_size=c.vocab_size,
+        n_embd=c.hidden_size,
+        n_inner=c.intermediate_size,
+        n_layer=c.num_layers,
+        n_head=c.num_heads,
+        n_positions=c.max_position_embeddings,
+        layer_norm_epsilon=c.norm_eps,
+        tie_word_embeddings=c.tie_word_embeddings,
+        activation_function=c.activation,
+        bos_token_id=c.bos_token_id,
+        eos_token_id=c.eos_token_id,
+        pad_token_id=c.pad_token_id,
     )

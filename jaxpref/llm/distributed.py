@@ -49,8 +49,12 @@ def _env_int(name: str) -> int | None:
         raise ValueError(f"{name}: expected an integer, got {value!r}") from err
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, **kwargs) -> ProcessInfo:
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    **kwargs,
+) -> ProcessInfo:
     """Start multi-controller JAX (once per process); a single-process run is a no-op.
 
     Arguments default to ``JAXPREF_COORDINATOR``, ``JAXPREF_NUM_PROCESSES`` and
@@ -59,15 +63,19 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     ``jax.distributed.initialize``.
     """
     coordinator_address = coordinator_address or os.environ.get("JAXPREF_COORDINATOR")
-    num_processes = num_processes if num_processes is not None else _env_int(
-        "JAXPREF_NUM_PROCESSES")
+    num_processes = (
+        num_processes if num_processes is not None else _env_int("JAXPREF_NUM_PROCESSES")
+    )
     process_id = process_id if process_id is not None else _env_int("JAXPREF_PROCESS_ID")
     if num_processes is not None and num_processes < 1:
         raise ValueError(f"num_processes: must be ≥ 1, got {num_processes}")
     if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
         raise ValueError(f"process_id: must be in [0, {num_processes}), got {process_id}")
-    single = num_processes == 1 or (num_processes is None and coordinator_address is None
-                                    and not kwargs.get("cluster_detection_method"))
+    single = num_processes == 1 or (
+        num_processes is None
+        and coordinator_address is None
+        and not kwargs.get("cluster_detection_method")
+    )
     if not single and not _STATE["initialized"]:
         jax.distributed.initialize(coordinator_address, num_processes, process_id, **kwargs)
         _STATE["initialized"] = True
@@ -76,8 +84,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
 
 def process_info() -> ProcessInfo:
     """This process's index, the process count and the local / global device counts."""
-    return ProcessInfo(jax.process_index(), jax.process_count(), jax.local_device_count(),
-                       jax.device_count())
+    return ProcessInfo(
+        jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count()
+    )
 
 
 def is_coordinator() -> bool:

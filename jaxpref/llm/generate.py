@@ -59,8 +59,10 @@ def left_align(input_ids_BxL, mask_BxL):
     last = length - 1 - jnp.argmax(mask_BxL[:, ::-1], axis=-1)  # index of the last real token
     shift = length - 1 - last
     idx = (jnp.arange(length)[None, :] - shift[:, None]) % length
-    return (jnp.take_along_axis(input_ids_BxL, idx, axis=1),
-            jnp.take_along_axis(mask_BxL, idx, axis=1))
+    return (
+        jnp.take_along_axis(input_ids_BxL, idx, axis=1),
+        jnp.take_along_axis(mask_BxL, idx, axis=1),
+    )
 
 
 class _Loop(NamedTuple):
@@ -75,41 +77,67 @@ class _Loop(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens"))
-def _generate(graphdef, state, ids, mask, key, temperature, top_k, top_p, eos, pad, *,
-              max_new_tokens):
+def _generate(
+    graphdef, state, ids, mask, key, temperature, top_k, top_p, eos, pad, *, max_new_tokens
+):
     model = nnx.merge(graphdef, state)
     ids, mask = left_align(ids, mask)
     batch, prompt = ids.shape
     cache = KVCache.init(model.config, batch, prompt + max_new_tokens, model.dtype)
     logits, cache = model(ids, mask, cache=cache)
-    start = _Loop(jnp.zeros((), jnp.int32), cache, logits[:, -1], mask.sum(-1), key,
-                  jnp.full((batch, max_new_tokens), pad, jnp.int32), jnp.zeros(batch, bool),
-                  jnp.zeros(batch, jnp.int32))
+    start = _Loop(
+        jnp.zeros((), jnp.int32),
+        cache,
+        logits[:, -1],
+        mask.sum(-1),
+        key,
+        jnp.full((batch, max_new_tokens), pad, jnp.int32),
+        jnp.zeros(batch, bool),
+        jnp.zeros(batch, jnp.int32),
+    )
 
     def body(s: _Loop) -> _Loop:
         key, sub = jax.random.split(s.key)
         token = jnp.where(s.done, pad, sample_logits(s.logits, sub, temperature, top_k, top_p))
         lengths = s.lengths + (~s.done).astype(jnp.int32)
         done = s.done | (token == eos)
-        logits, cache = model(token[:, None], jnp.ones((batch, 1), bool),
-                              positions=s.positions[:, None], cache=s.cache)
+        logits, cache = model(
+            token[:, None],
+            jnp.ones((batch, 1), bool),
+            positions=s.positions[:, None],
+            cache=s.cache,
+        )
         tokens = jax.lax.dynamic_update_slice(s.tokens, token[:, None], (jnp.int32(0), s.step))
-        return _Loop(s.step + 1, cache, logits[:, -1], s.positions + 1, key, tokens, done,
-                     lengths)
+        return _Loop(s.step + 1, cache, logits[:, -1], s.positions + 1, key, tokens, done, lengths)
 
     def cond(s: _Loop):
         return (s.step < max_new_tokens) & ~jnp.all(s.done)
 
     end = jax.lax.while_loop(cond, body, start)
     new_mask = jnp.arange(max_new_tokens)[None, :] < end.lengths[:, None]
-    return GenerationOutput(jnp.concatenate([ids, end.tokens], axis=1),
-                            jnp.concatenate([mask.astype(jnp.int32), new_mask], axis=1),
-                            end.tokens, end.lengths)
+    return GenerationOutput(
+        jnp.concatenate([ids, end.tokens], axis=1),
+        jnp.concatenate([mask.astype(jnp.int32), new_mask], axis=1),
+        end.tokens,
+        end.lengths,
+    )
 
 
-def generate(model, input_ids, attention_mask=None, *, key, max_new_tokens: int,
-             temperature=1.0, top_k=0, top_p=1.0, eos_token_id=None, pad_token_id=0,
-             bucket: int = 16, batch_bucket: int = 1) -> GenerationOutput:
+def generate(
+    model,
+    input_ids,
+    attention_mask=None,
+    *,
+    key,
+    max_new_tokens: int,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    eos_token_id=None,
+    pad_token_id=0,
+    bucket: int = 16,
+    batch_bucket: int = 1,
+) -> GenerationOutput:
     """Sample up to ``max_new_tokens`` tokens per row after (left- or right-padded) prompts.
 
     Args:
@@ -128,18 +156,25 @@ def generate(model, input_ids, attention_mask=None, *, key, max_new_tokens: int,
     ids = np.asarray(input_ids)
     mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
     if ids.ndim != 2 or mask.shape != ids.shape:
-        raise ValueError(f"input_ids: expected (B, L) with a matching attention_mask, got "
-                         f"{ids.shape} and {mask.shape}")
+        raise ValueError(
+            f"input_ids: expected (B, L) with a matching attention_mask, got "
+            f"{ids.shape} and {mask.shape}"
+        )
     if not (mask.sum(-1) > 0).all():
         raise ValueError("attention_mask: every prompt needs at least one real token")
-    for name, value in (("max_new_tokens", max_new_tokens), ("bucket", bucket),
-                        ("batch_bucket", batch_bucket)):
+    for name, value in (
+        ("max_new_tokens", max_new_tokens),
+        ("bucket", bucket),
+        ("batch_bucket", batch_bucket),
+    ):
         if int(value) != value or value < 1:
             raise ValueError(f"{name}: must be an integer ≥ 1, got {value!r}")
     width = -(-ids.shape[1] // bucket) * bucket
     if width + max_new_tokens > model.config.max_position_embeddings:
-        raise ValueError(f"max_new_tokens: bucket {width} + {max_new_tokens} exceeds "
-                         f"max_position_embeddings={model.config.max_position_embeddings}")
+        raise ValueError(
+            f"max_new_tokens: bucket {width} + {max_new_tokens} exceeds "
+            f"max_position_embeddings={model.config.max_position_embeddings}"
+        )
     rows = ids.shape[0]
     extra = -rows % batch_bucket
     pad = ((0, extra), (width - ids.shape[1], 0))
@@ -147,8 +182,20 @@ def generate(model, input_ids, attention_mask=None, *, key, max_new_tokens: int,
     mask[rows:, -1] = 1  # dummy rows: one real (pad) token each; their outputs are dropped
     graphdef, state = nnx.split(model)
     eos = -1 if eos_token_id is None else eos_token_id
-    scalars = (jnp.float32(temperature), jnp.int32(top_k), jnp.float32(top_p), jnp.int32(eos),
-               jnp.int32(pad_token_id))
-    out = _generate(graphdef, state, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, bool), key,
-                    *scalars, max_new_tokens=max_new_tokens)
+    scalars = (
+        jnp.float32(temperature),
+        jnp.int32(top_k),
+        jnp.float32(top_p),
+        jnp.int32(eos),
+        jnp.int32(pad_token_id),
+    )
+    out = _generate(
+        graphdef,
+        state,
+        jnp.asarray(ids, jnp.int32),
+        jnp.asarray(mask, bool),
+        key,
+        *scalars,
+        max_new_tokens=max_new_tokens,
+    )
     return out if extra == 0 else GenerationOutput(*(x[:rows] for x in out))

@@ -37,8 +37,10 @@ IGNORED = re.compile(r"(\.attn\.(masked_)?bias$|rotary_emb\.inv_freq$)")
 
 
 def _llama_map(c: DecoderConfig) -> dict[str, tuple[str, object]]:
-    out = {"embed.embedding": ("model.embed_tokens.weight", None),
-           "final_norm.weight": ("model.norm.weight", None)}
+    out = {
+        "embed.embedding": ("model.embed_tokens.weight", None),
+        "final_norm.weight": ("model.norm.weight", None),
+    }
     if not c.tie_word_embeddings:
         out["lm_head.kernel"] = ("lm_head.weight", "T")
     for i in range(c.num_layers):
@@ -58,16 +60,23 @@ def _llama_map(c: DecoderConfig) -> dict[str, tuple[str, object]]:
 
 
 def _gpt2_map(c: DecoderConfig) -> dict[str, tuple[str, object]]:
-    out = {"embed.embedding": ("transformer.wte.weight", None),
-           "pos_embed.embedding": ("transformer.wpe.weight", None)}
+    out = {
+        "embed.embedding": ("transformer.wte.weight", None),
+        "pos_embed.embedding": ("transformer.wpe.weight", None),
+    }
     for part in ("weight", "bias"):
         out[f"final_norm.{part}"] = (f"transformer.ln_f.{part}", None)
     if not c.tie_word_embeddings:
         out["lm_head.kernel"] = ("lm_head.weight", "T")
     for i in range(c.num_layers):
         ours, hf = f"layers.{i}", f"transformer.h.{i}"
-        names = {"attn_norm": "ln_1", "mlp_norm": "ln_2", "attn.o_proj": "attn.c_proj",
-                 "mlp.up_proj": "mlp.c_fc", "mlp.down_proj": "mlp.c_proj"}
+        names = {
+            "attn_norm": "ln_1",
+            "mlp_norm": "ln_2",
+            "attn.o_proj": "attn.c_proj",
+            "mlp.up_proj": "mlp.c_fc",
+            "mlp.down_proj": "mlp.c_proj",
+        }
         for p, q in names.items():
             suffixes = ("weight", "bias") if "norm" in p else ("kernel", "bias")
             for s, hs in zip(suffixes, ("weight", "bias")):
@@ -123,14 +132,18 @@ def _check_names(mapping, ckpt: _Checkpoint, config: DecoderConfig) -> None:
     wanted = {_hf_name(hf, config, available) for hf, _ in mapping.values()}
     missing = sorted(wanted - available)
     if missing:
-        raise ValueError(f"checkpoint: missing tensor {missing[0]!r} ({len(missing)} missing) "
-                         f"for model_type={config.model_type!r}")
+        raise ValueError(
+            f"checkpoint: missing tensor {missing[0]!r} ({len(missing)} missing) "
+            f"for model_type={config.model_type!r}"
+        )
     extra = sorted(n for n in available - wanted if not IGNORED.search(n))
     if config.tie_word_embeddings:
         extra = [n for n in extra if n != "lm_head.weight"]  # some writers save the tied copy
     if extra:
-        raise ValueError(f"checkpoint: unexpected tensor {extra[0]!r} ({len(extra)} unexpected) "
-                         f"for model_type={config.model_type!r}")
+        raise ValueError(
+            f"checkpoint: unexpected tensor {extra[0]!r} ({len(extra)} unexpected) "
+            f"for model_type={config.model_type!r}"
+        )
 
 
 def _transform(array: np.ndarray, how) -> np.ndarray:
@@ -186,14 +199,19 @@ def from_pretrained(path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES) 
         hf = _hf_name(hf, config, available)
         raw, want = ckpt.get(hf), _hf_shape(var.get_value().shape, how)
         if tuple(raw.shape) != want:
-            raise ValueError(f"checkpoint: tensor {hf!r} has shape {tuple(raw.shape)}, expected "
-                             f"{want} (for {name} of model_type={config.model_type!r})")
+            raise ValueError(
+                f"checkpoint: tensor {hf!r} has shape {tuple(raw.shape)}, expected "
+                f"{want} (for {name} of model_type={config.model_type!r})"
+            )
         view = _transform(raw, how)  # still a view of the memory-mapped file
         if mesh is None:
             return var.replace(jax.device_put(_host_copy(view, dtype)))
         sharding = jax.sharding.NamedSharding(mesh, variable_spec(name, var, mesh, rules))
-        return var.replace(jax.make_array_from_callback(
-            view.shape, sharding, lambda index: _host_copy(view[index], dtype)))
+        return var.replace(
+            jax.make_array_from_callback(
+                view.shape, sharding, lambda index: _host_copy(view[index], dtype)
+            )
+        )
 
     return nnx.merge(graphdef, map_variables(load, state))
 
@@ -227,8 +245,10 @@ def _check_adapters_merged(model: Decoder) -> None:
     for path, module in nnx.iter_modules(model):
         if getattr(module, "lora_a", None) is not None and not module.lora_merged:
             name = ".".join(str(p) for p in path)
-            raise ValueError(f"model: LoRA adapter at {name} is not merged; call "
-                             "jaxpref.llm.lora.merge_lora(model) before save_pretrained")
+            raise ValueError(
+                f"model: LoRA adapter at {name} is not merged; call "
+                "jaxpref.llm.lora.merge_lora(model) before save_pretrained"
+            )
 
 
 def save_pretrained(model: Decoder, path, *, max_shard_bytes: int | None = None) -> None:

@@ -42,8 +42,10 @@ def _targets(model, pattern: str):
     found = [(path_name(p), m) for p, m in nnx.iter_modules(model) if isinstance(m, Linear)]
     chosen = [(n, m) for n, m in found if re.search(pattern, n)]
     if not chosen:
-        raise ValueError(f"target: pattern {pattern!r} matches no linear layer "
-                         f"(e.g. {found[0][0] if found else 'none'})")
+        raise ValueError(
+            f"target: pattern {pattern!r} matches no linear layer "
+            f"(e.g. {found[0][0] if found else 'none'})"
+        )
     return chosen
 
 
@@ -57,8 +59,9 @@ def apply_lora(model, config: LoRAConfig, *, rngs: nnx.Rngs) -> list[str]:
         axes = linear.kernel.get_metadata().get("logical_axes", (None, None))
         a = jax.random.normal(rngs.params(), (d_in, config.rank), kernel.dtype) / math.sqrt(d_in)
         linear.lora_a = LoRAParam(a, logical_axes=(axes[0], "lora_rank"))
-        linear.lora_b = LoRAParam(jnp.zeros((config.rank, d_out), kernel.dtype),
-                                  logical_axes=("lora_rank", axes[1]))
+        linear.lora_b = LoRAParam(
+            jnp.zeros((config.rank, d_out), kernel.dtype), logical_axes=("lora_rank", axes[1])
+        )
         linear.lora_scale = config.alpha / config.rank
         linear.lora_merged = False
         names.append(name)

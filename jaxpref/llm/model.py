@@ -130,14 +130,17 @@ class Decoder(nnx.Module):
         pos_axes = ("positions", "embed")
         self.pos_embed = (
             Embed(c.max_position_embeddings, c.hidden_size, pos_axes, dtype=dtype, rngs=rngs)
-            if gpt2 else None
+            if gpt2
+            else None
         )
         self.layers = nnx.List([Block(c, dtype=dtype, rngs=rngs) for _ in range(c.num_layers)])
         self.final_norm = (LayerNorm if gpt2 else RMSNorm)(c.hidden_size, c.norm_eps, dtype=dtype)
         self.lm_head = (
-            None if c.tie_word_embeddings
-            else Linear(c.hidden_size, c.vocab_size, ("embed", "vocab"), bias=False,
-                        dtype=dtype, rngs=rngs)
+            None
+            if c.tie_word_embeddings
+            else Linear(
+                c.hidden_size, c.vocab_size, ("embed", "vocab"), bias=False, dtype=dtype, rngs=rngs
+            )
         )
 
     def __call__(self, input_ids, attention_mask=None, *, positions=None, cache=None):
@@ -177,12 +180,16 @@ class Decoder(nnx.Module):
             ids = np.asarray(input_ids)
             low, high = int(ids.min()), int(ids.max())
             if low < 0 or high >= c.vocab_size:
-                raise ValueError(f"input_ids: token ids must be in [0, {c.vocab_size}), "
-                                 f"got range [{low}, {high}]")
+                raise ValueError(
+                    f"input_ids: token ids must be in [0, {c.vocab_size}), "
+                    f"got range [{low}, {high}]"
+                )
         slots = input_ids.shape[1] if cache is None else cache.valid.shape[1]
         if self.pos_embed is not None and slots > c.max_position_embeddings:
-            raise ValueError(f"input_ids: {slots} positions exceed the learned position table "
-                             f"(max_position_embeddings={c.max_position_embeddings})")
+            raise ValueError(
+                f"input_ids: {slots} positions exceed the learned position table "
+                f"(max_position_embeddings={c.max_position_embeddings})"
+            )
 
     def _head(self, x):
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
@@ -209,8 +216,9 @@ def _default_mask(input_ids, attention_mask):
     return attention_mask.astype(bool)
 
 
-def create_model(config: DecoderConfig, *, seed: int = 0, dtype=jnp.float32, mesh=None,
-                 rules=None) -> Decoder:
+def create_model(
+    config: DecoderConfig, *, seed: int = 0, dtype=jnp.float32, mesh=None, rules=None
+) -> Decoder:
     """A randomly initialised :class:`Decoder`; with a ``mesh``, created inside ``jit`` so every
     weight is born with its rules-table sharding (never materialised whole on one device)."""
     if mesh is None:

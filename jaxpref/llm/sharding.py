@@ -116,7 +116,8 @@ def path_name(path) -> str:
 def map_variables(fn, state):
     """Apply ``fn(path, variable)`` to every Variable of an ``nnx.State`` (path: tuple of keys)."""
     return jax.tree_util.tree_map_with_path(
-        lambda path, var: fn(tuple(_key(p) for p in path), var), state, is_leaf=_is_var)
+        lambda path, var: fn(tuple(_key(p) for p in path), var), state, is_leaf=_is_var
+    )
 
 
 def flat_variables(state):
@@ -138,7 +139,9 @@ def shard_model(model: nnx.Module, mesh, rules=LOGICAL_RULES) -> nnx.Module:
     shardings = state_shardings(state, mesh, rules)
     placed = jax.tree.map(
         lambda var, s: var.replace(jax.device_put(var.get_value(), s)),
-        state, shardings, is_leaf=_is_var,
+        state,
+        shardings,
+        is_leaf=_is_var,
     )
     nnx.update(model, placed)
     return model

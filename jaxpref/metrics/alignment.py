@@ -107,8 +107,9 @@ def sampled_alignment_metrics(
 @jax.jit(static_argnames="n")
 def _sampled(key, logp, ref_logp, rewards, lengths, n):
     a, b = jax.random.categorical(key, logp, shape=(2, n))
-    return _from_samples(logp[a], logp[b], ref_logp[a], ref_logp[b], rewards[a], rewards[b],
-                         lengths[a], lengths[b])
+    return _from_samples(
+        logp[a], logp[b], ref_logp[a], ref_logp[b], rewards[a], rewards[b], lengths[a], lengths[b]
+    )
 
 
 def alignment_metrics_from_samples(
@@ -134,9 +135,16 @@ def alignment_metrics_from_samples(
 
     References: Xiao et al., arXiv 2405.16455, Section 6.1.
     """
-    arrays = dict(policy_logp_1=policy_logp_1, policy_logp_2=policy_logp_2, ref_logp_1=ref_logp_1,
-                  ref_logp_2=ref_logp_2, reward_1=reward_1, reward_2=reward_2,
-                  length_1=length_1, length_2=length_2)
+    arrays = dict(
+        policy_logp_1=policy_logp_1,
+        policy_logp_2=policy_logp_2,
+        ref_logp_1=ref_logp_1,
+        ref_logp_2=ref_logp_2,
+        reward_1=reward_1,
+        reward_2=reward_2,
+        length_1=length_1,
+        length_2=length_2,
+    )
     _validate.same_shape(**arrays)
     _validate.vector("policy_logp_1", policy_logp_1)
     for k in ("policy_logp_1", "policy_logp_2", "ref_logp_1", "ref_logp_2"):

@@ -10,8 +10,12 @@ from jaxpref.regularizers import _validate
 
 
 def _check_pairs(policy_logp_1, policy_logp_2, reward_1, reward_2):
-    arrays = dict(policy_logp_1=policy_logp_1, policy_logp_2=policy_logp_2, reward_1=reward_1,
-                  reward_2=reward_2)
+    arrays = dict(
+        policy_logp_1=policy_logp_1,
+        policy_logp_2=policy_logp_2,
+        reward_1=reward_1,
+        reward_2=reward_2,
+    )
     _validate.same_shape(**arrays)
     _validate.finite(**arrays)
 

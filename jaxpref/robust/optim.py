@@ -220,12 +220,11 @@ def _moreau(theta, problem, rho, lam, radius, delta, tol, max_iters, inner_step=
     return MoreauResult(value, gradient, s.u, s.grad_map_norm, s.num_iters)
 
 
-def moreau_gradient_norms(thetas, problem, rho, lam, radius, *, delta=1e-3, tol=1e-6,
-                          max_iters: int = 5000):
+def moreau_gradient_norms(
+    thetas, problem, rho, lam, radius, *, delta=1e-3, tol=1e-6, max_iters: int = 5000
+):
     """‖∇M_λ(θ_k)‖² for a stack of iterates (T, d) (vmapped `moreau_envelope`)."""
-    run = jax.vmap(
-        functools.partial(_moreau, max_iters=max_iters), in_axes=(0,) + (None,) * 6
-    )
+    run = jax.vmap(functools.partial(_moreau, max_iters=max_iters), in_axes=(0,) + (None,) * 6)
     res = run(thetas, problem, rho, lam, radius, delta, tol)
     return jnp.sum(res.gradient**2, axis=-1)
 
@@ -245,8 +244,9 @@ def proximal_point_init(theta0, radius) -> ProximalPointState:
     return ProximalPointState(project_ball(jnp.asarray(theta0), radius), jnp.zeros((), jnp.int32))
 
 
-def proximal_point_update(state, problem, rho, lam, radius, *, delta=1e-3, tol=1e-4,
-                          max_iters: int = 2000) -> ProximalPointState:
+def proximal_point_update(
+    state, problem, rho, lam, radius, *, delta=1e-3, tol=1e-4, max_iters: int = 2000
+) -> ProximalPointState:
     r"""Inexact proximal point: θ_{k+1} ≈ prox_{λφ}(θ_k), inner tolerance tol/(k+1)² (summable).
 
     References: Li, Gaur & Aggarwal, arXiv 2602.20457 (inexact inner solver);

@@ -31,8 +31,9 @@ class Checkpointer:
             state = ckpt.restore(target)
     """
 
-    def __init__(self, directory: str | Path, *, max_to_keep: int | None = 3,
-                 async_save: bool = True):
+    def __init__(
+        self, directory: str | Path, *, max_to_keep: int | None = 3, async_save: bool = True
+    ):
         if max_to_keep is not None and max_to_keep < 1:
             raise ValueError(f"max_to_keep: must be >= 1 or None, got {max_to_keep}")
         self.directory = Path(directory).absolute()

@@ -22,8 +22,13 @@ def restore_or_init(
 
 
 def train_loop(
-    step_fn: StepFn, state: TrainState, batch_at: Callable[[int], Any], *, num_steps: int,
-    checkpointer: Checkpointer | None = None, save_every: int = 0,
+    step_fn: StepFn,
+    state: TrainState,
+    batch_at: Callable[[int], Any],
+    *,
+    num_steps: int,
+    checkpointer: Checkpointer | None = None,
+    save_every: int = 0,
     on_step: Callable[[int, dict], None] | None = None,
 ) -> TrainState:
     """Run ``step_fn`` from ``state.step`` up to ``num_steps`` total optimizer steps.

@@ -26,9 +26,7 @@ def make_mesh(
     """
     devices = list(jax.devices() if devices is None else devices)
     shape = resolve_mesh_shape({"data": data, "fsdp": fsdp, "tensor": tensor}, len(devices))
-    return jax.make_mesh(
-        shape, AXES, axis_types=(AxisType.Auto,) * len(AXES), devices=devices
-    )
+    return jax.make_mesh(shape, AXES, axis_types=(AxisType.Auto,) * len(AXES), devices=devices)
 
 
 def resolve_mesh_shape(sizes: dict[str, int], num_devices: int) -> tuple[int, ...]:
@@ -72,8 +70,9 @@ def check_divisible(name: str, shape: Sequence[int], spec: PartitionSpec, mesh: 
             )
 
 
-def named_sharding(mesh: Mesh, spec: PartitionSpec, *, name: str = "array",
-                   shape: Sequence[int] | None = None) -> NamedSharding:
+def named_sharding(
+    mesh: Mesh, spec: PartitionSpec, *, name: str = "array", shape: Sequence[int] | None = None
+) -> NamedSharding:
     """``NamedSharding(mesh, spec)``, checked against ``shape`` when given."""
     if shape is not None:
         check_divisible(name, shape, spec, mesh)

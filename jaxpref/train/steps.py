@@ -36,7 +36,10 @@ class TrainState(NamedTuple):
 
 
 def init_train_state(
-    model: nnx.Module, tx: optax.GradientTransformation, key: jax.Array, *,
+    model: nnx.Module,
+    tx: optax.GradientTransformation,
+    key: jax.Array,
+    *,
     wrt: Any = nnx.Param,
 ) -> tuple[nnx.GraphDef, TrainState]:
     """Split ``model`` into its graph definition and a fresh :class:`TrainState` (step 0).
@@ -51,8 +54,13 @@ def init_train_state(
 
 
 def create_train_state(
-    make_model: Callable[[], nnx.Module], tx: optax.GradientTransformation, key: jax.Array, *,
-    mesh: Mesh, wrt: Any = nnx.Param, spec_fn: SpecFn | None = None,
+    make_model: Callable[[], nnx.Module],
+    tx: optax.GradientTransformation,
+    key: jax.Array,
+    *,
+    mesh: Mesh,
+    wrt: Any = nnx.Param,
+    spec_fn: SpecFn | None = None,
 ) -> tuple[nnx.GraphDef, TrainState, Any]:
     """Build model and optimizer state inside ``jit`` so every array is born with its sharding.
 
@@ -70,8 +78,13 @@ def create_train_state(
 
 
 def abstract_train_state(
-    make_model: Callable[[], nnx.Module], tx: optax.GradientTransformation, key: jax.Array, *,
-    mesh: Mesh, wrt: Any = nnx.Param, spec_fn: SpecFn | None = None,
+    make_model: Callable[[], nnx.Module],
+    tx: optax.GradientTransformation,
+    key: jax.Array,
+    *,
+    mesh: Mesh,
+    wrt: Any = nnx.Param,
+    spec_fn: SpecFn | None = None,
 ) -> tuple[nnx.GraphDef, TrainState, Any]:
     """Shapes, dtypes and target shardings of the state, without allocating it.
 
@@ -138,8 +151,13 @@ def step_key(state: TrainState) -> jax.Array:
 
 
 def make_train_step(
-    graphdef: nnx.GraphDef, tx: optax.GradientTransformation, loss_fn: LossFn, *,
-    state_shardings: Any = None, batch_shardings: Any = None, has_aux: bool = False,
+    graphdef: nnx.GraphDef,
+    tx: optax.GradientTransformation,
+    loss_fn: LossFn,
+    *,
+    state_shardings: Any = None,
+    batch_shardings: Any = None,
+    has_aux: bool = False,
     donate: bool = True,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict[str, jax.Array]]]:
     """Jit ``(state, batch) -> (new_state, metrics)`` for the loss ``loss_fn(model, batch, key)``.
@@ -155,6 +173,7 @@ def make_train_step(
     Returns:
       The jitted step; metrics hold ``loss``, ``grad_norm`` and the loss's own metrics.
     """
+
     def step(state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
         grad_fn = jax.value_and_grad(_pure_loss(graphdef, loss_fn, has_aux), has_aux=True)
         (loss, (metrics, rest)), grads = grad_fn(state.params, state.rest, batch, step_key(state))
@@ -165,13 +184,16 @@ def make_train_step(
 
     shardings = {}
     if state_shardings is not None or batch_shardings is not None:
-        shardings = {"in_shardings": (state_shardings, batch_shardings),
-                     "out_shardings": (state_shardings, None)}
+        shardings = {
+            "in_shardings": (state_shardings, batch_shardings),
+            "out_shardings": (state_shardings, None),
+        }
     return jax.jit(step, donate_argnums=(0,) if donate else (), **shardings)
 
 
 def _pure_loss(graphdef: nnx.GraphDef, loss_fn: LossFn, has_aux: bool) -> Callable:
     """Loss as a pure function of (params, rest, batch, key); returns mutated ``rest`` as aux."""
+
     def pure(params, rest, batch, key):
         model = nnx.merge(graphdef, params, rest, copy=True)  # fresh variables at this trace
         out = loss_fn(model, batch, key)
