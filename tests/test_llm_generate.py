@@ -145,6 +145,9 @@ def test_batch_bucket_pads_rows_and_does_not_recompile(model):
     two = generate(model, PROMPTS[:2], MASK[:2], batch_bucket=4, **kw)
     assert _generate._cache_size() == size  # batch 2 and batch 3 share the 4-row compile
     np.testing.assert_array_equal(two.new_tokens, plain.new_tokens[:2])
+    eos = int(plain.new_tokens[0, 1])  # row 0 stops after two tokens, dummy rows or not
+    stop = generate(model, PROMPTS[:1], MASK[:1], batch_bucket=4, eos_token_id=eos, **kw)
+    assert int(stop.lengths[0]) == 2 and stop.new_tokens.shape == (1, 4)
     with pytest.raises(ValueError, match="batch_bucket"):
         generate(model, PROMPTS, MASK, batch_bucket=0, **kw)
 

@@ -78,7 +78,7 @@ class _Loop(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens"))
 def _generate(
-    graphdef, state, ids, mask, key, temperature, top_k, top_p, eos, pad, *, max_new_tokens
+    graphdef, state, ids, mask, live, key, temperature, top_k, top_p, eos, pad, *, max_new_tokens
 ):
     model = nnx.merge(graphdef, state)
     ids, mask = left_align(ids, mask)
@@ -92,7 +92,7 @@ def _generate(
         mask.sum(-1),
         key,
         jnp.full((batch, max_new_tokens), pad, jnp.int32),
-        jnp.zeros(batch, bool),
+        ~live,  # dummy rows start done, so they never hold the loop open
         jnp.zeros(batch, jnp.int32),
     )
 
@@ -194,6 +194,7 @@ def generate(
         state,
         jnp.asarray(ids, jnp.int32),
         jnp.asarray(mask, bool),
+        jnp.arange(rows + extra) < rows,
         key,
         *scalars,
         max_new_tokens=max_new_tokens,
