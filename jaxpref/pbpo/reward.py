@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from jaxpref import _checks, linalg
+from jaxpref.losses.mle import dpo_hessian, fit_dpo_mle
 
 
 def sequence_reward(theta: Float[Array, " d"], phi: Float[Array, "... d"]) -> Float[Array, "..."]:
@@ -90,11 +91,10 @@ def btl_nll(theta, delta_phi, labels, lam, weights=None) -> Float[Array, ""]:
 
 
 def btl_hessian(theta, delta_phi, lam, weights=None) -> Float[Array, "d d"]:
-    """∇²ℓ_λ(θ) = Σ_j w_j σ'(z_j) Δφ_j Δφ_jᵀ + λI (positive definite for λ > 0)."""
-    z = delta_phi @ theta
-    w = jax.nn.sigmoid(z) * jax.nn.sigmoid(-z)
-    w = w if weights is None else w * weights
-    return linalg.ridge_gram(delta_phi, lam, w)  # Σ σ'(z) ΔφΔφᵀ + λI
+    """∇²ℓ_λ(θ) = Σ_j w_j σ'(z_j) Δφ_j Δφ_jᵀ + λI (positive definite for λ > 0): ADPO's
+    Lemma 1 Hessian with β = 1 and b = 0, plus the ridge."""
+    d = delta_phi.shape[-1]
+    return dpo_hessian(theta, delta_phi, weights=weights) + lam * jnp.eye(d, dtype=delta_phi.dtype)
 
 
 def _newton_step(theta, delta_phi, labels, lam, weights):
@@ -104,23 +104,26 @@ def _newton_step(theta, delta_phi, labels, lam, weights):
 
 
 def btl_newton(theta0, delta_phi, labels, lam, weights=None, num_steps: int = 25):
-    """`num_steps` Newton iterations on ℓ_λ from ``theta0`` (jittable; no argument checks)."""
+    """`num_steps` undamped Newton iterations on ℓ_λ from ``theta0`` (jittable; no argument
+    checks). A fixed step count from a warm start, so it scans cheaply inside the PbPO loop;
+    for a one-off fit use :func:`fit_btl_mle` (damped Newton to convergence)."""
     body = lambda _, th: _newton_step(th, delta_phi, labels, lam, weights)  # noqa: E731
     return jax.lax.fori_loop(0, num_steps, body, theta0)
 
 
-_btl_newton_jit = jax.jit(btl_newton, static_argnums=5)
+def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, max_iters: int = 50):
+    """Regularised BTL maximum likelihood θ̂ = argmin_θ ℓ_λ(θ).
 
-
-def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, num_steps: int = 25):
-    """Regularised BTL maximum likelihood θ̂ = argmin_θ ℓ_λ(θ) by Newton's method.
+    ℓ_λ is ADPO's log-linear DPO loss with β = 1 and b = 0 (ridge logistic regression on
+    feature differences), so this is :func:`jaxpref.losses.fit_dpo_mle` with γ = λ (damped
+    Newton run to machine precision).
 
     Args:
       delta_phi: (N, d) feature differences φ(τ¹) − φ(τ⁰).
       labels: (N,) in {0, 1}, 1 when τ¹ is preferred.
       lam: ridge λ > 0.
       weights: optional (N,) non-negative pair weights.
-      num_steps: Newton iterations (quadratic convergence; 25 is ample for λ > 0).
+      max_iters: Newton iteration cap.
 
     Returns:
       (theta_hat (d,), hessian (d, d) = ∇²ℓ_λ(θ̂)).
@@ -134,12 +137,8 @@ def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, num_steps: int = 25
     _checks.check_finite("delta_phi", delta_phi)
     _checks.check_binary("labels", labels)
     _checks.check_positive("lam", lam)
-    delta_phi = jnp.asarray(delta_phi)
-    labels = jnp.asarray(labels, delta_phi.dtype)
-    theta = _btl_newton_jit(
-        jnp.zeros(d, delta_phi.dtype), delta_phi, labels, lam, weights, num_steps
-    )
-    return theta, btl_hessian(theta, delta_phi, lam, weights)
+    fit = fit_dpo_mle(delta_phi, labels, gamma=lam, weights=weights, max_iters=max_iters)
+    return fit.theta, fit.hessian + lam * jnp.eye(d, dtype=fit.theta.dtype)
 
 
 __all__ = [
