@@ -144,6 +144,16 @@ class Decoder(nnx.Module):
         )
 
     def __call__(self, input_ids, attention_mask=None, *, positions=None, cache=None):
+        """Logits ``(B, L, V)`` (and the updated cache when one is passed)."""
+        out = self.hidden_states(input_ids, attention_mask, positions=positions, cache=cache)
+        if cache is None:
+            return self.head(out)
+        hidden, cache = out
+        return self.head(hidden), cache
+
+    def hidden_states(self, input_ids, attention_mask=None, *, positions=None, cache=None):
+        """Final-normed hidden states ``(B, L, E)``, the input of the LM head (and of reward,
+        value and feature heads); with a ``cache``, ``(hidden, new_cache)``."""
         self._check(input_ids, cache)
         mask = _default_mask(input_ids, attention_mask)
         if positions is None:
@@ -157,11 +167,11 @@ class Decoder(nnx.Module):
         for layer, kv in zip(self.layers, kvs):
             x, kv = layer(x, rope, allowed, kv, index)
             new.append(kv)
-        logits = self._head(self.final_norm(x))
+        hidden = self.final_norm(x)
         if cache is None:
-            return logits
+            return hidden
         index = index + input_ids.shape[1]
-        return logits, KVCache(tuple(k for k, _ in new), tuple(v for _, v in new), valid, index)
+        return hidden, KVCache(tuple(k for k, _ in new), tuple(v for _, v in new), valid, index)
 
     def _embed(self, input_ids, positions):
         """Token embeddings plus learned positions (GPT-2), or RoPE tables (Llama family)."""
@@ -191,7 +201,9 @@ class Decoder(nnx.Module):
                 f"(max_position_embeddings={c.max_position_embeddings})"
             )
 
-    def _head(self, x):
+    def head(self, x_BxLxE):
+        """The LM head: hidden states to logits ``(B, L, V)`` (tied or separate)."""
+        x = x_BxLxE
         logits = self.embed.attend(x) if self.lm_head is None else self.lm_head(x)
         return constrain(logits, ("batch", "length", "act_vocab"))
 
