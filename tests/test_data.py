@@ -10,11 +10,14 @@ import pytest
 from jaxpref.data import (
     HH_RLHF_FILE,
     EncodedPair,
+    check_columns,
     collate_preferences,
     collate_sequences,
+    completions_from_rows,
     dialogue_messages,
     load_hh_rlhf,
     load_preference_dataset,
+    load_splits,
     make_pair,
     pairs_from_rows,
     split_dialogue,
@@ -103,29 +106,11 @@ def test_make_pair_reports_malformed(chosen, rejected, reason):
 
 def test_make_pair_valid():
     out = make_pair(0, "\n\nHuman: q\n\nAssistant: a", "\n\nHuman: q\n\nAssistant: b")
-    assert out == PreferencePair(
-        "\n\nHuman: q\n\nAssistant:", " a", " b", ({"role": "user", "content": "q"},), 0
-    )
+    assert out == PreferencePair("\n\nHuman: q\n\nAssistant:", " a", " b", 0)
+    assert out.messages == ({"role": "user", "content": "q"},) and not out.conversational
 
 
-def test_pairs_from_rows_prompt_column_and_messages():
-    rows = [
-        {"prompt": "Why?", "chosen": "Because.", "rejected": " No."},
-        {
-            "prompt": [{"role": "user", "content": "x"}],
-            "chosen": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
-            "rejected": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}],
-        },
-    ]
-    data = pairs_from_rows(rows, prompt_key="prompt")
-    assert [p.prompt for p in data.pairs] == ["\n\nHuman: Why?\n\nAssistant:"]
-    assert (data.pairs[0].chosen, data.pairs[0].rejected) == (" Because.", " No.")
-    assert [(m.index, m.reason) for m in data.malformed] == [(1, "identical")]
-    with pytest.raises(ValueError, match="prompt: column missing"):
-        pairs_from_rows([{"chosen": "a", "rejected": "b"}], prompt_key="prompt")
-
-
-@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv", ".jsonl.gz"])
 def test_load_local_files(tmp_path, suffix):
     import datasets
 
@@ -135,7 +120,12 @@ def test_load_local_files(tmp_path, suffix):
     }
     path = tmp_path / f"prefs{suffix}"
     ds = datasets.Dataset.from_dict(rows)
-    ds.to_json(str(path)) if suffix == ".jsonl" else ds.to_parquet(str(path))
+    if suffix == ".parquet":
+        ds.to_parquet(str(path))
+    elif suffix == ".csv":
+        ds.to_csv(str(path), index=False)
+    else:
+        ds.to_json(str(path))
     data = load_preference_dataset(path, cache_dir=str(tmp_path / "cache"))
     assert (data.num_rows, len(data), data.malformed[0].reason) == (2, 1, "missing_assistant")
     assert data.pairs[0].chosen == " a"
@@ -145,16 +135,168 @@ def test_load_local_dataset_folder(tmp_path):
     folder = tmp_path / "prefs"
     folder.mkdir()
     rows = [{"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b"}]
-    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for split in ("train", "test"):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     data = load_preference_dataset(folder, split="test", cache_dir=str(tmp_path / "cache"))
     assert (data.num_rows, data.pairs[0].rejected) == (1, " b")
+    with pytest.raises(
+        ValueError, match="split: .* has no split 'validation' \\(it has 'test', 'train'\\)"
+    ):
+        load_preference_dataset(folder, split="validation", cache_dir=str(tmp_path / "cache"))
+
+
+def test_load_save_to_disk_folder(tmp_path):
+    import datasets
+
+    rows = {"prompt": ["Why?"], "chosen": [" Because."], "rejected": [" No."]}
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)})
+    dd.save_to_disk(str(tmp_path / "saved"))
+    data = load_preference_dataset(tmp_path / "saved")
+    assert data.pairs[0] == PreferencePair("Why?", " Because.", " No.", 0)
 
 
 def test_load_rejects_unknown_file_type(tmp_path):
-    path = tmp_path / "prefs.csv"
+    path = tmp_path / "prefs.txt"
     path.write_text("chosen,rejected\n")
-    with pytest.raises(ValueError, match="source: unsupported file type"):
+    with pytest.raises(ValueError, match="dataset_name: unsupported file type 'prefs.txt'"):
         load_preference_dataset(path)
+
+
+@pytest.mark.parametrize("name", ["./typo.jsonl", "data/prefs.jsonl", "/no/such/dir", "x.parquet"])
+def test_path_like_name_is_never_sent_to_the_hub(name, monkeypatch):
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    t0 = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match="dataset_name: no such file or directory"):
+        load_splits(name)
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_hub_name_offline_fails_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConnectionError, match="HF_HUB_OFFLINE is set"):
+        load_splits("Anthropic/hh-rlhf")
+
+
+def test_hub_name_unreachable_fails_within_seconds(monkeypatch):
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once
+    t0 = time.perf_counter()
+    with pytest.raises(ConnectionError, match="cannot be reached"):
+        load_splits("someone/prefs")
+    assert time.perf_counter() - t0 < 8.0
+
+
+GOOD = {"prompt": "q", "chosen": " a", "rejected": " b"}
+
+
+def test_bad_lines_and_values_are_reported_not_fatal(tmp_path):
+    lines = [
+        json.dumps(GOOD).encode(),
+        b'{"prompt": "q", "chosen": " a", "rej',  # broken JSON
+        json.dumps({"prompt": "q", "chosen": None, "rejected": " b"}).encode(),
+        json.dumps({"prompt": "q", "chosen": 3, "rejected": " b"}).encode(),
+        json.dumps(
+            {
+                "prompt": [{"role": "user"}],
+                "chosen": [{"role": "assistant", "content": "a"}],
+                "rejected": [{"role": "assistant", "content": "b"}],
+            }
+        ).encode(),
+        '{"prompt": "q", "chosen": " caf\u00e9", "rejected": " b"}'.encode(),
+        b'{"prompt": "q", "chosen": " \xff\xfe", "rejected": " b"}',  # not UTF-8
+        json.dumps({"prompt": "q", "rejected": " b"}).encode(),
+    ]
+    path = tmp_path / "messy.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    data = load_preference_dataset(path, cache_dir=str(tmp_path / "cache"))
+    assert data.num_rows == 8 and [p.index for p in data.pairs] == [0, 5]
+    got = [(m.index, m.reason, m.column) for m in data.malformed]
+    assert got == [
+        (1, "bad_line", None),
+        (2, "bad_value", "chosen"),
+        (3, "bad_value", "chosen"),
+        (4, "bad_value", "prompt"),
+        (6, "bad_line", None),
+        (7, "bad_value", "chosen"),
+    ]
+    assert "not UTF-8" in data.malformed[4].detail
+
+
+def test_truncated_gzip_names_file_and_progress(tmp_path):
+    import gzip
+
+    body = b"".join(json.dumps(GOOD).encode() + b"\n" for _ in range(2000))
+    blob = gzip.compress(body)
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match=r"cut.jsonl.gz is truncated or corrupt after \d+ lines"):
+        load_preference_dataset(path, cache_dir=str(tmp_path / "cache"))
+
+
+def test_trl_formats_standard_conversational_implicit():
+    user = {"role": "user", "content": "x"}
+    sys_msg = {"role": "system", "content": "be nice"}
+    a, b = {"role": "assistant", "content": "y"}, {"role": "assistant", "content": "z"}
+    rows = [
+        {"prompt": "Why?", "chosen": " Because.", "rejected": " No."},
+        {"prompt": [sys_msg, user], "chosen": [a], "rejected": [b]},
+        {"chosen": [sys_msg, user, a], "rejected": [sys_msg, user, b]},
+        {"chosen": "The sky is blue.", "rejected": "The sky is green."},
+        {"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b"},
+        {"prompt": "Why?", "chosen": [a], "rejected": [b]},
+        {"chosen": [user, a], "rejected": [user, a]},
+        {"chosen": [user, a], "rejected": [{"role": "user", "content": "other"}, b]},
+    ]
+    data = pairs_from_rows(rows)
+    p = {pair.index: pair for pair in data.pairs}
+    assert p[0] == PreferencePair("Why?", " Because.", " No.", 0)
+    assert p[1].conversational and p[1].prompt == (sys_msg, user) and p[1].chosen == (a,)
+    assert p[2].prompt == (sys_msg, user) and (p[2].chosen, p[2].rejected) == ((a,), (b,))
+    assert (p[3].prompt, p[3].chosen, p[3].rejected) == ("The sky is", " blue.", " green.")
+    assert (p[4].prompt, p[4].chosen) == ("\n\nHuman: q\n\nAssistant:", " a")
+    got = [(m.index, m.reason) for m in data.malformed]
+    assert got == [(5, "mixed_formats"), (6, "identical"), (7, "prompt_mismatch")]
+
+
+def test_missing_columns_error_names_found_and_expected():
+    with pytest.raises(
+        ValueError, match="lacks column\\(s\\) 'rejected' \\(found 'prompt', 'chosen'"
+    ):
+        check_columns(["prompt", "chosen"], ["chosen", "rejected"], source="prefs.jsonl")
+
+
+def test_duplicates_reported_and_dropped_on_request():
+    rows = [GOOD, {**GOOD, "chosen": " c"}, GOOD]
+    kept = pairs_from_rows(rows)
+    assert (len(kept), kept.duplicates) == (3, [2]) and "1 duplicate pairs" in kept.summary()
+    dropped = pairs_from_rows(rows, drop_duplicates=True)
+    assert [p.index for p in dropped.pairs] == [0, 1] and dropped.duplicates == [2]
+
+
+def test_sft_completions_from_every_format():
+    user, a = {"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}
+    rows = [
+        {"prompt": "2+2=", "completion": " 4"},
+        {"messages": [user, a]},
+        {"text": "plain text"},
+        {"prompt": "q", "chosen": " good", "rejected": " bad"},
+        {"messages": [a, user]},
+        {"prompt": "q", "completion": ""},
+    ]
+    data = completions_from_rows(rows)
+    ex = {e.index: e for e in data.examples}
+    assert (ex[0].prompt, ex[0].completion) == ("2+2=", " 4")
+    assert (ex[1].prompt, ex[1].completion) == ((user,), (a,))
+    assert (ex[2].prompt, ex[2].completion) == ("", "plain text")
+    assert (ex[3].prompt, ex[3].completion) == ("q", " good")
+    assert [(m.index, m.reason) for m in data.malformed] == [
+        (4, "missing_assistant"),
+        (5, "empty_response"),
+    ]
 
 
 def test_collate_right_padding_masks():

@@ -9,6 +9,11 @@ import pytest
 from jax.test_util import check_grads
 
 from jaxpref.losses import LOSS_TYPES, btl_nll, dpo_loss, plackett_luce_nll
+from jaxpref.losses.preference import SMOOTHED
+
+
+def _eps(loss_type):
+    return 0.1 if loss_type in SMOOTHED + ("exo_pair",) else 0.0
 
 
 def _logps(margins, dtype=jnp.float64):
@@ -65,7 +70,7 @@ def test_robust_loss_is_unbiased_under_label_flips():
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_extreme_margins_finite_values_and_grads(loss_type, dtype):
     pc, pr, rc, rr = _logps([-1e4, -30.0, 0.0, 30.0, 1e4], dtype)
-    eps = 0.1 if loss_type in ("sigmoid", "robust") else 0.0
+    eps = _eps(loss_type)
     f = lambda x: dpo_loss(x, pr, rc, rr, beta=0.1, loss_type=loss_type, label_smoothing=eps)
     assert f(pc).dtype == dtype
     assert np.all(np.isfinite(f(pc)))
@@ -76,9 +81,10 @@ def test_extreme_margins_finite_values_and_grads(loss_type, dtype):
 @pytest.mark.parametrize("loss_type", LOSS_TYPES)
 def test_grads_and_jit(loss_type):
     pc, pr, rc, rr = jax.random.normal(jax.random.key(1), (4, 5), jnp.float64)
-    eps = 0.1 if loss_type in ("sigmoid", "robust") else 0.0
+    eps = _eps(loss_type)
     f = lambda a, b: dpo_loss(a, b, rc, rr, beta=0.5, loss_type=loss_type, label_smoothing=eps)
-    check_grads(f, (pc + 3.0, pr), order=1, modes=["rev"])  # hinge: stay off its kink
+    if loss_type not in ("aot", "aot_unpaired"):  # sorting has kinks where values cross
+        check_grads(f, (pc + 3.0, pr), order=1, modes=["rev"])  # hinge: stay off its kink
     np.testing.assert_allclose(jax.jit(f)(pc, pr), f(pc, pr))
 
 
@@ -120,3 +126,118 @@ def test_bad_input_errors():
         btl_nll(z, z, jnp.array([0.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match="ranking"):
         plackett_luce_nll(jnp.zeros((1, 3)), jnp.array([[0, 0, 1]]))
+
+
+# ---- TRL's loss family, each against its paper's formula computed another way in float64 ----
+
+
+def _sig(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@pytest.fixture(scope="module")
+def logps4():
+    rng = np.random.default_rng(3)
+    return tuple(rng.normal(size=12) * 2 for _ in range(4))  # pc, pr, rc, rr
+
+
+def _ours(logps4, loss_type, **kw):
+    return np.asarray(dpo_loss(*map(jnp.asarray, logps4), loss_type=loss_type, **kw))
+
+
+def test_exo_pair_is_the_kl_between_two_point_distributions(logps4):
+    pc, pr, rc, rr = logps4
+    beta, eps = 0.7, 0.05
+    # EXO-pref (K = 2): KL(p_θ ‖ p_label) with p_θ = softmax(β·[ρ_w, ρ_l]), p_label = [1 − ε, ε]
+    logits = beta * np.stack([pc - rc, pr - rr], -1)
+    q = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    p = np.array([1 - eps, eps])
+    kl = (q * (np.log(q) - np.log(p))).sum(-1)
+    np.testing.assert_allclose(_ours(logps4, "exo_pair", beta=beta, label_smoothing=eps), kl)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        _ours(logps4, "exo_pair", beta=beta)  # needs ε > 0
+
+
+def test_nca_pair_against_its_definition(logps4):
+    pc, pr, rc, rr = logps4
+    beta = 0.4
+    r_w, r_l = beta * (pc - rc), beta * (pr - rr)
+    # NCA: −log σ(r_w) − ½ Σ_{y ∈ {w, l}} log σ(−r_y)
+    want = -np.log(_sig(r_w)) - 0.5 * (np.log(_sig(-r_w)) + np.log(_sig(-r_l)))
+    np.testing.assert_allclose(_ours(logps4, "nca_pair", beta=beta), want)
+
+
+def test_sppo_hard_is_squared_error_to_eta_times_centred_win_probability(logps4):
+    pc, pr, rc, rr = logps4
+    beta = 0.25
+    eta, p_win = 1.0 / beta, np.array([1.0, 0.0])  # hard probabilities: the winner won
+    rho = np.stack([pc - rc, pr - rr], -1)
+    want = ((rho - eta * (p_win - 0.5)) ** 2).sum(-1)
+    np.testing.assert_allclose(_ours(logps4, "sppo_hard", beta=beta), want)
+
+
+def test_apo_losses_against_formulas_and_their_anchoring(logps4):
+    pc, pr, rc, rr = logps4
+    beta = 0.6
+    rw, rl = pc - rc, pr - rr
+    zero = (1 - _sig(beta * rw)) + _sig(beta * rl)
+    down = _sig(beta * rw) + (1 - _sig(beta * (rw - rl)))
+    np.testing.assert_allclose(_ours(logps4, "apo_zero", beta=beta), zero)
+    np.testing.assert_allclose(_ours(logps4, "apo_down", beta=beta), down)
+    # APO-zero raises the chosen and lowers the rejected likelihood; APO-down lowers both
+    f = lambda lt: jax.grad(
+        lambda a, b: dpo_loss(a, b, *map(jnp.asarray, (rc, rr)), beta=beta, loss_type=lt).sum(),
+        (0, 1),
+    )
+    g_w, g_l = f("apo_zero")(jnp.asarray(pc), jnp.asarray(pr))
+    assert np.all(g_w < 0) and np.all(g_l > 0)
+    g_w, g_l = f("apo_down")(jnp.asarray(pc), jnp.asarray(pr))
+    assert np.all(g_l > 0) and np.all(g_w + g_l > 0)  # lowering both sides lowers the loss
+
+
+def test_discopop_blends_logistic_and_exponential(logps4):
+    pc, pr, rc, rr = logps4
+    beta, tau = 0.8, 0.3
+    z = beta * ((pc - rc) - (pr - rr))
+    w = _sig(z / tau)
+    want = (1 - w) * np.log1p(np.exp(-z)) + w * np.exp(-z)
+    np.testing.assert_allclose(_ours(logps4, "discopop", beta=beta, discopop_tau=tau), want)
+    # τ → 0: pure logistic below 0, pure exponential above
+    tiny = _ours(logps4, "discopop", beta=beta, discopop_tau=1e-6)
+    np.testing.assert_allclose(tiny, np.where(z > 0, np.exp(-z), np.log1p(np.exp(-z))), rtol=1e-9)
+
+
+def test_aot_matches_sorted_quantiles_and_reduces_to_dpo_for_one_pair(logps4):
+    pc, pr, rc, rr = logps4
+    beta, eps = 0.5, 0.1
+    a = sorted(pc - pr)
+    b = sorted(rc - rr)
+    want = [
+        -(1 - eps) * np.log(_sig(beta * (x - y))) - eps * np.log(_sig(-beta * (x - y)))
+        for x, y in zip(a, b)
+    ]
+    np.testing.assert_allclose(_ours(logps4, "aot", beta=beta, label_smoothing=eps), want)
+    a_u, b_u = sorted(pc - rc), sorted(pr - rr)
+    want_u = [np.log1p(np.exp(-beta * (x - y))) for x, y in zip(a_u, b_u)]
+    np.testing.assert_allclose(_ours(logps4, "aot_unpaired", beta=beta), want_u)
+    one = tuple(x[:1] for x in logps4)
+    np.testing.assert_allclose(_ours(one, "aot", beta=beta), _ours(one, "sigmoid", beta=beta))
+    # padding rows (valid = False) neither move the real rows' quantiles nor add loss
+    padded = tuple(np.concatenate([x, [1e3, -1e3]]) for x in logps4)
+    valid = jnp.asarray([True] * 12 + [False] * 2)
+    out = _ours(padded, "aot", beta=beta, label_smoothing=eps, valid=valid)
+    np.testing.assert_allclose(out[:12], want)
+    np.testing.assert_array_equal(out[12:], 0.0)
+
+
+def test_length_normalised_ipo_is_trl_form(logps4):
+    pc, pr, rc, rr = logps4
+    beta = 0.2
+    lw, ll = np.arange(1.0, 13.0), np.arange(12.0, 0.0, -1.0)
+    want = ((pc - rc) / lw - (pr - rr) / ll - 1 / (2 * beta)) ** 2
+    got = _ours(
+        logps4, "ipo", beta=beta, chosen_lengths=jnp.asarray(lw), rejected_lengths=jnp.asarray(ll)
+    )
+    np.testing.assert_allclose(got, want)
+    with pytest.raises(ValueError, match="chosen_lengths"):
+        _ours(logps4, "sigmoid", chosen_lengths=jnp.asarray(lw), rejected_lengths=jnp.asarray(ll))

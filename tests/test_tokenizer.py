@@ -118,3 +118,85 @@ def test_chat_template_path_no_duplicate_specials(tok, chat_tok, pair):
     assert enc.prompt == plain.prompt  # the template writes BOS itself: not added twice
     assert enc.chosen.count(tok.eos_token_id) == 1 and enc.chosen[-1] == tok.eos_token_id
     assert tok.decode(enc.chosen) == " Mix flour, water and yeast.<|eos|>"
+
+
+SYSTEM_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}"
+    "{{ '<' + m['role'] + '>' + m['content'] }}{% if m['role'] == 'assistant' %}"
+    "{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<assistant>' }}"
+    "{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def role_tok(tmp_path_factory):
+    """A template that writes every role, so a dropped system message would show."""
+    import json
+    import shutil
+
+    path = tmp_path_factory.mktemp("role_tokenizer")
+    shutil.copytree(TOKENIZER_DIR, path, dirs_exist_ok=True)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(
+        json.dumps({**config, "chat_template": SYSTEM_TEMPLATE})
+    )
+    return load_tokenizer(path)
+
+
+def test_conversational_pair_goes_through_the_template(role_tok, tok):
+    from jaxpref.data import PreferencePair
+
+    system, user = {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}
+    pair = PreferencePair(
+        (system, user),
+        ({"role": "assistant", "content": "Hello."},),
+        ({"role": "assistant", "content": "Go away."},),
+        0,
+    )
+    enc = encode_pair(role_tok, pair)
+    assert role_tok.decode(enc.prompt) == "<|bos|><system>Be brief.<user>Hi?<assistant>"
+    assert role_tok.decode(enc.chosen) == "Hello.<|eos|>"
+    seq = enc.prompt + enc.rejected
+    assert seq.count(tok.bos_token_id) == 1 and seq.count(tok.eos_token_id) == 1
+    with pytest.raises(ValueError, match="tokenizer: has no chat template"):
+        encode_pair(tok, pair)
+
+
+def test_plain_text_prompt_is_not_templated(role_tok, tok):
+    from jaxpref.data import PreferencePair
+
+    pair = PreferencePair("Why is the sky blue?", " Rayleigh scattering.", " Magic.", 0)
+    assert encode_pair(role_tok, pair) == encode_pair(tok, pair)
+
+
+def test_trl_truncation_prompt_first_then_responses(tok, pair):
+    full = encode_pair(tok, pair)
+    short_prompt = encode_pair(tok, pair, max_prompt_length=3)  # total fits; prompt still cut
+    assert short_prompt.prompt == [tok.bos_token_id, *full.prompt[-2:]]
+    assert short_prompt.chosen == full.chosen and short_prompt.truncated
+    cut = encode_pair(tok, pair, max_length=len(full.prompt) + 2)
+    assert cut.prompt == full.prompt and cut.chosen == full.chosen[:2]
+    with pytest.raises(ValueError, match="max_length: must be a positive int"):
+        encode_pair(tok, pair, max_length=0)
+
+
+def test_encode_preferences_reports_empty_and_identical(tok):
+    from jaxpref.data import PreferencePair, encode_preferences
+
+    same_start = PreferencePair("Q:", " yes and more words here", " yes but other words", 0)
+    long_prompt = PreferencePair("word " * 50, " a", " b", 1)
+    fine = PreferencePair("Q:", " a", " b", 2)
+    n_prompt = len(tok("Q:")["input_ids"])
+    kept, report = encode_preferences(tok, [same_start, long_prompt, fine], max_length=n_prompt + 1)
+    assert [e.index for e in kept] == [2]
+    assert (report.identical, report.empty, report.num_truncated) == ((0,), (1,), 3)
+    assert "3 examples -> 1 kept" in report.summary()
+
+
+def test_encode_completions_truncates_from_the_start(tok):
+    from jaxpref.data import Completion, encode_completions
+
+    examples = [Completion("", "plain text to model", 0), Completion("long " * 40, " x", 1)]
+    kept, report = encode_completions(tok, examples, max_length=4)
+    assert [e.index for e in kept] == [0] and report.empty == (1,)
+    assert kept[0].prompt == [tok.bos_token_id] and kept[0].length == 4

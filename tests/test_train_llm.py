@@ -39,7 +39,7 @@ def margin_loss(model, batch, key):
 def hh_batch(tmp_path_factory):
     tok = load_tokenizer()
     pairs = load_hh_rlhf(cache_dir=str(tmp_path_factory.mktemp("hf"))).pairs[:4]
-    b = tokenize_preferences(tok, pairs, max_length=32, length=32)
+    b = tokenize_preferences(tok, pairs, max_length=32, max_prompt_length=16, length=32)
     return {
         k: np.concatenate([getattr(b.chosen, k), getattr(b.rejected, k)])
         for k in ("input_ids", "attention_mask", "loss_mask")

@@ -1,4 +1,5 @@
-"""Preference data: HF ``datasets`` loaders, HH dialogue splitting, tokenisation, synthetic pairs.
+"""Preference and SFT data: HF ``datasets`` sources, TRL row formats with a malformed-row report,
+HH dialogue splitting, chat-template tokenisation with TRL's truncation, collation, synthetic pairs.
 
 Ships the Anthropic HH-RLHF harmless-base test split (``hh_rlhf/``, MIT licence) and a small
 byte-level BPE tokenizer trained on it (``tokenizer/``, made by ``scripts/train_tokenizer.py``).
@@ -6,17 +7,31 @@ byte-level BPE tokenizer trained on it (``tokenizer/``, made by ``scripts/train_
 
 from pathlib import Path
 
+from jaxpref.data.completions import (
+    Completion,
+    CompletionData,
+    as_completion,
+    completions_from_rows,
+)
 from jaxpref.data.preferences import (
     HH_RLHF_FILE,
     MalformedPair,
     PreferenceData,
     PreferencePair,
+    check_columns,
     dialogue_messages,
-    load_hh_rlhf,
-    load_preference_dataset,
     make_pair,
     pairs_from_rows,
+    row_to_pair,
     split_dialogue,
+)
+from jaxpref.data.sources import (
+    check_hub_reachable,
+    load_hh_rlhf,
+    load_preference_dataset,
+    load_splits,
+    read_json_lines,
+    split_rows,
 )
 from jaxpref.data.synthetic import (
     SyntheticPreferences,
@@ -24,12 +39,17 @@ from jaxpref.data.synthetic import (
     synthetic_preferences,
 )
 from jaxpref.data.tokenize import (
+    EncodedCompletion,
     EncodedPair,
     PreferenceBatch,
     TokenBatch,
+    TruncationReport,
     collate_preferences,
     collate_sequences,
+    encode_completions,
     encode_pair,
+    encode_preferences,
+    pad_id,
     tokenize_preferences,
 )
 
@@ -37,15 +57,24 @@ TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
 
 
 def load_tokenizer(path: str | Path = TOKENIZER_DIR):
-    """``transformers.AutoTokenizer`` from a local directory (the shipped HH BPE by default)."""
+    """``transformers.AutoTokenizer`` from a local directory (the shipped HH BPE by default).
+
+    Remote code is never run (``trust_remote_code=False``) and nothing is downloaded.
+    """
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"tokenizer: no such directory: {str(path)!r}")
+    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False, local_files_only=True)
 
 
 __all__ = [
     "HH_RLHF_FILE",
     "TOKENIZER_DIR",
+    "Completion",
+    "CompletionData",
+    "EncodedCompletion",
     "EncodedPair",
     "MalformedPair",
     "PreferenceBatch",
@@ -53,16 +82,28 @@ __all__ = [
     "PreferencePair",
     "SyntheticPreferences",
     "TokenBatch",
+    "TruncationReport",
+    "as_completion",
+    "check_columns",
+    "check_hub_reachable",
     "collate_preferences",
     "collate_sequences",
+    "completions_from_rows",
     "dialogue_messages",
+    "encode_completions",
     "encode_pair",
+    "encode_preferences",
     "load_hh_rlhf",
     "load_preference_dataset",
+    "load_splits",
     "load_tokenizer",
     "make_pair",
+    "pad_id",
     "pairs_from_rows",
+    "read_json_lines",
+    "row_to_pair",
     "split_dialogue",
+    "split_rows",
     "synthetic_dialogue_rows",
     "synthetic_preferences",
     "tokenize_preferences",

@@ -1,10 +1,22 @@
-"""Preference pairs: HF ``datasets`` loading, HH dialogue splitting, malformed-pair report.
+"""Preference pairs from dataset rows in every TRL preference format, with a malformed-row report.
 
-A preference pair is (prompt, chosen, rejected) with ONE response boundary: the prompt is the
-text up to and including the last ``"\\n\\nAssistant:"`` marker, each response is what follows.
-Rows that do not make a valid pair (no assistant turn, prompts that differ between chosen and
-rejected, an empty response, identical responses) are never kept silently and never crash the
-loader: they are listed in :attr:`PreferenceData.malformed` with their row index and reason.
+A preference pair is (prompt, chosen, rejected) with ONE response boundary. Rows come in the
+formats TRL defines (``trl.data_utils``):
+
+- standard, explicit prompt: ``prompt`` / ``chosen`` / ``rejected`` strings;
+- conversational, explicit prompt: each column a list of ``{"role", "content"}`` messages
+  (system messages kept); the responses are the assistant turn(s);
+- implicit prompt: only ``chosen`` / ``rejected``, each a whole conversation; the prompt is their
+  shared prefix (whole messages for conversational rows; for text, everything up to the last
+  ``"\\n\\nAssistant:"`` marker for HH-style dialogues, else the longest common prefix).
+
+Conversational pairs keep their messages (:attr:`PreferencePair.conversational`) and go through the
+tokenizer's chat template; nothing is rendered into HH text. Rows that do not make a valid pair
+(a missing or null field, a non-string value, a message without ``role``/``content``, no assistant
+turn, prompts that differ between chosen and rejected, an empty response, identical responses)
+never crash the loader and are never kept silently: each is listed in
+:attr:`PreferenceData.malformed` with its row index, the column and the reason. Exact duplicate
+pairs are listed in :attr:`PreferenceData.duplicates` (and dropped on request).
 """
 
 from __future__ import annotations
@@ -13,25 +25,44 @@ import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
 HH_RLHF_FILE = Path(__file__).parent / "hh_rlhf" / "harmless-base-test.jsonl.gz"
-_BUILDERS = {".json": "json", ".jsonl": "json", ".gz": "json", ".parquet": "parquet"}
+REASONS = (
+    "bad_value",  # a missing / null / non-string field, or a malformed message
+    "bad_line",  # a line of a JSON-lines file that does not parse (see jaxpref.data.sources)
+    "missing_assistant",
+    "prompt_mismatch",
+    "empty_response",
+    "identical",
+    "mixed_formats",
+)
+
+Message = dict  # {"role": str, "content": str}
+Text = str | tuple  # a string, or a tuple of messages (conversational)
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class PreferencePair:
-    """One valid pair. ``messages`` is the prompt as chat turns (role/content dicts)."""
+    """One valid pair; conversational when the fields are tuples of messages."""
 
-    prompt: str  # raw prompt text, ends with the assistant marker for HH-style rows
-    chosen: str  # preferred response text (as it follows the prompt)
-    rejected: str  # dispreferred response text
-    messages: tuple[dict[str, str], ...]  # prompt turns for chat templates
+    prompt: Text  # text (ends with the assistant marker for HH rows), or the prompt's messages
+    chosen: Text  # preferred response text (as it follows the prompt), or its messages
+    rejected: Text  # dispreferred response, same kind as ``chosen``
     index: int  # row index in the source
+
+    @property
+    def conversational(self) -> bool:
+        return isinstance(self.prompt, tuple)
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """The prompt as chat turns (HH text is parsed into turns)."""
+        return self.prompt if self.conversational else dialogue_messages(self.prompt)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,17 +70,21 @@ class MalformedPair:
     """A source row that is not a valid preference pair, and why."""
 
     index: int
-    reason: str  # one of: missing_assistant, prompt_mismatch, empty_response, identical
+    reason: str  # one of REASONS
     detail: str = ""
+    column: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class PreferenceData:
-    """Valid pairs plus the report of every row that was dropped."""
+    """Valid pairs plus the report of every row that was dropped or repeated."""
 
     pairs: list[PreferencePair]
     malformed: list[MalformedPair]
     num_rows: int
+    duplicates: list[int] = dataclasses.field(
+        default_factory=list
+    )  # rows repeating an earlier pair
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -59,12 +94,13 @@ class PreferenceData:
 
     def summary(self) -> str:
         counts = ", ".join(f"{k}: {v}" for k, v in sorted(self.malformed_counts().items()))
+        dup = f"; {len(self.duplicates)} duplicate pairs" if self.duplicates else ""
         return (
             f"{self.num_rows} rows -> {len(self.pairs)} pairs; "
-            f"{len(self.malformed)} malformed ({counts or 'none'})"
+            f"{len(self.malformed)} malformed ({counts or 'none'}){dup}"
         )
 
-    def columns(self) -> dict[str, list[str]]:
+    def columns(self) -> dict[str, list]:
         """TRL-style columns ``prompt`` / ``chosen`` / ``rejected``."""
         return {
             "prompt": [p.prompt for p in self.pairs],
@@ -86,9 +122,9 @@ def split_dialogue(text: str) -> tuple[str, str] | None:
     return text[:cut], text[cut:]
 
 
-def dialogue_messages(prompt: str) -> tuple[dict[str, str], ...]:
+def dialogue_messages(prompt: str) -> tuple[Message, ...]:
     """Parse an HH prompt into chat turns; the trailing empty assistant marker is dropped."""
-    turns: list[dict[str, str]] = []
+    turns: list[Message] = []
     rest = prompt
     while rest:
         role, rest = _next_role(rest)
@@ -116,122 +152,169 @@ def make_pair(index: int, chosen: str, rejected: str) -> PreferencePair | Malfor
     c, r = split_dialogue(chosen), split_dialogue(rejected)
     if c is None or r is None:
         side = "chosen" if c is None else "rejected"
-        return MalformedPair(index, "missing_assistant", f"no {ASSISTANT!r} in {side}")
+        return MalformedPair(index, "missing_assistant", f"no {ASSISTANT!r} in {side}", side)
     return make_prompted_pair(index, c[0], c[1], r[1], other_prompt=r[0])
 
 
 def make_prompted_pair(
-    index: int, prompt: str, chosen: str, rejected: str, *, other_prompt: str | None = None
+    index: int, prompt: Text, chosen: Text, rejected: Text, *, other_prompt: Text | None = None
 ) -> PreferencePair | MalformedPair:
-    """Validate a row that already has a separate prompt."""
+    """Validate a row that already has a separate prompt (text or messages)."""
     if other_prompt is not None and other_prompt != prompt:
         return MalformedPair(index, "prompt_mismatch", _first_difference(prompt, other_prompt))
-    if not chosen.strip() or not rejected.strip():
-        side = "chosen" if not chosen.strip() else "rejected"
-        return MalformedPair(index, "empty_response", f"{side} response is empty")
-    if chosen.strip() == rejected.strip():
+    for side, response in (("chosen", chosen), ("rejected", rejected)):
+        if not _content(response).strip():
+            return MalformedPair(index, "empty_response", f"{side} response is empty", side)
+    if _content(chosen).strip() == _content(rejected).strip():
         return MalformedPair(index, "identical", "chosen and rejected responses are equal")
-    return PreferencePair(prompt, chosen, rejected, dialogue_messages(prompt), index)
+    return PreferencePair(prompt, chosen, rejected, index)
 
 
-def _first_difference(a: str, b: str) -> str:
+def _content(x: Text) -> str:
+    return x if isinstance(x, str) else "\n".join(m["content"] for m in x)
+
+
+def _first_difference(a: Text, b: Text) -> str:
+    if not (isinstance(a, str) and isinstance(b, str)):
+        k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        return f"prompts differ from message {k}"
     k = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     return f"prompts differ from character {k}: {a[k : k + 30]!r} vs {b[k : k + 30]!r}"
 
 
+@dataclasses.dataclass(frozen=True)
+class BadLine:
+    """Stands in for a source line that did not parse, so row indices stay line numbers."""
+
+    detail: str
+
+
+class _BadValue(ValueError):
+    def __init__(self, column: str, detail: str):
+        super().__init__(detail)
+        self.column = column
+
+
+def _value(row: dict, key: str) -> Text:
+    """A column's value as text or a tuple of validated messages."""
+    if key not in row or row[key] is None:
+        raise _BadValue(key, f"{key!r} is missing or null")
+    value = row[key]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and value:
+        for k, m in enumerate(value):
+            ok = isinstance(m, dict) and isinstance(m.get("role"), str)
+            if not ok or not isinstance(m.get("content"), str):
+                raise _BadValue(key, f"message {k} of {key!r} lacks a string role or content")
+        return tuple({"role": m["role"], "content": m["content"]} for m in value)
+    raise _BadValue(key, f"{key!r} is a {type(value).__name__}, not text or a message list")
+
+
+def row_to_pair(
+    index: int, row: dict, *, chosen_key="chosen", rejected_key="rejected", prompt_key="prompt"
+) -> PreferencePair | MalformedPair:
+    """One dataset row (any TRL preference format, see the module docstring) → pair or report."""
+    if isinstance(row, BadLine):
+        return MalformedPair(index, "bad_line", row.detail)
+    if not isinstance(row, dict):
+        return MalformedPair(index, "bad_value", f"row is a {type(row).__name__}, not an object")
+    try:
+        chosen, rejected = _value(row, chosen_key), _value(row, rejected_key)
+        explicit = prompt_key is not None and row.get(prompt_key) is not None
+        prompt = _value(row, prompt_key) if explicit else None
+    except _BadValue as err:
+        return MalformedPair(index, "bad_value", str(err), err.column)
+    kinds = {type(x) for x in (chosen, rejected, prompt) if x is not None}
+    if len(kinds) > 1:
+        return MalformedPair(index, "mixed_formats", "text and message lists in one row")
+    if prompt is not None:
+        return make_prompted_pair(index, prompt, chosen, rejected)
+    if chosen == rejected:
+        return MalformedPair(index, "identical", "chosen and rejected are the same conversation")
+    if isinstance(chosen, tuple):
+        return _implicit_conversation(index, chosen, rejected)
+    if ASSISTANT in chosen or ASSISTANT in rejected:
+        return make_pair(index, chosen, rejected)
+    return _implicit_text(index, chosen, rejected)
+
+
+def _implicit_conversation(index, chosen, rejected):
+    """Prompt = the longest run of leading messages the two conversations share."""
+    k = next((i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b), None)
+    k = min(len(chosen), len(rejected)) if k is None else k
+    prompt, c, r = chosen[:k], chosen[k:], rejected[k:]
+    if not prompt:
+        return MalformedPair(index, "prompt_mismatch", "the conversations share no prompt")
+    for side, turns in (("chosen", c), ("rejected", r)):
+        if turns and turns[0]["role"] != "assistant":
+            detail = f"{side} continues with a {turns[0]['role']!r} turn, not the assistant's"
+            return MalformedPair(index, "missing_assistant", detail, side)
+    return make_prompted_pair(index, prompt, c, r)
+
+
+def _implicit_text(index, chosen, rejected):
+    """TRL's rule for implicit-prompt text: the longest common prefix, minus a trailing space."""
+    k = next((i for i, (a, b) in enumerate(zip(chosen, rejected)) if a != b), None)
+    k = min(len(chosen), len(rejected)) if k is None else k
+    if 0 < k and chosen[k - 1] == " ":
+        k -= 1
+    if k == 0:
+        return MalformedPair(index, "prompt_mismatch", "chosen and rejected share no prompt")
+    return make_prompted_pair(index, chosen[:k], chosen[k:], rejected[k:])
+
+
+def _key(pair: PreferencePair) -> tuple:
+    def freeze(x):
+        return x if isinstance(x, str) else tuple((m["role"], m["content"]) for m in x)
+
+    return freeze(pair.prompt), freeze(pair.chosen), freeze(pair.rejected)
+
+
 def pairs_from_rows(
-    rows: Any,
+    rows: Iterable[Any],
     *,
     chosen_key: str = "chosen",
     rejected_key: str = "rejected",
-    prompt_key: str | None = None,
+    prompt_key: str | None = "prompt",
+    drop_duplicates: bool = False,
 ) -> PreferenceData:
     """Build :class:`PreferenceData` from an iterable of dict rows (e.g. a ``datasets.Dataset``).
 
-    Without ``prompt_key`` each row holds two whole HH dialogues; with it, the prompt is a column
-    and ``chosen``/``rejected`` are the responses. Message-list rows (``[{"role", "content"}]``)
-    are rendered to HH text first.
+    Args:
+      rows: dict rows in any TRL preference format (see the module docstring).
+      chosen_key, rejected_key, prompt_key: column names; rows without the prompt column (or
+        ``prompt_key=None``) are implicit-prompt rows.
+      drop_duplicates: drop pairs identical to an earlier one (they are reported either way).
     """
-    pairs, bad, n = [], [], 0
+    pairs, bad, seen, duplicates = [], [], {}, []
+    n = 0
     for n, row in enumerate(rows, start=1):
-        item = _row_to_pair(n - 1, row, chosen_key, rejected_key, prompt_key)
-        (pairs if isinstance(item, PreferencePair) else bad).append(item)
-    data = PreferenceData(pairs, bad, n)
-    if bad:
+        item = row_to_pair(
+            n - 1, row, chosen_key=chosen_key, rejected_key=rejected_key, prompt_key=prompt_key
+        )
+        if isinstance(item, MalformedPair):
+            bad.append(item)
+            continue
+        key = _key(item)
+        if key in seen:
+            duplicates.append(item.index)
+            if drop_duplicates:
+                continue
+        seen.setdefault(key, item.index)
+        pairs.append(item)
+    data = PreferenceData(pairs, bad, n, duplicates)
+    if bad or duplicates:
         logger.info("preference data: %s", data.summary())
     return data
 
 
-def _row_to_pair(index, row, chosen_key, rejected_key, prompt_key):
-    for key in (chosen_key, rejected_key) + ((prompt_key,) if prompt_key else ()):
-        if key not in row:
-            raise ValueError(f"{key}: column missing from the dataset (have {sorted(row)})")
-    if prompt_key is None:
-        return make_pair(index, _as_dialogue(row[chosen_key]), _as_dialogue(row[rejected_key]))
-    prompt = _as_dialogue(row[prompt_key])
-    if not prompt.startswith((HUMAN, ASSISTANT)):
-        prompt = f"{HUMAN} {prompt}"
-    if not prompt.endswith(ASSISTANT):
-        prompt += ASSISTANT
-    chosen, rejected = _as_response(row[chosen_key]), _as_response(row[rejected_key])
-    return make_prompted_pair(index, prompt, chosen, rejected)
-
-
-def _as_dialogue(value: Any) -> str:
-    """Text as is; a list of chat messages rendered in HH form."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(m, dict) for m in value):
-        markers = {"user": HUMAN, "assistant": ASSISTANT}
-        return "".join(f"{markers.get(m['role'], HUMAN)} {m['content']}" for m in value)
-    raise ValueError(f"expected text or a list of chat messages, got {type(value).__name__}")
-
-
-def _as_response(value: Any) -> str:
-    """A response column: text, or a message list whose last message is the response."""
-    text = value[-1]["content"] if isinstance(value, list) and value else _as_dialogue(value)
-    return text if text[:1].isspace() else " " + text
-
-
-def load_preference_dataset(
-    source: str | Path,
-    *,
-    split: str = "train",
-    data_dir: str | None = None,
-    chosen_key: str = "chosen",
-    rejected_key: str = "rejected",
-    prompt_key: str | None = None,
-    cache_dir: str | None = None,
-) -> PreferenceData:
-    """Load preference pairs with ``datasets.load_dataset`` from a local file/folder or hub name.
-
-    Args:
-      source: a local ``.json``/``.jsonl``/``.jsonl.gz``/``.parquet`` file, a local dataset
-        folder, or a hub name (e.g. ``"Anthropic/hh-rlhf"`` with ``data_dir="harmless-base"``;
-        needs network, never used in tests).
-      split: split to read (a single local file is always its ``"train"`` split).
-      chosen_key, rejected_key, prompt_key: column names (see :func:`pairs_from_rows`).
-
-    Returns:
-      :class:`PreferenceData` with the valid pairs and a report of the malformed rows.
-    """
-    import datasets
-
-    path = Path(source)
-    if path.is_file():
-        builder = _BUILDERS.get(path.suffix)
-        if builder is None:
-            raise ValueError(f"source: unsupported file type {path.suffix!r} (json/jsonl/parquet)")
-        ds = datasets.load_dataset(
-            builder, data_files=str(path), split="train", cache_dir=cache_dir
+def check_columns(columns: Iterable[str], needed: Iterable[str], *, source: str) -> None:
+    """A one-line error naming the columns found and those expected."""
+    columns, needed = list(columns), list(needed)
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise ValueError(
+            f"dataset: {source} lacks column(s) {', '.join(map(repr, missing))} "
+            f"(found {', '.join(map(repr, columns)) or 'none'}; expected {', '.join(needed)})"
         )
-    else:
-        ds = datasets.load_dataset(str(source), data_dir=data_dir, split=split, cache_dir=cache_dir)
-    return pairs_from_rows(
-        ds, chosen_key=chosen_key, rejected_key=rejected_key, prompt_key=prompt_key
-    )
-
-
-def load_hh_rlhf(*, cache_dir: str | None = None) -> PreferenceData:
-    """The HH-RLHF harmless-base test split shipped with jaxpref (2,312 rows, MIT licence)."""
-    return load_preference_dataset(HH_RLHF_FILE, cache_dir=cache_dir)

@@ -1,9 +1,19 @@
-"""Tokenise and collate preference pairs into padded (input_ids, attention_mask, loss_mask).
+"""Tokenise and collate prompts and responses into padded (input_ids, attention_mask, loss_mask).
 
 One response boundary: the prompt is encoded once and shared by the chosen and rejected
 sequences, each response is encoded on its own (no special tokens) and appended, so both sides
 carry the identical prompt prefix. BOS appears once at most (only where the tokenizer itself adds
 it, or the chat template writes it) and EOS once at most, at the end of a response.
+
+Conversational prompts (tuples of messages) go through the tokenizer's own chat template: the
+prompt is ``apply_chat_template(messages, add_generation_prompt=True)`` and a response is what the
+template writes after it for the whole conversation. HH-style text (``"\\n\\nHuman: …"``) is parsed
+into turns for the template when the tokenizer has one; other text is tokenised as it is.
+
+Truncation follows TRL's ``max_prompt_length`` / ``max_length`` semantics: a prompt longer than
+``max_prompt_length`` keeps its last tokens (and its BOS), then responses are cut so that
+prompt + response fits ``max_length``. Pairs that truncation leaves with an empty response, or
+with identical responses, are dropped and counted in a :class:`TruncationReport`.
 
 Mask conventions (what ``jaxpref.llm.sequence_logps`` consumes): ``attention_mask[b, t] = 1`` on
 real tokens, 0 on padding; ``loss_mask[b, t] = 1`` when token ``t`` is a response token whose
@@ -17,7 +27,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from jaxpref.data.preferences import PreferencePair
+from jaxpref.data.preferences import ASSISTANT, PreferencePair, Text, dialogue_messages
 
 
 class TokenBatch(NamedTuple):
@@ -37,6 +47,29 @@ class EncodedPair:
     chosen: list[int]
     rejected: list[int]
     truncated: bool = False
+    index: int = -1  # source row
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + max(len(self.chosen), len(self.rejected))
+
+
+@dataclasses.dataclass(frozen=True)
+class TruncationReport:
+    """What truncation did to a set of examples (row indices of the dropped ones)."""
+
+    num_examples: int
+    num_truncated: int = 0
+    empty: tuple[int, ...] = ()  # a response empty after truncation (the prompt fills max_length)
+    identical: tuple[int, ...] = ()  # chosen == rejected after truncation
+
+    def summary(self) -> str:
+        kept = self.num_examples - len(self.empty) - len(self.identical)
+        return (
+            f"{self.num_examples} examples -> {kept} kept; {self.num_truncated} truncated, "
+            f"{len(self.empty)} dropped as empty and {len(self.identical)} as identical "
+            "after truncation"
+        )
 
 
 def special_ids(tokenizer: Any) -> tuple[int | None, int | None, bool]:
@@ -46,36 +79,64 @@ def special_ids(tokenizer: Any) -> tuple[int | None, int | None, bool]:
     return bos, eos, bos is not None and len(probe) > 0 and probe[0] == bos
 
 
-def encode_prompt(tokenizer: Any, pair: PreferencePair) -> list[int]:
-    """Prompt ids: chat template (generation prompt) when the tokenizer has one, else raw text."""
-    if getattr(tokenizer, "chat_template", None):
+def pad_id(tokenizer: Any) -> int:
+    """The tokenizer's pad id, else its EOS id, else 0."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _templated(tokenizer: Any, prompt: Text) -> tuple[dict, ...] | None:
+    """The prompt as chat messages when it goes through the chat template, else None."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if isinstance(prompt, tuple):
+        if not has_template:
+            raise ValueError(
+                "tokenizer: has no chat template, which conversational data needs "
+                "(set one in tokenizer_config.json or use text columns)"
+            )
+        return prompt
+    if has_template and ASSISTANT in prompt:
+        return dialogue_messages(prompt)
+    return None
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def encode_prompt(tokenizer: Any, prompt: Text) -> list[int]:
+    """Prompt ids: the chat template's generation prompt, or BOS (if the tokenizer adds one) +
+    the text's ids."""
+    messages = _templated(tokenizer, prompt)
+    if messages is not None:
         text = tokenizer.apply_chat_template(
-            list(pair.messages), tokenize=False, add_generation_prompt=True
+            list(messages), tokenize=False, add_generation_prompt=True
         )
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+        return _ids(tokenizer, text)
     bos, _, adds_bos = special_ids(tokenizer)
-    ids = tokenizer(pair.prompt, add_special_tokens=False)["input_ids"]
+    ids = _ids(tokenizer, prompt)
     return [bos, *ids] if adds_bos else ids
 
 
-def encode_response(tokenizer: Any, pair: PreferencePair, response: str) -> list[int]:
-    """Response ids with one EOS; with a chat template, the template's own assistant turn."""
-    if getattr(tokenizer, "chat_template", None):
-        return _templated_response(tokenizer, pair, response)
-    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-    eos = tokenizer.eos_token_id
-    return ids + [eos] if eos is not None and ids[-1:] != [eos] else ids
-
-
-def _templated_response(tokenizer: Any, pair: PreferencePair, response: str) -> list[int]:
-    msgs = list(pair.messages)
-    head = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    full = tokenizer.apply_chat_template(
-        msgs + [{"role": "assistant", "content": response.strip()}], tokenize=False
+def encode_response(tokenizer: Any, prompt: Text, response: Text) -> list[int]:
+    """Response ids with one EOS; with a chat template, the template's own assistant turn(s)."""
+    messages = _templated(tokenizer, prompt)
+    if messages is None:
+        ids = _ids(tokenizer, response)
+        eos = tokenizer.eos_token_id
+        return ids + [eos] if eos is not None and ids[-1:] != [eos] else ids
+    turns = (
+        response
+        if isinstance(response, tuple)
+        else ({"role": "assistant", "content": response.strip()},)
     )
+    head = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(list(messages) + list(turns), tokenize=False)
     if not full.startswith(head):
         raise ValueError("tokenizer: chat template does not extend the generation prompt")
-    return tokenizer(full[len(head) :], add_special_tokens=False)["input_ids"]
+    return _ids(tokenizer, full[len(head) :])
 
 
 def encode_pair(
@@ -85,24 +146,94 @@ def encode_pair(
     max_length: int | None = None,
     max_prompt_length: int | None = None,
 ) -> EncodedPair:
-    """Encode a pair; when too long, the prompt keeps its end (and BOS), responses their start."""
-    prompt = encode_prompt(tokenizer, pair)
-    chosen = encode_response(tokenizer, pair, pair.chosen)
-    rejected = encode_response(tokenizer, pair, pair.rejected)
-    if max_length is None or len(prompt) + max(len(chosen), len(rejected)) <= max_length:
-        return EncodedPair(prompt, chosen, rejected)
-    keep = max_prompt_length if max_prompt_length is not None else max_length // 2
-    prompt = _keep_end(prompt, min(keep, max_length - 1), special_ids(tokenizer)[0])
-    room = max_length - len(prompt)
-    return EncodedPair(prompt, chosen[:room], rejected[:room], truncated=True)
+    """Encode a pair, truncated as TRL does (see the module docstring)."""
+    prompt = encode_prompt(tokenizer, pair.prompt)
+    chosen = encode_response(tokenizer, pair.prompt, pair.chosen)
+    rejected = encode_response(tokenizer, pair.prompt, pair.rejected)
+    check_lengths(max_length, max_prompt_length)
+    cut = truncate(prompt, [chosen, rejected], max_length, max_prompt_length, tokenizer)
+    (prompt, (chosen, rejected)), truncated = cut
+    return EncodedPair(prompt, chosen, rejected, truncated, pair.index)
+
+
+def check_lengths(max_length: int | None, max_prompt_length: int | None) -> None:
+    for name, value in (("max_length", max_length), ("max_prompt_length", max_prompt_length)):
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise ValueError(f"{name}: must be a positive int or None, got {value!r}")
+
+
+def truncate(prompt, responses, max_length, max_prompt_length, tokenizer):
+    """``((prompt, responses), truncated)`` under TRL's rules; BOS survives prompt truncation."""
+    out_prompt = prompt
+    if max_prompt_length is not None and len(prompt) > max_prompt_length:
+        out_prompt = _keep_end(prompt, max_prompt_length, tokenizer.bos_token_id)
+    if max_length is not None and len(out_prompt) > max_length:  # TRL keep_start: nothing left
+        out_prompt = out_prompt[:max_length]
+    room = None if max_length is None else max_length - len(out_prompt)
+    out = [r if room is None else r[:room] for r in responses]
+    truncated = out_prompt != prompt or any(len(a) != len(b) for a, b in zip(out, responses))
+    return (out_prompt, out), truncated
 
 
 def _keep_end(ids: list[int], n: int, bos: int | None) -> list[int]:
-    if len(ids) <= n:
-        return ids
-    if bos is not None and ids[:1] == [bos]:
+    if bos is not None and ids[:1] == [bos] and n > 1:
         return [bos, *ids[len(ids) - n + 1 :]]
     return ids[len(ids) - n :]
+
+
+def encode_preferences(
+    tokenizer: Any,
+    pairs: Sequence[PreferencePair],
+    *,
+    max_length: int | None = None,
+    max_prompt_length: int | None = None,
+) -> tuple[list[EncodedPair], TruncationReport]:
+    """Encode pairs; drop (and report) those that truncation made empty or identical."""
+    kept, empty, identical, truncated = [], [], [], 0
+    for pair in pairs:
+        enc = encode_pair(
+            tokenizer, pair, max_length=max_length, max_prompt_length=max_prompt_length
+        )
+        truncated += enc.truncated
+        if not enc.chosen or not enc.rejected:
+            empty.append(pair.index)
+        elif enc.chosen == enc.rejected:
+            identical.append(pair.index)
+        else:
+            kept.append(enc)
+    report = TruncationReport(len(pairs), truncated, tuple(empty), tuple(identical))
+    return kept, report
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedCompletion:
+    prompt: list[int]  # BOS (when the tokenizer adds one) for plain language-modelling text
+    completion: list[int]
+    truncated: bool = False
+    index: int = -1
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt) + len(self.completion)
+
+
+def encode_completions(
+    tokenizer: Any, examples: Sequence[Any], *, max_length: int | None = None
+) -> tuple[list[EncodedCompletion], TruncationReport]:
+    """Encode :class:`~jaxpref.data.completions.Completion` examples, the sequence cut to
+    ``max_length`` from its start (TRL's SFT truncation); empty completions dropped, reported."""
+    check_lengths(max_length, None)
+    kept, empty, truncated = [], [], 0
+    for ex in examples:
+        prompt = encode_prompt(tokenizer, ex.prompt)
+        completion = encode_response(tokenizer, ex.prompt, ex.completion)
+        (prompt, (completion,)), cut = truncate(prompt, [completion], max_length, None, tokenizer)
+        truncated += cut
+        if completion:
+            kept.append(EncodedCompletion(prompt, completion, cut, ex.index))
+        else:
+            empty.append(ex.index)
+    return kept, TruncationReport(len(examples), truncated, tuple(empty))
 
 
 def collate_sequences(
@@ -144,8 +275,7 @@ def collate_preferences(
 ) -> PreferenceBatch:
     """Chosen and rejected sides padded to one common length, so they can be concatenated."""
     prompts = [e.prompt for e in encoded]
-    longest = max((len(e.prompt) + max(len(e.chosen), len(e.rejected)) for e in encoded), default=0)
-    width = longest if length is None else length
+    width = max((e.length for e in encoded), default=0) if length is None else length
     side = {"pad_id": pad_id, "length": width, "padding_side": padding_side}
     return PreferenceBatch(
         collate_sequences(prompts, [e.chosen for e in encoded], **side),
@@ -158,11 +288,16 @@ def tokenize_preferences(
     pairs: Sequence[PreferencePair],
     *,
     max_length: int | None = None,
+    max_prompt_length: int | None = None,
     length: int | None = None,
     padding_side: str = "right",
 ) -> PreferenceBatch:
-    """Encode and collate pairs in one call; ``pad_id`` from the tokenizer (else EOS, else 0)."""
-    encoded = [encode_pair(tokenizer, p, max_length=max_length) for p in pairs]
-    pad = tokenizer.pad_token_id
-    pad = pad if pad is not None else (tokenizer.eos_token_id or 0)
-    return collate_preferences(encoded, pad_id=pad, length=length, padding_side=padding_side)
+    """Encode and collate pairs in one call (pairs that truncation empties are kept here: use
+    :func:`encode_preferences` to drop and report them)."""
+    encoded = [
+        encode_pair(tokenizer, p, max_length=max_length, max_prompt_length=max_prompt_length)
+        for p in pairs
+    ]
+    return collate_preferences(
+        encoded, pad_id=pad_id(tokenizer), length=length, padding_side=padding_side
+    )
