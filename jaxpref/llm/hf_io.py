@@ -127,8 +127,8 @@ def _hf_name(name: str, config: DecoderConfig, available: set[str]) -> str:
     return name
 
 
-def _check_names(mapping, ckpt: _Checkpoint, config: DecoderConfig) -> None:
-    available = ckpt.names()
+def _check_names(mapping, ckpt: _Checkpoint, config: DecoderConfig, ignore=()) -> None:
+    available = ckpt.names() - set(ignore)
     wanted = {_hf_name(hf, config, available) for hf, _ in mapping.values()}
     missing = sorted(wanted - available)
     if missing:
@@ -168,7 +168,9 @@ def _hf_shape(shape, how) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def from_pretrained(path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES) -> Decoder:
+def from_pretrained(
+    path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES, config=None, ignore=()
+) -> Decoder:
     """Load a HF model directory (``config.json`` + safetensors) into a :class:`Decoder`.
 
     Args:
@@ -178,15 +180,18 @@ def from_pretrained(path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES) 
       mesh: if given, each tensor is placed directly with its rules-table sharding on it; each
         device's shard is read from the memory-mapped file on its own (so on many hosts every
         process reads only the slices its devices hold).
+      config: the :class:`DecoderConfig` to build (default: the directory's ``config.json``);
+        e.g. with tied embeddings to read a backbone without its LM head.
+      ignore: tensor names of the checkpoint that are not the decoder's (a reward head).
     Raises:
       ValueError: unsupported architecture, missing/unexpected tensor, shape mismatch, missing
         shard, or a mesh axis that does not divide the dimension it shards.
     """
     path = pathlib.Path(path)
-    config = load_config(path)
+    config = load_config(path) if config is None else config
     ckpt = _Checkpoint(path)
     mapping = param_map(config)
-    _check_names(mapping, ckpt, config)
+    _check_names(mapping, ckpt, config, ignore)
     abstract = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(0)))
     graphdef, state = nnx.split(abstract)
     available = ckpt.names()
@@ -219,12 +224,14 @@ def from_pretrained(path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES) 
 class _Export:
     """HF tensor name → our parameter(s), fetched to the host only when asked for."""
 
-    def __init__(self, model: Decoder):
+    def __init__(self, model: Decoder, extra: dict[str, np.ndarray]):
         state = nnx.state(model, nnx.Not(_lora_filter()))
         values = {path_name(key): var.get_value() for key, var in flat_variables(state)}
         self.parts: dict[str, list] = {}
         for name, (hf, how) in param_map(model.config).items():
             self.parts.setdefault(hf, []).append((values[name], how))
+        for hf, value in extra.items():
+            self.parts[hf] = [(value, None)]
 
     def nbytes(self, hf: str) -> int:
         return sum(int(v.size) * jnp.dtype(v.dtype).itemsize for v, _ in self.parts[hf])
@@ -251,9 +258,19 @@ def _check_adapters_merged(model: Decoder) -> None:
             )
 
 
-def save_pretrained(model: Decoder, path, *, max_shard_bytes: int | None = None) -> None:
+def save_pretrained(
+    model: Decoder,
+    path,
+    *,
+    max_shard_bytes: int | None = None,
+    extra_tensors: dict[str, np.ndarray] | None = None,
+    config_updates: dict | None = None,
+) -> None:
     """Write ``config.json`` and HF-named safetensors (sharded with an index when larger than
     ``max_shard_bytes``) that transformers' ``from_pretrained`` reads.
+
+    ``extra_tensors`` (HF name → host array) and ``config_updates`` (``config.json`` keys) let a
+    wrapper save what is not the decoder's, e.g. a reward model's ``score.weight``.
 
     Each parameter is gathered to the host one at a time (``jax.device_get``), which needs every
     shard addressable: on several hosts, save training state with Orbax instead and export from
@@ -264,8 +281,9 @@ def save_pretrained(model: Decoder, path, *, max_shard_bytes: int | None = None)
     path.mkdir(parents=True, exist_ok=True)
     hf = model.config.to_hf_dict()
     hf["dtype"] = str(jnp.dtype(model.dtype))
+    hf.update(config_updates or {})
     (path / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True))
-    export = _Export(model)
+    export = _Export(model, extra_tensors or {})
     shards = _split_shards({hf: export.nbytes(hf) for hf in export.parts}, max_shard_bytes)
     if len(shards) == 1:
         save_file({hf: export.fetch(hf) for hf in shards[0]}, path / SINGLE)

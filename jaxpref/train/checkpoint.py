@@ -1,5 +1,6 @@
 """Orbax checkpoints of a :class:`~jaxpref.train.steps.TrainState` (params, other model variables,
-optimizer state, step, RNG key).
+optimizer state, step, RNG key), each step with a small JSON dict of run metadata beside it (the
+trainers keep their data position there).
 
 Saves are asynchronous (Orbax ``CheckpointManager`` writes in a background thread once the
 arrays are copied off the devices; a step becomes visible only when its write is finalised, so a
@@ -42,8 +43,9 @@ class Checkpointer:
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
-    def save(self, state: Any, *, step: int | None = None) -> int:
-        """Start writing ``state`` as ``step`` (default ``int(state.step)``); returns the step."""
+    def save(self, state: Any, *, step: int | None = None, metadata: dict | None = None) -> int:
+        """Start writing ``state`` (and the JSON-able ``metadata``) as ``step`` (default
+        ``int(state.step)``); returns the step."""
         step = int(state.step) if step is None else int(step)
         exists = CheckpointExistsError(
             f"step: a checkpoint for step {step} already exists in {self.directory}"
@@ -51,13 +53,27 @@ class Checkpointer:
         if step in self.all_steps():
             raise exists
         try:
-            self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+            items = ocp.args.Composite(
+                state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata or {})
+            )
+            self._manager.save(step, args=items, force=True)
         except ocp.checkpoint_manager.StepAlreadyExistsError as err:  # a pending write of it
             raise exists from err
         return step
 
     def restore(self, target: Any, *, step: int | None = None) -> Any:
         """Read ``step`` (default: latest) into the structure, dtypes, shardings of ``target``."""
+        step = self._existing(step)
+        items = ocp.args.Composite(state=ocp.args.StandardRestore(target))
+        return self._manager.restore(step, args=items).state
+
+    def metadata(self, *, step: int | None = None) -> dict:
+        """The metadata dict saved with ``step`` (default: latest)."""
+        step = self._existing(step)
+        items = ocp.args.Composite(metadata=ocp.args.JsonRestore())
+        return dict(self._manager.restore(step, args=items).metadata)
+
+    def _existing(self, step: int | None) -> int:
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"directory: no checkpoint in {self.directory}")
@@ -65,7 +81,7 @@ class Checkpointer:
             raise FileNotFoundError(
                 f"step: no checkpoint for step {step} in {self.directory} (have {self.all_steps()})"
             )
-        return self._manager.restore(step, args=ocp.args.StandardRestore(target))
+        return step
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
