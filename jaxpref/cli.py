@@ -1,4 +1,5 @@
-"""The ``jaxpref`` command: run an experiment with a progress bar, print a table, write results."""
+"""The ``jaxpref`` command: run an experiment with a progress bar, print a table, write results;
+train a language model with ``jaxpref train {sft,reward,dpo}`` (TRL's flag names)."""
 
 from __future__ import annotations
 
@@ -84,7 +85,14 @@ def main(argv=None) -> int:
     r.add_argument("--out")
     r.add_argument("--overwrite", action="store_true")
     sub.add_parser("list", help="list the experiments")
-    args = parser.parse_args(argv)
+    recipe_parsers = _add_train(sub)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if getattr(args, "command", None) == "train":
+            _unknown_flags(recipe_parsers[args.recipe], unknown)
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command == "train":
+        return _train(args)
 
     if args.command == "list":
         for name, (_, desc) in EXPERIMENTS.items():
@@ -95,6 +103,82 @@ def main(argv=None) -> int:
         return 0
     run_experiment(args.name, args.scale, args.out, overwrite=args.overwrite)
     return 0
+
+
+TRAIN_HELP = {
+    "sft": "supervised fine-tuning on completions (TRL's `trl sft`)",
+    "reward": "a Bradley-Terry reward model with a scalar head (TRL's `trl reward`)",
+    "dpo": "offline DPO and its loss family against a frozen reference (TRL's `trl dpo`)",
+}
+
+
+def _add_train(sub) -> dict:
+    from jaxpref.train.args import add_config_flags
+    from jaxpref.train.config import RECIPE_CONFIGS
+
+    parsers = {}
+    t = sub.add_parser("train", help="train a language model: sft, reward or dpo")
+    recipes = t.add_subparsers(dest="recipe", required=True, metavar="{sft,reward,dpo}")
+    for name, cls in RECIPE_CONFIGS.items():
+        p = recipes.add_parser(
+            name,
+            help=TRAIN_HELP[name],
+            description=f"{TRAIN_HELP[name]}. Options may also come from --config FILE.yaml "
+            "(keys are the option names); flags given on the command line win.",
+            usage=f"jaxpref train {name} --model_name_or_path DIR --dataset_name PATH "
+            "--output_dir DIR [options]",
+        )
+        add_config_flags(p, cls)
+        parsers[name] = p
+    return parsers
+
+
+def _unknown_flags(parser, unknown: list[str]) -> None:
+    """One line naming the unknown flag and the closest known one (exit 2)."""
+    import difflib
+
+    known = [a for action in parser._actions for a in action.option_strings]
+    flag = next((u.split("=")[0] for u in unknown if u.startswith("--")), unknown[0])
+    close = difflib.get_close_matches(flag, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    parser.error(f"unknown option {flag}{hint} (see --help)")
+
+
+def _train(args) -> int:
+    """Build the config (bad options: exit 2) and train (failures: exit 1), one line each."""
+    from jaxpref.train.args import config_from_args
+    from jaxpref.train.config import RECIPE_CONFIGS
+
+    prog = f"jaxpref train {args.recipe}"
+    cls = RECIPE_CONFIGS[args.recipe]
+    try:
+        config = config_from_args(cls, args)
+    except (ValueError, TypeError) as err:
+        return _fail(prog, _as_flag(str(err), cls), 2)
+    from jaxpref.train import NonFiniteError, train
+
+    try:
+        result = train(config, log=lambda m: print(m, file=sys.stderr))
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, FileNotFoundError, ConnectionError, NonFiniteError) as err:
+        return _fail(prog, _as_flag(str(err), cls), 1)
+    print(f"wrote {result.output_dir} (model, metrics.jsonl, checkpoints)")
+    return 0
+
+
+def _as_flag(message: str, cls) -> str:
+    """``"beta: must be > 0"`` → ``"--beta: must be > 0"`` when the name is an option."""
+    import dataclasses
+
+    name = message.split(":", 1)[0]
+    names = {f.name for f in dataclasses.fields(cls)}
+    return f"--{message}" if name in names else message
+
+
+def _fail(prog: str, message: str, code: int) -> int:
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

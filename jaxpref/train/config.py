@@ -1,0 +1,310 @@
+"""Typed, frozen configs of the LLM trainers; the same objects drive the CLI and the Python API.
+
+Field names are TRL's (``trl sft`` / ``trl reward`` / ``trl dpo`` and Hugging Face
+``TrainingArguments``) wherever TRL has the option, so flags carry over. Every field's help text
+lives in its ``metadata``; :mod:`jaxpref.train.args` builds ``argparse`` flags from them. Checks run
+in ``__post_init__``: a bad value fails at once with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+DTYPES = ("float32", "bfloat16", "float16")
+REPORT_TO = ("tensorboard", "none")
+DPO_EXTRA_LOSSES = ("sft",)  # combinable with any dpo_loss type through --loss_weights
+
+
+def field(default: Any, help: str, **kw) -> Any:  # noqa: A002 - argparse's word
+    factory = kw.pop("factory", None)
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help, **kw})
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Options shared by every trainer (model, data, optimisation, outputs, mesh)."""
+
+    # model
+    model_name_or_path: str | None = field(
+        None, "local Hugging Face model directory (config.json + safetensors)", required=True
+    )
+    tokenizer_name_or_path: str | None = field(
+        None, "tokenizer directory (default: the model directory)"
+    )
+    dtype: str = field(
+        "float32", "compute dtype of the forward and backward passes", choices=DTYPES
+    )
+    param_dtype: str = field(
+        "float32", "storage dtype of the weights and optimizer state", choices=DTYPES
+    )
+    remat: str = field(
+        "none", "activation rematerialisation policy of the decoder layers (jaxpref.llm)"
+    )
+    # data
+    dataset_name: str | None = field(
+        None,
+        "a local .json/.jsonl/.parquet/.csv file, a folder of them (split = file name), a "
+        "save_to_disk folder, or a hub name (online only)",
+        required=True,
+    )
+    dataset_config: str | None = field(None, "the hub dataset's configuration name")
+    dataset_train_split: str = field("train", "split to train on")
+    dataset_test_split: str = field("test", "split to evaluate on (if the source has it)")
+    eval_fraction: float = field(
+        0.0, "hold out this fraction of the train split for eval when there is no test split"
+    )
+    max_length: int | None = field(1024, "maximum prompt + response tokens (TRL semantics)")
+    max_prompt_length: int | None = field(
+        512, "prompts longer than this keep their last tokens (TRL semantics)"
+    )
+    drop_duplicates: bool = field(False, "drop exact duplicate examples (always reported)")
+    length_buckets: int = field(
+        4, "number of padded lengths batches are bucketed to (one compiled program each)"
+    )
+    # optimisation
+    learning_rate: float = field(5e-5, "peak learning rate of AdamW")
+    lr_scheduler_type: str = field("linear", "learning-rate schedule", choices=LR_SCHEDULERS)
+    warmup_ratio: float = field(0.0, "fraction of the steps with a linear warm-up from 0")
+    warmup_steps: int = field(0, "warm-up steps (overrides --warmup_ratio when > 0)")
+    weight_decay: float = field(0.0, "AdamW decoupled weight decay (matrices only)")
+    adam_beta1: float = field(0.9, "AdamW β₁")
+    adam_beta2: float = field(0.999, "AdamW β₂")
+    adam_epsilon: float = field(1e-8, "AdamW ε")
+    max_grad_norm: float = field(1.0, "clip the global gradient norm to this (0: no clipping)")
+    per_device_train_batch_size: int = field(8, "examples per batch device per micro-batch")
+    per_device_eval_batch_size: int = field(8, "examples per batch device in eval")
+    gradient_accumulation_steps: int = field(1, "micro-batches per optimizer step")
+    num_train_epochs: float = field(3.0, "epochs (ignored when --max_steps > 0)")
+    max_steps: int = field(-1, "optimizer steps (overrides --num_train_epochs when > 0)")
+    seed: int = field(42, "seed of the data order, the LoRA/head initialisation and the RNG")
+    max_nonfinite_steps: int = field(
+        5, "stop after this many consecutive steps with a non-finite gradient (each is skipped)"
+    )
+    # LoRA
+    use_peft: bool = field(False, "train LoRA adapters instead of all weights")
+    lora_r: int = field(16, "LoRA rank")
+    lora_alpha: float = field(32.0, "LoRA scale numerator α (the update is α/r · A B)")
+    lora_target_modules: tuple[str, ...] = field(
+        ("q_proj", "v_proj"),
+        "linear layers that get adapters (comma-separated names, or all-linear)",
+        factory=lambda: ("q_proj", "v_proj"),
+    )
+    save_adapters: bool = field(
+        False, "also write the LoRA adapters (PEFT layout) beside the merged model"
+    )
+    # outputs
+    output_dir: str | None = field(
+        None, "run folder (created; see --resume / --overwrite)", required=True
+    )
+    logging_steps: int = field(10, "log the training metrics every N steps")
+    eval_steps: int | None = field(None, "evaluate every N steps (default: at the end only)")
+    eval_on_start: bool = field(False, "also evaluate before the first step (a baseline)")
+    save_steps: int = field(500, "checkpoint every N steps (0: only at the end)")
+    save_total_limit: int | None = field(3, "checkpoints to keep (None: all)")
+    report_to: str = field(
+        "tensorboard", "where metrics go besides metrics.jsonl", choices=REPORT_TO
+    )
+    disable_tqdm: bool = field(False, "no progress bar")
+    resume: bool = field(False, "continue the run in --output_dir from its last checkpoint")
+    overwrite: bool = field(False, "replace the run in --output_dir")
+    # sharding
+    mesh: str = field("data=-1", "device mesh, e.g. data=2,fsdp=4,tensor=1 (-1: the rest)")
+
+    def __post_init__(self):
+        for name in ("model_name_or_path", "dataset_name", "output_dir"):
+            if not getattr(self, name):
+                raise ValueError(f"{name}: required")
+        for name in _fields(self):
+            spec = _metadata(self, name)
+            value = getattr(self, name)
+            if "choices" in spec and value not in spec["choices"]:
+                raise ValueError(
+                    f"{name}: must be one of {', '.join(spec['choices'])}; got {value!r}"
+                )
+        _positive(
+            self, "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size"
+        )
+        _positive(self, "gradient_accumulation_steps", "logging_steps", "length_buckets", "lora_r")
+        _positive(self, "lora_alpha", "max_nonfinite_steps", "adam_epsilon")
+        for name in ("max_length", "max_prompt_length", "eval_steps", "save_total_limit"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+        _non_negative(self, "warmup_steps", "weight_decay", "max_grad_norm", "save_steps")
+        _in_range(self, "warmup_ratio", 0.0, 1.0)
+        _in_range(self, "eval_fraction", 0.0, 0.9)
+        _in_range(self, "adam_beta1", 0.0, 1.0 - 1e-12)
+        _in_range(self, "adam_beta2", 0.0, 1.0 - 1e-12)
+        if self.max_steps <= 0 and not self.num_train_epochs > 0:
+            raise ValueError("num_train_epochs: must be > 0 when max_steps is not set")
+        if self.resume and self.overwrite:
+            raise ValueError("resume: cannot be combined with overwrite")
+        if not self.lora_target_modules:
+            raise ValueError("lora_target_modules: name at least one module (or all-linear)")
+        parse_mesh(self.mesh)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class SFTConfig(TrainConfig):
+    """``jaxpref train sft``: next-token NLL on completions (prompt–completion, messages, text or
+    the chosen side of preference rows)."""
+
+    learning_rate: float = field(2e-5, "peak learning rate of AdamW")
+    completion_only_loss: bool = field(
+        True, "count only completion tokens in the loss (False: every token)"
+    )
+    packing: bool = field(
+        False,
+        "pack examples into rows of max_length, each attending only to itself (positions restart)",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig(TrainConfig):
+    """``jaxpref train reward``: Bradley–Terry reward model with a scalar head."""
+
+    learning_rate: float = field(1e-4, "peak learning rate of AdamW")
+    center_rewards_coefficient: float | None = field(
+        None, "add coef · mean((r_chosen + r_rejected)²) to centre the rewards (TRL)"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.center_rewards_coefficient is not None:
+            _non_negative(self, "center_rewards_coefficient")
+
+
+@dataclasses.dataclass(frozen=True)
+class DPOConfig(TrainConfig):
+    """``jaxpref train dpo``: offline DPO and its loss family against a frozen reference."""
+
+    learning_rate: float = field(1e-6, "peak learning rate of AdamW")
+    beta: float = field(0.1, "β, the KL-regularisation strength")
+    loss_type: tuple[str, ...] = field(
+        ("sigmoid",),
+        "comma-separated loss types (jaxpref.losses.LOSS_TYPES, plus sft)",
+        factory=lambda: ("sigmoid",),
+    )
+    loss_weights: tuple[float, ...] | None = field(
+        None, "comma-separated weights of the loss types (default: all 1)"
+    )
+    label_smoothing: float = field(0.0, "ε: cDPO / rDPO / EXO label smoothing")
+    discopop_tau: float = field(0.05, "τ of the discopop loss")
+    ipo_length_normalized: bool = field(
+        False, "ipo on per-token log-ratios, as TRL computes it (the paper's IPO is unnormalised)"
+    )
+    ref_model_name_or_path: str | None = field(
+        None, "a separate frozen reference model directory (default: the initial policy)"
+    )
+    precompute_ref_log_probs: bool = field(
+        False, "compute the reference log-probs once before training and keep them with the data"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        from jaxpref.losses import LOSS_TYPES
+
+        known = LOSS_TYPES + DPO_EXTRA_LOSSES
+        for lt in self.loss_type:
+            if lt not in known:
+                raise ValueError(f"loss_type: unknown {lt!r}; known: {', '.join(known)}")
+        if len(set(self.loss_type)) != len(self.loss_type):
+            raise ValueError(f"loss_type: listed twice in {','.join(self.loss_type)}")
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ValueError(
+                f"loss_weights: {len(self.loss_weights)} weights for "
+                f"{len(self.loss_type)} loss types ({','.join(self.loss_type)})"
+            )
+        _positive(self, "beta", "discopop_tau")
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return self.loss_weights or tuple(1.0 for _ in self.loss_type)
+
+
+RECIPE_CONFIGS = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig}
+
+# Fields a resumed run may change: they do not alter what is computed.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "resume",
+        "overwrite",
+        "logging_steps",
+        "eval_steps",
+        "eval_on_start",
+        "save_steps",
+        "save_total_limit",
+        "report_to",
+        "disable_tqdm",
+    }
+)
+
+
+def parse_mesh(text: str) -> dict[str, int]:
+    """``"data=2,fsdp=4"`` → ``{"data": 2, "fsdp": 4, "tensor": 1}`` (checked)."""
+    sizes = {"data": 1, "fsdp": 1, "tensor": 1}
+    given = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name not in sizes:
+            raise ValueError(
+                f"mesh: expected axis=size entries over data, fsdp, tensor; got {part!r}"
+            )
+        if name in given:
+            raise ValueError(f"mesh: axis {name!r} given twice")
+        try:
+            sizes[name] = int(value)
+        except ValueError as err:
+            raise ValueError(f"mesh: size of {name!r} must be an int, got {value!r}") from err
+        given.add(name)
+        if sizes[name] < 1 and sizes[name] != -1:
+            raise ValueError(f"mesh: size of {name!r} must be >= 1 or -1, got {sizes[name]}")
+    if not given:
+        raise ValueError("mesh: empty; e.g. data=-1 or data=2,fsdp=4,tensor=1")
+    return sizes
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    if config.max_steps > 0:
+        return config.max_steps
+    return max(1, math.ceil(config.num_train_epochs * steps_per_epoch))
+
+
+def _fields(config) -> list[str]:
+    return [f.name for f in dataclasses.fields(config)]
+
+
+def _metadata(config, name) -> dict:
+    return next(f.metadata for f in dataclasses.fields(config) if f.name == name)
+
+
+def _positive(config, *names):
+    for name in names:
+        value = getattr(config, name)
+        if not value > 0:
+            raise ValueError(f"{name}: must be > 0, got {value!r}")
+
+
+def _non_negative(config, *names):
+    for name in names:
+        value = getattr(config, name)
+        if not value >= 0:
+            raise ValueError(f"{name}: must be >= 0, got {value!r}")
+
+
+def _in_range(config, name, lo, hi):
+    value = getattr(config, name)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: must lie in [{lo}, {hi}], got {value!r}")

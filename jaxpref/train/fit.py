@@ -1,0 +1,450 @@
+"""The one orchestrator of every recipe: jitted sharded steps with gradient accumulation, eval,
+logging (``metrics.jsonl`` and TensorBoard), Orbax checkpoints with the data position, resume,
+a progress bar, non-finite steps skipped, Ctrl-C saved.
+
+What a step computes is the recipe's (see :mod:`jaxpref.train.recipe`): the orchestrator merges
+the trained and frozen variables into models inside ``jit`` (compute-dtype copies of the float32
+master weights), scans the recipe's sums over the micro-batches, divides by the step's counts and
+applies AdamW. A step whose loss or gradient is not finite leaves the parameters and optimizer
+state unchanged and is counted; ``max_nonfinite_steps`` in a row stop the run naming the step.
+A run killed after a checkpoint and resumed with the same command (plus ``--resume``) ends
+bit-identical to an uninterrupted one: batches and keys are functions of the step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec
+
+from jaxpref.llm.sharding import variable_spec
+from jaxpref.train.batches import Schedule, bucket_lengths, eval_batches, pick_bucket
+from jaxpref.train.checkpoint import Checkpointer
+from jaxpref.train.config import TrainConfig, total_steps
+from jaxpref.train.mesh import BATCH_AXES
+from jaxpref.train.models import cast_floats
+from jaxpref.train.recipe import Recipe
+from jaxpref.train.steps import TrainState, abstract_state, state_shardings
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: TrainState
+    step: int
+    history: list[dict]  # every row written to metrics.jsonl by this process
+    final_eval: dict | None
+
+
+@dataclasses.dataclass
+class Trainable:
+    """The trained module split for ``jit``, and the frozen ones passed as arguments."""
+
+    graphdef: nnx.GraphDef
+    params: Any  # nnx.State of the trained variables
+    rest: Any  # nnx.State of the other variables of the trained module (frozen base weights)
+    frozen: dict[str, tuple[nnx.GraphDef, Any]]  # name → (graphdef, state)
+
+    @classmethod
+    def split(cls, module: nnx.Module, wrt, frozen: dict[str, nnx.Module] | None = None):
+        graphdef, params, rest = nnx.split(module, wrt, ...)
+        if not jax.tree.leaves(params):
+            raise ValueError("model: the trainable filter selects no parameters")
+        frozen = {k: nnx.split(m) for k, m in (frozen or {}).items()}
+        return cls(graphdef, params, rest, frozen)
+
+
+def make_optimizer(config: TrainConfig, steps: int):
+    """AdamW (decay on matrices only) after global-norm clipping, and its schedule."""
+    lr = config.learning_rate
+    warm = config.warmup_steps or math.ceil(config.warmup_ratio * steps)
+    warm = min(warm, steps)
+    kind = config.lr_scheduler_type
+    if kind in ("constant", "constant_with_warmup"):
+        after = optax.constant_schedule(lr)
+    elif kind == "linear":
+        after = optax.linear_schedule(lr, 0.0, max(steps - warm, 1))
+    else:
+        after = optax.cosine_decay_schedule(lr, max(steps - warm, 1))
+    if kind == "constant" or warm == 0:
+        schedule = after
+    else:
+        schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warm), after], [warm])
+    adamw = optax.adamw(
+        schedule,
+        b1=config.adam_beta1,
+        b2=config.adam_beta2,
+        eps=config.adam_epsilon,
+        weight_decay=config.weight_decay,
+        mask=lambda params: jax.tree.map(lambda p: jnp.ndim(p) >= 2, params),
+    )
+    clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
+    return optax.chain(*clip, adamw), schedule
+
+
+def _spec(name, var, mesh):
+    return variable_spec(name, var, mesh)
+
+
+class Trainer:
+    """Runs ``recipe`` on ``model`` for ``config``; :meth:`fit` is the loop."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        config: TrainConfig,
+        trainable: Trainable,
+        mesh,
+        out_dir: pathlib.Path,
+        *,
+        log: Callable[[str], None] = print,
+    ):
+        self.recipe, self.config, self.mesh, self.out = recipe, config, mesh, out_dir
+        self.trainable, self.log = trainable, log
+        self.dtype = jnp.dtype(config.dtype)
+        batch_devices = math.prod(mesh.shape[a] for a in BATCH_AXES)
+        self.micro_rows = config.per_device_train_batch_size * batch_devices
+        self.eval_rows = config.per_device_eval_batch_size * batch_devices
+        self.schedule = Schedule(
+            len(recipe.data["train"]),
+            self.micro_rows,
+            config.gradient_accumulation_steps,
+            config.seed,
+        )
+        self.total = total_steps(config, self.schedule.steps_per_epoch)
+        self.tx, self.lr = make_optimizer(config, self.total)
+        longest = max(int(recipe.lengths(s).max()) for s in recipe.data if recipe.data[s])
+        self.buckets = bucket_lengths(longest, config.length_buckets)
+        self.batch_sharding = NamedSharding(mesh, PartitionSpec(None, BATCH_AXES))
+        self._state_init()
+        self._train_step = self._compile_train()
+        self._eval_step = self._compile_eval()
+
+    # ---- state -----------------------------------------------------------------------------
+
+    def _state_init(self):
+        t = self.trainable
+        rng = jax.random.key_data(jax.random.key(self.config.seed))
+
+        def init(params, rest):
+            return TrainState(params, rest, self.tx.init(params), jnp.zeros((), jnp.int32), rng)
+
+        with jax.set_mesh(self.mesh):
+            shapes = jax.eval_shape(init, t.params, t.rest)
+            self.shardings = state_shardings(shapes, self.mesh, _spec)
+            self.abstract = abstract_state(shapes, self.shardings)
+            self.state = jax.jit(init, out_shardings=self.shardings, donate_argnums=(0, 1))(
+                t.params, t.rest
+            )
+        self.frozen = {k: s for k, (_, s) in t.frozen.items()}
+
+    def _models(self, params, rest, frozen):
+        t = self.trainable
+        model = nnx.merge(
+            t.graphdef, cast_floats(params, self.dtype), cast_floats(rest, self.dtype)
+        )
+        others = {
+            k: nnx.merge(g, cast_floats(frozen[k], self.dtype)) for k, (g, _) in t.frozen.items()
+        }
+        return model, others
+
+    # ---- steps -----------------------------------------------------------------------------
+
+    def _loss(self, params, rest, frozen, micro, totals):
+        model, others = self._models(params, rest, frozen)
+        stats = self.recipe.stats(model, others, micro)
+        stats = {k: v.astype(jnp.float32) for k, v in stats.items()}
+        return self.recipe.contribution(stats, totals), stats
+
+    def _compile_train(self):
+        recipe, tx, lr = self.recipe, self.tx, self.lr
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+
+        def step(state: TrainState, batch, frozen):
+            totals = recipe.counts(batch)
+
+            def body(carry, micro):
+                (_, stats), grads = grad_fn(state.params, state.rest, frozen, micro, totals)
+                return jax.tree.map(jnp.add, carry, (grads, stats)), None
+
+            first = jax.tree.map(lambda x: x[0], batch)
+            shapes = jax.eval_shape(
+                lambda: grad_fn(state.params, state.rest, frozen, first, totals)
+            )
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (shapes[1], shapes[0][1]))
+            (grads, stats), _ = jax.lax.scan(body, zeros, batch)
+            metrics = recipe.finalize(stats, totals)
+            grad_norm = optax.tree.norm(grads)
+            finite = jnp.isfinite(grad_norm) & jnp.isfinite(metrics["loss"])
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
+            new = TrainState(
+                keep(params, state.params),
+                state.rest,
+                keep(opt_state, state.opt_state),
+                state.step + 1,
+                state.rng,
+            )
+            metrics |= {
+                "grad_norm": grad_norm,
+                "learning_rate": lr(state.step),
+                "nonfinite": (~finite).astype(jnp.int32),
+                "num_tokens": sum(
+                    jnp.sum(v) for k, v in batch.items() if k.endswith("attention_mask")
+                ),
+            }
+            return new, metrics
+
+        return jax.jit(
+            step,
+            in_shardings=(self.shardings, self.batch_sharding, None),
+            out_shardings=(self.shardings, None),
+            donate_argnums=(0,),
+        )
+
+    def _compile_eval(self):
+        recipe = self.recipe
+
+        def step(params, rest, frozen, batch):
+            totals = recipe.counts(batch)
+            micro = jax.tree.map(lambda x: x[0], batch)
+            _, stats = self._loss(params, rest, frozen, micro, totals)
+            return stats, totals
+
+        return jax.jit(step, in_shardings=(None, None, None, self.batch_sharding))
+
+    # ---- data ------------------------------------------------------------------------------
+
+    def _batch(self, split: str, idx: np.ndarray):
+        lengths = self.recipe.lengths(split)[idx.reshape(-1).clip(0)]
+        arrays = self.recipe.collate(split, idx, pick_bucket(int(lengths.max()), self.buckets))
+        return jax.device_put(arrays, self.batch_sharding)
+
+    def evaluate(self, split: str = "eval") -> dict[str, float]:
+        """Exact means of the recipe's metrics over the whole split."""
+        stats, counts = None, None
+        params, rest = self.state.params, self.state.rest
+        with jax.set_mesh(self.mesh):
+            for idx in eval_batches(len(self.recipe.data[split]), self.eval_rows):
+                s, c = jax.device_get(
+                    self._eval_step(params, rest, self.frozen, self._batch(split, idx))
+                )
+                stats = s if stats is None else jax.tree.map(np.add, stats, s)
+                counts = c if counts is None else jax.tree.map(np.add, counts, c)
+        out = self.recipe.finalize(
+            {k: np.float64(v) for k, v in stats.items()},
+            {k: np.float64(v) for k, v in counts.items()},
+        )
+        return {k: float(v) for k, v in out.items()}
+
+    def forward(self, split: str, fn: Callable, rows: int | None = None) -> np.ndarray:
+        """``fn(model, frozen, micro) -> (rows, …)`` over a split in order (padding dropped)."""
+        rows = rows or self.eval_rows
+
+        @jax.jit
+        def run(params, rest, frozen, batch):
+            model, others = self._models(params, rest, frozen)
+            return fn(model, others, jax.tree.map(lambda x: x[0], batch))
+
+        out = []
+        n = len(self.recipe.data[split])
+        with jax.set_mesh(self.mesh):
+            for idx in eval_batches(n, rows):
+                batch = self._batch(split, idx)
+                res = np.asarray(
+                    jax.device_get(run(self.state.params, self.state.rest, self.frozen, batch))
+                )
+                out.append(res[idx[0] >= 0])
+        return np.concatenate(out)
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def fit(self, *, metrics_writer, progress: bool = True, on_step=None) -> FitResult:
+        """Train to ``total`` steps; ``on_step(step, metrics)`` runs after each step."""
+        config, schedule = self.config, self.schedule
+        ckpt_dir = self.out / "checkpoints"
+        history: list[dict] = []
+        with Checkpointer(ckpt_dir, max_to_keep=config.save_total_limit) as ckpt:
+            start = self._maybe_resume(ckpt, metrics_writer)
+            step, saved, streak, nonfinite_total = start, start, 0, 0
+            if start:
+                meta = ckpt.metadata(step=start)
+                nonfinite_total = int(meta.get("nonfinite_total", 0))
+            window: list[dict] = []
+            last_eval = None
+            if config.eval_on_start and start == 0 and "eval" in self.recipe.data:
+                history.append(self._log_eval(metrics_writer, 0))
+            bar = _progress(progress, self.total, start)
+            try:
+                while step < self.total:
+                    batch = self._batch("train", schedule.indices(step))
+                    with jax.set_mesh(self.mesh):
+                        self.state, metrics = self._train_step(self.state, batch, self.frozen)
+                    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                    step += 1
+                    if on_step is not None:
+                        on_step(step, metrics)
+                    streak = streak + 1 if metrics["nonfinite"] else 0
+                    nonfinite_total += int(metrics["nonfinite"])
+                    if streak >= config.max_nonfinite_steps:
+                        raise NonFiniteError(
+                            f"step {step}: the loss or gradient was not finite in {streak} "
+                            f"consecutive steps ({step - streak + 1}–{step}, each skipped); "
+                            f"stopping. Last checkpoint: step {saved or 'none'}. Lower "
+                            "--learning_rate, use --max_grad_norm or check the data."
+                        )
+                    window.append(metrics)
+                    bar.update(1)
+                    if step % config.logging_steps == 0 or step == self.total:
+                        row = _average(window) | {"nonfinite_steps": nonfinite_total}
+                        row.pop("nonfinite")
+                        row["num_tokens"] = sum(int(m["num_tokens"]) for m in window)
+                        history.append(metrics_writer.write(step, schedule.epoch_of(step), row))
+                        bar.set_postfix(loss=f"{row['loss']:.4f}")
+                        window = []
+                    if self._due(config.eval_steps, step) and "eval" in self.recipe.data:
+                        last_eval = self._log_eval(metrics_writer, step)
+                        history.append(last_eval)
+                    if config.save_steps and step % config.save_steps == 0:
+                        saved = self._save(ckpt, step, nonfinite_total)
+            except KeyboardInterrupt:
+                bar.close()
+                if step > saved:
+                    saved = self._save(ckpt, step, nonfinite_total)
+                    ckpt.wait()
+                self.log(
+                    f"interrupted at step {step} of {self.total}; checkpoint of step {saved} is "
+                    f"in {ckpt_dir} (run the same command with --resume to continue)"
+                )
+                raise
+            bar.close()
+            if step > saved or not ckpt.all_steps():
+                self._save(ckpt, step, nonfinite_total)
+            ckpt.wait()
+        if "eval" in self.recipe.data and (last_eval is None or last_eval["step"] != step):
+            last_eval = self._log_eval(metrics_writer, step)
+            history.append(last_eval)
+        return FitResult(self.state, step, history, last_eval)
+
+    def _due(self, every: int | None, step: int) -> bool:
+        return bool(every) and step % every == 0
+
+    def _log_eval(self, writer, step: int) -> dict:
+        scores = self.evaluate("eval")
+        return writer.write(
+            step, self.schedule.epoch_of(step), {f"eval_{k}": v for k, v in scores.items()}
+        )
+
+    def _save(self, ckpt: Checkpointer, step: int, nonfinite_total: int) -> int:
+        view = {
+            "params": self.state.params,
+            "opt_state": self.state.opt_state,
+            "step": self.state.step,
+            "rng": self.state.rng,
+        }
+        meta = {
+            "data_position": self.schedule.position(step),
+            "total_steps": self.total,
+            "nonfinite_total": nonfinite_total,
+        }
+        return ckpt.save(view, step=step, metadata=meta)
+
+    def _maybe_resume(self, ckpt: Checkpointer, writer) -> int:
+        if not self.config.resume:
+            return 0
+        step = ckpt.latest_step()
+        if step is None:
+            raise ValueError(f"resume: no checkpoint in {ckpt.directory} to resume from")
+        meta = ckpt.metadata(step=step)
+        expected = self.schedule.position(step)
+        if meta.get("data_position") != expected:
+            raise ValueError(
+                f"resume: the data changed since step {step} was saved (saved position "
+                f"{meta.get('data_position')}, now {expected}); resume with the same dataset"
+            )
+        a = self.abstract
+        target = {"params": a.params, "opt_state": a.opt_state, "step": a.step, "rng": a.rng}
+        with jax.set_mesh(self.mesh):
+            got = ckpt.restore(target, step=step)
+        self.state = TrainState(
+            got["params"], self.state.rest, got["opt_state"], got["step"], got["rng"]
+        )
+        writer.truncate_after(step)
+        self.log(f"resumed from step {step} of {self.total} ({ckpt.directory})")
+        return step
+
+
+def _average(rows: list[dict]) -> dict:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+    def set_postfix(self, **kw):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled: bool, total: int, start: int):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+
+class MetricsWriter:
+    """``metrics.jsonl`` (one JSON object per logging or eval step) and TensorBoard scalars."""
+
+    def __init__(self, out: pathlib.Path, *, tensorboard: bool):
+        self.path = out / "metrics.jsonl"
+        self.tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def write(self, step: int, epoch: float, values: dict[str, float]) -> dict:
+        row = {"step": step, "epoch": epoch, **{k: _clean(v) for k, v in values.items()}}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in values.items():
+                name = f"eval/{k[5:]}" if k.startswith("eval_") else f"train/{k}"
+                self.tb.add_scalar(name, v, step)
+            self.tb.flush()
+        return row
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows past ``step`` (a resumed run recomputes them)."""
+        if not self.path.exists():
+            return
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        kept = [r for r in rows if r["step"] <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def _clean(v: float):
+    return v if math.isfinite(v) else str(v)

@@ -1,0 +1,259 @@
+"""``train(config)``: the Python API behind ``jaxpref train {sft,reward,dpo}``.
+
+One call claims the output folder, builds the mesh, reads and tokenises the data (reporting
+what it drops), loads the model(s) sharded on the mesh, runs the orchestrator and writes the
+final model as a Hugging Face directory (config.json + safetensors + tokenizer files) that
+``transformers`` loads: a causal LM for SFT and DPO (LoRA merged; adapters in ``adapters/`` on
+request), a ``*ForSequenceClassification`` for the reward model.
+
+Example::
+
+    from jaxpref.train import DPOConfig, train
+    result = train(DPOConfig(model_name_or_path="sft_model", dataset_name="prefs.jsonl",
+                             output_dir="runs/dpo", use_peft=True, max_steps=100))
+    print(result.final_eval["eval_rewards/accuracies"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxpref import llm
+from jaxpref.data import check_columns, load_splits, split_rows
+from jaxpref.train.config import DPOConfig, RewardConfig, SFTConfig, TrainConfig, parse_mesh
+from jaxpref.train.dpo import DPO
+from jaxpref.train.fit import FitResult, MetricsWriter, Trainable, Trainer
+from jaxpref.train.mesh import make_mesh
+from jaxpref.train.models import (
+    add_lora,
+    check_model_dir,
+    save_adapters,
+    tokenizer_for,
+    trainable,
+)
+from jaxpref.train.reward import Reward
+from jaxpref.train.run_dir import RunDir, write_json_atomic
+from jaxpref.train.sft import SFT
+
+NEEDED = {
+    "sft": (("completion",), ("chosen",), ("messages",), ("text",)),  # any one of these
+    "reward": (("chosen", "rejected"),),
+    "dpo": (("chosen", "rejected"),),
+}
+
+
+@dataclasses.dataclass
+class TrainResult:
+    output_dir: pathlib.Path
+    model: Any  # the trained model (LoRA merged), as exported
+    fit: FitResult
+    data_report: dict
+
+    @property
+    def final_eval(self) -> dict | None:
+        return self.fit.final_eval
+
+    @property
+    def history(self) -> list[dict]:
+        return self.fit.history
+
+
+def recipe_name(config: TrainConfig) -> str:
+    for name, cls in (("dpo", DPOConfig), ("reward", RewardConfig), ("sft", SFTConfig)):
+        if isinstance(config, cls):
+            return name
+    raise TypeError(f"config: expected SFTConfig, RewardConfig or DPOConfig, got {type(config)}")
+
+
+def train(
+    config: TrainConfig,
+    *,
+    mesh=None,
+    on_step: Callable[[int, dict], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Run one training recipe end to end (see the module docstring).
+
+    Args:
+      config: an :class:`SFTConfig`, :class:`RewardConfig` or :class:`DPOConfig`.
+      mesh: a device mesh to use instead of the one ``config.mesh`` describes over all devices.
+      on_step: called with ``(step, metrics)`` after every optimizer step.
+      log: where progress lines go (the CLI sends them to stderr).
+    """
+    name = recipe_name(config)
+    check_model_dir("model_name_or_path", config.model_name_or_path)
+    if isinstance(config, DPOConfig) and config.ref_model_name_or_path:
+        check_model_dir("ref_model_name_or_path", config.ref_model_name_or_path)
+    mesh = make_mesh(**parse_mesh(config.mesh)) if mesh is None else mesh
+    with RunDir(config, name) as run:
+        tokenizer = tokenizer_for(config)
+        recipe = _recipe(name, config, tokenizer)
+        report = _load_data(recipe, config, tokenizer, name, log)
+        write_json_atomic(run.path / "data_report.json", report)
+        model, frozen = _models(name, config, mesh)
+        parts = Trainable.split(model, _wrt(name, config), frozen)
+        trainer = Trainer(recipe, config, parts, mesh, run.path, log=log)
+        if isinstance(recipe, DPO) and recipe.reference == "precomputed":
+            _precompute_reference(trainer, recipe)
+        log(_summary(name, config, trainer, model))
+        writer = MetricsWriter(run.path, tensorboard=config.report_to == "tensorboard")
+        try:
+            fit = trainer.fit(
+                metrics_writer=writer, progress=not config.disable_tqdm, on_step=on_step
+            )
+        finally:
+            writer.close()
+        final = _export(name, config, trainer, tokenizer, run.path)
+    return TrainResult(run.path, final, fit, report)
+
+
+def _recipe(name, config, tokenizer):
+    if name == "sft":
+        return SFT(config, tokenizer)
+    if name == "reward":
+        return Reward(config, tokenizer)
+    return DPO(config, tokenizer, reference=reference_mode(config))
+
+
+def reference_mode(config: DPOConfig) -> str:
+    """(c) precomputed, (b) a frozen model argument, (a) adapters off — see ``train.dpo``."""
+    if config.precompute_ref_log_probs:
+        return "precomputed"
+    if config.ref_model_name_or_path or not config.use_peft:
+        return "frozen"
+    return "adapters_off"
+
+
+def _load_data(recipe, config, tokenizer, name, log) -> dict:
+    splits = load_splits(config.dataset_name, config_name=config.dataset_config)
+    train_rows = split_rows(splits, config.dataset_train_split, source=config.dataset_name)
+    _check_columns(train_rows, name, config.dataset_name)
+    eval_rows = splits.get(config.dataset_test_split)
+    if eval_rows is None and config.eval_fraction > 0:
+        train_rows, eval_rows = _hold_out(train_rows, config.eval_fraction, config.seed)
+    report = {}
+    for split, rows in (("train", train_rows), ("eval", eval_rows)):
+        if rows is None:
+            continue
+        encoded, rep = recipe.encode(rows, tokenizer)
+        if not encoded:
+            raise ValueError(
+                f"dataset_name: no usable {split} examples in {config.dataset_name} "
+                f"({rep['rows']}; {rep['truncation']})"
+            )
+        recipe.add_split(split, encoded, rep)
+        report[split] = rep
+        log(f"{split}: {rep['rows']}; {rep['truncation']}")
+    if "eval" not in report:
+        log(
+            f"eval: no {config.dataset_test_split!r} split in {config.dataset_name} and "
+            "--eval_fraction is 0: no evaluation"
+        )
+    return report
+
+
+def _check_columns(rows, name, source) -> None:
+    """The columns the recipe needs are there (one line naming found and expected)."""
+    columns = getattr(rows, "column_names", None)
+    if columns is None:  # rows read line by line: the keys of the first rows
+        columns = sorted({k for r in list(rows)[:100] if isinstance(r, dict) for k in r})
+    options = NEEDED[name]
+    if len(options) == 1:
+        check_columns(columns, options[0], source=source)
+    elif not any(all(c in columns for c in option) for option in options):
+        found = ", ".join(map(repr, columns)) or "none"
+        raise ValueError(
+            f"dataset: {source} has no column to fine-tune on (found {found}; expected one of "
+            "completion (with prompt), chosen (with rejected), messages, text)"
+        )
+
+
+def _hold_out(rows, fraction: float, seed: int):
+    n = len(rows)
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    cut = max(1, int(round(fraction * n)))
+    held, kept = sorted(order[:cut]), sorted(order[cut:])
+    return [rows[int(i)] for i in kept], [rows[int(i)] for i in held]
+
+
+def _models(name, config, mesh):
+    dtype = jax.numpy.dtype(config.param_dtype)
+    path = config.model_name_or_path
+    if name == "reward":
+        model = llm.reward_model_from_pretrained(path, dtype=dtype, mesh=mesh, seed=config.seed)
+    else:
+        model = llm.from_pretrained(path, dtype=dtype, mesh=mesh)
+    if config.use_peft:
+        add_lora(model, config, mesh)
+    frozen = {}
+    if name == "dpo" and reference_mode(config) != "adapters_off":
+        if config.ref_model_name_or_path:
+            frozen["ref"] = llm.from_pretrained(
+                config.ref_model_name_or_path, dtype=dtype, mesh=mesh
+            )
+        elif config.use_peft:
+            frozen = {}  # precomputed with the adapters off
+        else:
+            frozen["ref"] = _copy(model)  # TRL's default reference: the initial policy
+    return model, frozen
+
+
+def _copy(model: nnx.Module) -> nnx.Module:
+    graphdef, state = nnx.split(model)
+    return nnx.merge(graphdef, jax.tree.map(lambda x: x.copy(), state))
+
+
+def _wrt(name, config):
+    return trainable(config, "score") if name == "reward" else trainable(config)
+
+
+def _precompute_reference(trainer: Trainer, recipe: DPO) -> None:
+    """Mode (c): the reference's log-probs of every pair, once, then no reference at all."""
+    has_ref = "ref" in trainer.trainable.frozen
+
+    def ref_logps(model, frozen, micro):
+        ref = frozen["ref"] if has_ref else llm.without_adapters(model)
+        from jaxpref.train.recipe import pair_rows
+
+        summed, _ = llm.sequence_logps(ref, *pair_rows(micro))
+        return jax.numpy.stack(jax.numpy.split(summed, 2), axis=-1)
+
+    for split in list(recipe.data):
+        recipe.ref_logps[split] = trainer.forward(split, ref_logps)
+    trainer.trainable.frozen, trainer.frozen = {}, {}
+
+
+def _summary(name, config, trainer: Trainer, model) -> str:
+    t = trainer.trainable
+    count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))  # noqa: E731
+    trained, total = count(t.params), count(t.params) + count(t.rest)
+    mesh = ", ".join(f"{k}={v}" for k, v in trainer.mesh.shape.items())
+    ref = f", reference: {trainer.recipe.reference}" if name == "dpo" else ""
+    return (
+        f"{name}: {trainer.total} steps of {trainer.schedule.rows_per_step} examples "
+        f"({trainer.schedule.steps_per_epoch} per epoch), buckets {list(trainer.buckets)}, "
+        f"mesh {mesh}; training {trained:,} of {total:,} parameters{ref}"
+    )
+
+
+def _export(name, config, trainer: Trainer, tokenizer, out: pathlib.Path):
+    t, state = trainer.trainable, trainer.state
+    model = nnx.merge(t.graphdef, state.params, state.rest)
+    if name == "reward":
+        if config.use_peft:
+            llm.merge_lora(model)
+        llm.save_reward_model(model, out)
+    else:
+        if config.use_peft:
+            if config.save_adapters:
+                save_adapters(model, config, out / "adapters")
+            llm.merge_lora(model)
+        llm.save_pretrained(model, out)
+    tokenizer.save_pretrained(str(out))
+    return model

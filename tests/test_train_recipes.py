@@ -1,0 +1,287 @@
+"""The LLM trainers end to end on a synthetic preference task with a known rule (tests/llm_task):
+SFT lowers the eval loss, the reward model and DPO learn the rule, every reference mode agrees,
+accumulation equals a big batch, sharded equals single-device, resume is bit-identical."""
+
+import json
+import math
+import pathlib
+
+import jax
+import llm_task
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from jaxpref import llm
+from jaxpref.train import DPOConfig, NonFiniteError, RewardConfig, SFTConfig, make_mesh, train
+
+COMMON = dict(
+    max_length=24,
+    max_prompt_length=12,
+    per_device_train_batch_size=2,
+    per_device_eval_batch_size=8,
+    save_steps=0,
+    disable_tqdm=True,
+    logging_steps=5,
+)
+QUIET = dict(log=lambda _: None)
+NO_EVAL = dict(dataset_test_split="none")  # a split the data lacks: no eval pass (faster)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    root = tmp_path_factory.mktemp("task")
+    return {
+        "root": root,
+        "data": llm_task.write_dataset(root / "data"),
+        "base": llm_task.make_model_dir(root / "base"),
+    }
+
+
+def _cfg(cls, task, out, **kw):
+    kw = {**COMMON, "dataset_name": str(task["data"]), "output_dir": str(out), **kw}
+    kw.setdefault("model_name_or_path", str(task["sft"] if "sft" in task else task["base"]))
+    return cls(**kw)
+
+
+@pytest.fixture(scope="module")
+def sft(task):
+    out = task["root"] / "sft"
+    config = _cfg(
+        SFTConfig,
+        task,
+        out,
+        model_name_or_path=str(task["base"]),
+        max_steps=40,
+        learning_rate=3e-3,
+        eval_on_start=True,
+        eval_steps=20,
+    )
+    result = train(config, **QUIET)
+    task["sft"] = out
+    return result
+
+
+def _rows(out):
+    return [
+        json.loads(line) for line in (pathlib.Path(out) / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+def test_sft_lowers_eval_loss_and_writes_a_hf_run(sft):
+    evals = [r["eval_loss"] for r in sft.history if "eval_loss" in r]
+    assert len(evals) == 3 and evals[-1] < 0.6 * evals[0]
+    out = sft.output_dir
+    rows = _rows(out)
+    train_rows = [r for r in rows if "loss" in r]
+    assert {"step", "epoch", "loss", "learning_rate", "grad_norm", "num_tokens"} <= set(
+        train_rows[0]
+    )
+    assert [r["step"] for r in train_rows] == list(range(5, 41, 5))
+    assert train_rows[-1]["loss"] < train_rows[0]["loss"]
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    from transformers import AutoConfig, AutoTokenizer
+
+    assert AutoConfig.from_pretrained(str(out)).model_type == "llama"
+    assert AutoTokenizer.from_pretrained(str(out)).pad_token == "<pad>"
+    reloaded = llm.from_pretrained(out)
+    assert reloaded.config.vocab_size == 32
+    run = json.loads((out / "jaxpref_run.json").read_text())
+    assert run["recipe"] == "sft" and run["config"]["max_steps"] == 40
+
+
+def test_reward_model_learns_the_rule_and_saves_for_transformers(task, sft):
+    out = task["root"] / "rm"
+    result = train(_cfg(RewardConfig, task, out, max_steps=30, learning_rate=3e-3), **QUIET)
+    assert result.final_eval["eval_accuracy"] >= 0.9
+    assert result.final_eval["eval_margin"] > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"]
+    rm = llm.reward_model_from_pretrained(out)
+    pair = llm_task.rows(1, seed=5)[0]
+    tok = llm_task.make_tokenizer()
+    ids = [tok(pair["prompt"] + pair[k])["input_ids"] for k in ("chosen", "rejected")]
+    scores = [float(rm(np.asarray([x]), np.ones((1, len(x)), np.int32))[0]) for x in ids]
+    assert scores[0] > scores[1]
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "hinge"])
+def test_dpo_learns_the_rule(task, sft, loss_type):
+    out = task["root"] / f"dpo_{loss_type}"
+    lr = 3e-3 if loss_type != "ipo" else 1e-3
+    config = _cfg(
+        DPOConfig,
+        task,
+        out,
+        max_steps=30,
+        learning_rate=lr,
+        use_peft=True,
+        lora_r=4,
+        lora_target_modules=("all-linear",),
+        loss_type=(loss_type,),
+        beta=0.5,
+    )
+    result = train(config, **QUIET)
+    assert result.final_eval["eval_rewards/accuracies"] >= 0.9
+    assert result.final_eval["eval_rewards/margins"] > 0
+    keys = {
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/chosen",
+        "logps/rejected",
+    }
+    assert keys <= set(result.history[0]) and {f"eval_{k}" for k in keys} <= set(result.final_eval)
+
+
+def _first_step(task, out, **kw):
+    config = _cfg(
+        DPOConfig, task, out, max_steps=1, logging_steps=1, learning_rate=1e-3, **NO_EVAL, **kw
+    )
+    return train(config, **QUIET).history[0]
+
+
+@pytest.mark.parametrize("ref", ["sft", "base"])
+def test_reference_modes_give_the_same_first_step(task, sft, ref):
+    """(a) adapters off, (b) a frozen model argument, (c) precomputed: one first-step loss."""
+    root = task["root"] / f"modes_{ref}"
+    ref_dir = str(task[ref])
+    rows = {}
+    if ref == "sft":  # the policy's own base is the reference only for the policy's base
+        rows["a"] = _first_step(task, root / "a", use_peft=True)
+        rows["b_copy"] = _first_step(task, root / "b_copy")  # full fine-tuning: the initial policy
+    rows["b"] = _first_step(task, root / "b", use_peft=True, ref_model_name_or_path=ref_dir)
+    rows["c"] = _first_step(
+        task,
+        root / "c",
+        use_peft=True,
+        ref_model_name_or_path=ref_dir,
+        precompute_ref_log_probs=True,
+    )
+    rows["c_full"] = _first_step(
+        task, root / "c_full", ref_model_name_or_path=ref_dir, precompute_ref_log_probs=True
+    )
+    losses = {k: r["loss"] for k, r in rows.items()}
+    first = next(iter(losses.values()))
+    for mode, loss in losses.items():
+        assert loss == pytest.approx(first, abs=2e-6), (mode, losses)
+    if ref == "sft":
+        assert first == pytest.approx(math.log(2), abs=2e-6)  # the policy starts at its reference
+    else:
+        assert abs(first - math.log(2)) > 1e-2  # a different reference: a nonzero margin
+
+
+def _weights(out):
+    return load_file(str(pathlib.Path(out) / "model.safetensors"))
+
+
+def test_gradient_accumulation_equals_one_big_batch(task, sft):
+    """Losses normalised by the step's pair and token counts: 2 × 4 rows ≡ 1 × 8 rows."""
+    kw = dict(
+        max_steps=3,
+        learning_rate=1e-3,
+        loss_type=("sigmoid", "sft"),
+        loss_weights=(1.0, 0.3),
+        **NO_EVAL,
+    )
+    one = task["root"] / "accum_1"
+    two = task["root"] / "accum_2"
+    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    a = train(_cfg(DPOConfig, task, one, per_device_train_batch_size=8, **kw), mesh=mesh, **QUIET)
+    b = train(
+        _cfg(
+            DPOConfig, task, two, per_device_train_batch_size=4, gradient_accumulation_steps=2, **kw
+        ),
+        mesh=mesh,
+        **QUIET,
+    )
+    for k, w in _weights(one).items():
+        np.testing.assert_allclose(_weights(two)[k], w, rtol=2e-5, atol=2e-6, err_msg=k)
+    assert a.history[-1]["loss"] == pytest.approx(b.history[-1]["loss"], rel=1e-5)
+    assert a.final_eval is None  # no eval split asked for: no eval program compiled
+
+
+def test_sharded_step_equals_single_device(task, sft):
+    kw = dict(
+        max_steps=2,
+        learning_rate=1e-3,
+        use_peft=True,
+        lora_target_modules=("all-linear",),
+        **NO_EVAL,
+    )
+    single = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    train(
+        _cfg(DPOConfig, task, task["root"] / "one_dev", per_device_train_batch_size=8, **kw),
+        mesh=single,
+        **QUIET,
+    )
+    train(
+        _cfg(
+            DPOConfig,
+            task,
+            task["root"] / "eight_dev",
+            per_device_train_batch_size=2,
+            mesh="data=2,fsdp=2,tensor=2",
+            **kw,
+        ),
+        **QUIET,
+    )
+    ref = _weights(task["root"] / "one_dev")
+    for k, w in _weights(task["root"] / "eight_dev").items():
+        np.testing.assert_allclose(w, ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_is_bit_identical(task, sft):
+    kw = dict(
+        max_steps=6, save_steps=3, learning_rate=1e-3, use_peft=True, logging_steps=1, **NO_EVAL
+    )
+    full = task["root"] / "uninterrupted"
+    train(_cfg(DPOConfig, task, full, **kw), **QUIET)
+    cut = task["root"] / "killed"
+
+    def die(step, _):
+        if step == 5:  # after the checkpoint of step 3: steps 4 and 5 are lost with the process
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(_cfg(DPOConfig, task, cut, **kw), on_step=die, **QUIET)
+    assert (cut / "checkpoints" / "3").exists()
+    with pytest.raises(ValueError, match="holds another run"):
+        train(_cfg(DPOConfig, task, cut, **kw), **QUIET)
+    train(_cfg(DPOConfig, task, cut, resume=True, **kw), **QUIET)
+    for k, w in _weights(full).items():
+        np.testing.assert_array_equal(_weights(cut)[k], w, err_msg=k)
+    steps = [r["step"] for r in _rows(cut) if "loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]  # rows of the lost steps were recomputed, not doubled
+    assert [r["loss"] for r in _rows(cut) if "loss" in r] == [
+        r["loss"] for r in _rows(full) if "loss" in r
+    ]
+
+
+def test_nonfinite_steps_are_skipped_then_stop_the_run(task, tmp_path):
+    bad = llm_task.make_model_dir(tmp_path / "nan_model")
+    weights = load_file(str(bad / "model.safetensors"))
+    weights["model.norm.weight"][:] = np.nan
+    from safetensors.numpy import save_file
+
+    save_file(weights, str(bad / "model.safetensors"))
+    seen = []
+    config = _cfg(
+        SFTConfig,
+        task,
+        tmp_path / "run",
+        model_name_or_path=str(bad),
+        max_steps=10,
+        max_nonfinite_steps=3,
+        logging_steps=1,
+        **NO_EVAL,
+    )
+    with pytest.raises(NonFiniteError, match="step 3: the loss or gradient was not finite in 3"):
+        train(config, on_step=lambda s, m: seen.append(m["nonfinite"]), **QUIET)
+    assert seen == [1, 1, 1]
+    assert not (tmp_path / "run").exists()  # nothing worth keeping: no checkpoint yet
