@@ -28,6 +28,10 @@ EXPERIMENTS = {
         "jaxpref.experiments.robust_sail",
         "robust vs nominal SAIL under a misspecified oracle (arXiv 2602.20457)",
     ),
+    "hh_pipeline": (
+        "jaxpref.experiments.hh_pipeline",
+        "SFT -> reward model -> DPO on the shipped HH-RLHF split with a small Llama",
+    ),
 }
 
 
@@ -57,7 +61,12 @@ def run_experiment(name: str, scale: str, out=None, *, overwrite: bool = False, 
         unit="run",
         file=sys.stderr,
     ) as bar:
-        results = module.run(cfg, progress=bar.update)
+        import inspect
+
+        extra = (
+            {"work_dir": out_dir} if "work_dir" in inspect.signature(module.run).parameters else {}
+        )
+        results = module.run(cfg, progress=bar.update, **extra)
     results.setdefault("meta", {}).update(
         experiment=name, scale=scale, wall_seconds=round(time.perf_counter() - t0, 2)
     )

@@ -85,7 +85,7 @@ def test_sft_lowers_eval_loss_and_writes_a_hf_run(sft):
     assert AutoConfig.from_pretrained(str(out)).model_type == "llama"
     assert AutoTokenizer.from_pretrained(str(out)).pad_token == "<pad>"
     reloaded = llm.from_pretrained(out)
-    assert reloaded.config.vocab_size == 32
+    assert reloaded.config.vocab_size == 40
     run = json.loads((out / "jaxpref_run.json").read_text())
     assert run["recipe"] == "sft" and run["config"]["max_steps"] == 40
 
@@ -285,3 +285,58 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(task, tmp_path):
         train(config, on_step=lambda s, m: seen.append(m["nonfinite"]), **QUIET)
     assert seen == [1, 1, 1]
     assert not (tmp_path / "run").exists()  # nothing worth keeping: no checkpoint yet
+
+
+def test_conversational_data_goes_through_the_chat_template(tmp_path):
+    data = llm_task.write_dataset(tmp_path / "chat", n_train=8, n_test=4, chat=True)
+    model = llm_task.make_model_dir(tmp_path / "model", chat=True)
+    config = DPOConfig(
+        model_name_or_path=str(model),
+        dataset_name=str(data),
+        max_steps=1,
+        output_dir=str(tmp_path / "run"),
+        **{**COMMON, "max_length": 32},
+    )
+    from jaxpref.train.dpo import DPO
+
+    recipe = DPO(config, llm_task.make_tokenizer(chat=True), reference="frozen")
+    from jaxpref.data import load_splits
+
+    encoded, report = recipe.encode(load_splits(data)["train"], llm_task.make_tokenizer(chat=True))
+    tok = llm_task.make_tokenizer(chat=True)
+    text = " ".join(tok.convert_ids_to_tokens(encoded[0].prompt + encoded[0].chosen))
+    assert text.startswith("<bos> system: be kind user: tell me about")
+    assert text.endswith("assistant: " + llm_task.rows(1, 0)[0]["chosen"].strip() + " <eos>")
+    assert len(encoded) == 8
+    result = train(config, **QUIET)
+    assert result.history[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+
+
+def test_lora_export_merged_and_as_peft_adapters(task, sft, tmp_path):
+    config = _cfg(
+        DPOConfig,
+        task,
+        tmp_path / "run",
+        max_steps=2,
+        learning_rate=1e-2,
+        use_peft=True,
+        lora_r=2,
+        save_adapters=True,
+        **NO_EVAL,
+    )
+    train(config, **QUIET)
+    adapters = load_file(str(tmp_path / "run" / "adapters" / "adapter_model.safetensors"))
+    meta = json.loads((tmp_path / "run" / "adapters" / "adapter_config.json").read_text())
+    assert meta["r"] == 2 and meta["target_modules"] == ["q_proj", "v_proj"]
+    base, merged = _weights(task["sft"]), _weights(tmp_path / "run")
+    name = "model.layers.0.self_attn.q_proj"
+    a = adapters[f"base_model.model.{name}.lora_A.weight"]  # (r, in)
+    b = adapters[f"base_model.model.{name}.lora_B.weight"]  # (out, r)
+    assert a.shape == (2, 32) and np.abs(b).max() > 0
+    scale = meta["lora_alpha"] / meta["r"]
+    np.testing.assert_allclose(
+        merged[f"{name}.weight"], base[f"{name}.weight"] + scale * b @ a, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        merged["model.layers.0.mlp.up_proj.weight"], base["model.layers.0.mlp.up_proj.weight"]
+    )

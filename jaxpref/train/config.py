@@ -228,6 +228,17 @@ class DPOConfig(TrainConfig):
                 f"{len(self.loss_type)} loss types ({','.join(self.loss_type)})"
             )
         _positive(self, "beta", "discopop_tau")
+        from jaxpref.losses.preference import SMOOTHED
+
+        takers = [lt for lt in self.loss_type if lt in SMOOTHED or lt == "exo_pair"]
+        if self.label_smoothing and not takers:
+            raise ValueError(
+                f"label_smoothing: must be 0 for loss_type={','.join(self.loss_type)} "
+                f"(it applies to {', '.join(SMOOTHED)}, exo_pair)"
+            )
+        from jaxpref.train.dpo import check_loss_options
+
+        check_loss_options(self)
 
     @property
     def weights(self) -> tuple[float, ...]:

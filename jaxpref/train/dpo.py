@@ -72,7 +72,6 @@ class DPO(Recipe):
         if reference not in ("adapters_off", "frozen", "precomputed"):
             raise ValueError(f"reference: unknown mode {reference!r}")
         super().__init__()
-        check_loss_options(config)
         self.config, self.reference, self.pad_id = config, reference, pad_id(tokenizer)
         self.terms = tuple(
             Term(f"loss/{lt}", "chosen_tokens" if lt == "sft" else "pairs", w)

@@ -1,0 +1,311 @@
+"""SFT → reward model → DPO on the shipped HH-RLHF split with a small Llama (issue: the trainers).
+
+The pipeline a TRL user runs, in JAX: the shipped Anthropic HH-RLHF harmless-base split (2,312
+rows, 9 malformed and reported) is cut once into a train part and a held-out part; the shipped
+byte-level BPE tokenizer (4,096 tokens, no chat template: HH text is tokenised as it is) and a
+randomly initialised Llama of the scale's size are written as a Hugging Face directory; then
+
+1. ``jaxpref train sft`` on the prompts and chosen responses (completion-only loss),
+2. ``jaxpref train reward`` from the SFT model (Bradley–Terry, scalar head),
+3. ``jaxpref train dpo`` from the SFT model (sigmoid loss, the SFT model as the frozen
+   reference),
+
+each through :func:`jaxpref.train.train` with the same held-out split as its eval set. Last, the
+SFT and DPO policies answer held-out prompts (greedy, ``gen_tokens`` new tokens) and the reward
+model scores both answers: the DPO policy's win-rate over SFT under the learned reward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import pathlib
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpref import llm
+from jaxpref.data import HH_RLHF_FILE, TOKENIZER_DIR, load_tokenizer, pairs_from_rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    num_train: int | None = None  # rows of the shipped split to train on (None: all but eval)
+    num_eval: int = 230  # held-out rows
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    max_length: int = 192
+    max_prompt_length: int = 128
+    batch_size: int = 16
+    sft_epochs: float = 1.0
+    rm_epochs: float = 1.0
+    dpo_epochs: float = 1.0
+    max_steps: int = -1  # cap every stage (-1: the epochs decide)
+    sft_lr: float = 1e-3
+    rm_lr: float = 3e-4
+    dpo_lr: float = 3e-5
+    beta: float = 0.1
+    gen_prompts: int = 64
+    gen_tokens: int = 48
+    eval_steps: int = 50
+    seed: int = 0
+
+
+def config(scale: str) -> Config:
+    if scale == "test":
+        return Config(
+            num_train=96,
+            num_eval=32,
+            hidden_size=32,
+            num_layers=2,
+            max_length=64,
+            max_prompt_length=48,
+            batch_size=8,
+            max_steps=12,
+            gen_prompts=8,
+            gen_tokens=8,
+            eval_steps=6,
+        )
+    if scale == "quickstart":
+        return Config(num_train=512, num_eval=128, max_steps=64, gen_prompts=32, gen_tokens=32)
+    if scale == "small":
+        return Config()
+    if scale == "full":
+        return Config(
+            hidden_size=256,
+            num_layers=6,
+            num_heads=8,
+            max_length=384,
+            max_prompt_length=256,
+            sft_epochs=2.0,
+            rm_epochs=2.0,
+            dpo_epochs=2.0,
+            eval_steps=100,
+        )
+    raise ValueError(f"scale: unknown {scale!r}")
+
+
+def num_units(cfg: Config) -> int:
+    return 4  # sft, reward, dpo, generation
+
+
+def _split_rows(cfg: Config, folder: pathlib.Path) -> dict[str, int]:
+    with gzip.open(HH_RLHF_FILE, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    order = np.random.default_rng(cfg.seed).permutation(len(rows))
+    held, rest = order[: cfg.num_eval], order[cfg.num_eval :]
+    if cfg.num_train is not None:
+        rest = rest[: cfg.num_train]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, idx in (("train", rest), ("test", held)):
+        body = "".join(json.dumps(rows[i]) + "\n" for i in sorted(idx))
+        (folder / f"{name}.jsonl").write_text(body)
+    return {"train_rows": len(rest), "eval_rows": len(held)}
+
+
+def _base_model(cfg: Config, path: pathlib.Path) -> None:
+    tok = load_tokenizer()
+    config = llm.DecoderConfig(
+        model_type="llama",
+        vocab_size=len(tok),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=4 * cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        num_kv_heads=cfg.num_heads,
+        head_dim=cfg.hidden_size // cfg.num_heads,
+        max_position_embeddings=max(512, cfg.max_length + cfg.gen_tokens),
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    llm.save_pretrained(llm.create_model(config, seed=cfg.seed), path)
+    tok.save_pretrained(str(path))
+
+
+def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
+    from jaxpref.train import DPOConfig, RewardConfig, SFTConfig, train
+
+    tick = progress or (lambda n: None)
+    root = pathlib.Path(work_dir) if work_dir else pathlib.Path(tempfile.mkdtemp("hh_pipeline"))
+    data, base = root / "data", root / "base_model"
+    sizes = _split_rows(cfg, data)
+    _base_model(cfg, base)
+    common = dict(
+        dataset_name=str(data),
+        max_length=cfg.max_length,
+        max_prompt_length=cfg.max_prompt_length,
+        per_device_train_batch_size=max(1, cfg.batch_size // jax.device_count()),
+        per_device_eval_batch_size=max(1, 2 * cfg.batch_size // jax.device_count()),
+        max_steps=cfg.max_steps,
+        eval_steps=cfg.eval_steps,
+        eval_on_start=True,
+        logging_steps=max(1, cfg.eval_steps // 5),
+        save_steps=0,
+        seed=cfg.seed,
+        disable_tqdm=True,
+        warmup_ratio=0.05,
+    )
+    quiet = dict(log=lambda _: None)
+    stages = {}
+    sft = train(
+        SFTConfig(
+            model_name_or_path=str(base),
+            output_dir=str(root / "sft"),
+            learning_rate=cfg.sft_lr,
+            num_train_epochs=cfg.sft_epochs,
+            **common,
+        ),
+        **quiet,
+    )
+    stages["sft"] = _stage(sft)
+    tick(1)
+    rm = train(
+        RewardConfig(
+            model_name_or_path=str(root / "sft"),
+            output_dir=str(root / "reward"),
+            learning_rate=cfg.rm_lr,
+            num_train_epochs=cfg.rm_epochs,
+            **common,
+        ),
+        **quiet,
+    )
+    stages["reward"] = _stage(rm)
+    tick(1)
+    dpo = train(
+        DPOConfig(
+            model_name_or_path=str(root / "sft"),
+            output_dir=str(root / "dpo"),
+            learning_rate=cfg.dpo_lr,
+            num_train_epochs=cfg.dpo_epochs,
+            beta=cfg.beta,
+            **common,
+        ),
+        **quiet,
+    )
+    stages["dpo"] = _stage(dpo)
+    tick(1)
+    generation = _win_rate(cfg, data, sft.model, dpo.model, rm.model)
+    tick(1)
+    return {
+        "config": dataclasses.asdict(cfg),
+        "data": sizes | {"report": {k: s["data_report"] for k, s in stages.items()}},
+        "stages": stages,
+        "generation": generation,
+        "work_dir": str(root),
+    }
+
+
+def _stage(result) -> dict:
+    return {
+        "history": result.history,
+        "final_eval": result.final_eval,
+        "first_eval": next((r for r in result.history if r["step"] == 0), None),
+        "data_report": result.data_report,
+    }
+
+
+def _win_rate(cfg, data, sft_model, dpo_model, reward_model) -> dict:
+    """Greedy answers of both policies to held-out prompts, scored by the reward model."""
+    tok = load_tokenizer(TOKENIZER_DIR)
+    rows = [json.loads(x) for x in (data / "test.jsonl").read_text().splitlines()]
+    pairs = pairs_from_rows(rows).pairs[: cfg.gen_prompts]
+    prompts = [tok(p.prompt)["input_ids"][-cfg.max_prompt_length :] for p in pairs]
+    width = max(map(len, prompts))
+    ids = np.full((len(prompts), width), tok.pad_token_id, np.int32)
+    mask = np.zeros_like(ids)
+    for i, p in enumerate(prompts):  # left padded
+        ids[i, width - len(p) :], mask[i, width - len(p) :] = p, 1
+    scores, lengths, answers = {}, {}, {}
+    for name, model in (("sft", sft_model), ("dpo", dpo_model)):
+        out = llm.generate(
+            model,
+            jnp.asarray(ids),
+            jnp.asarray(mask),
+            key=jax.random.key(cfg.seed),
+            max_new_tokens=cfg.gen_tokens,
+            temperature=0.0,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        scores[name] = np.asarray(reward_model(out.tokens, out.mask))
+        lengths[name] = np.asarray(out.lengths)
+        answers[name] = [row[:n] for row, n in zip(np.asarray(out.new_tokens), lengths[name])]
+    outcome = (scores["dpo"] > scores["sft"]) + 0.5 * (scores["dpo"] == scores["sft"])
+    return {
+        "num_prompts": len(prompts),
+        "mean_reward": {k: float(v.mean()) for k, v in scores.items()},
+        "mean_length": {k: float(v.mean()) for k, v in lengths.items()},
+        "identical_answers": float(
+            np.mean(
+                [bool(np.array_equal(a, b)) for a, b in zip(*(answers[k] for k in ("sft", "dpo")))]
+            )
+        ),
+        "dpo_win_rate": float(outcome.mean()),  # a tie counts one half
+        "win_rate_se": float(outcome.std(ddof=1) / np.sqrt(len(outcome)))
+        if len(outcome) > 1
+        else 0.0,
+    }
+
+
+def table(results: dict) -> str:
+    s, g = results["stages"], results["generation"]
+    lines = [
+        f"HH pipeline: {results['data']['train_rows']} train rows, "
+        f"{results['data']['eval_rows']} held out",
+        f"  SFT    eval loss   {s['sft']['first_eval']['eval_loss']:.3f} -> "
+        f"{s['sft']['final_eval']['eval_loss']:.3f}",
+        f"  reward eval acc    {s['reward']['first_eval']['eval_accuracy']:.3f} -> "
+        f"{s['reward']['final_eval']['eval_accuracy']:.3f}",
+        f"  DPO    eval acc    {s['dpo']['first_eval']['eval_rewards/accuracies']:.3f} -> "
+        f"{s['dpo']['final_eval']['eval_rewards/accuracies']:.3f} (margin "
+        f"{s['dpo']['final_eval']['eval_rewards/margins']:+.4f}; 0 at the start: policy = "
+        "reference)",
+        f"  generation: DPO beats SFT under the reward model in {g['dpo_win_rate']:.2f} "
+        f"± {g['win_rate_se']:.2f} of {g['num_prompts']} held-out prompts (mean reward SFT "
+        f"{g['mean_reward']['sft']:+.3f}, DPO {g['mean_reward']['dpo']:+.3f}; identical answers "
+        f"{g['identical_answers']:.2f})",
+    ]
+    return "\n".join(lines)
+
+
+def plot(results: dict, out_dir) -> list[pathlib.Path]:
+    import matplotlib.pyplot as plt
+
+    s = results["stages"]
+    panels = [
+        ("sft", "loss", "eval_loss", "SFT: token NLL"),
+        ("reward", "accuracy", "eval_accuracy", "reward model: accuracy (r_w > r_l)"),
+        ("dpo", "rewards/accuracies", "eval_rewards/accuracies", "DPO: implicit-reward accuracy"),
+        ("dpo", "rewards/margins", "eval_rewards/margins", "DPO: implicit-reward margin"),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    for ax, (stage, train_key, eval_key, title) in zip(axes, panels):
+        hist = s[stage]["history"]
+        tr = [(r["step"], r[train_key]) for r in hist if train_key in r]
+        ev = [(r["step"], r[eval_key]) for r in hist if eval_key in r]
+        if tr:
+            ax.plot(*zip(*tr), label="train (mean over logging window)", color="C0", alpha=0.7)
+        if ev:
+            ax.plot(*zip(*ev), "o-", label="held-out eval", color="C1")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("value")
+    axes[0].legend(fontsize=8)
+    d = results["data"]
+    fig.suptitle(
+        f"SFT → reward model → DPO on HH-RLHF harmless-base ({d['train_rows']} train / "
+        f"{d['eval_rows']} held-out rows), Llama {results['config']['num_layers']}×"
+        f"{results['config']['hidden_size']}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    path = pathlib.Path(out_dir) / "hh_pipeline_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
