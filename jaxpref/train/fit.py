@@ -227,7 +227,23 @@ class Trainer:
 
         return jax.jit(step, in_shardings=(None, None, None, self.batch_sharding))
 
+    def step(self, batch) -> dict[str, jax.Array]:
+        """One optimizer step on a placed batch (see :meth:`batch`); returns its metrics."""
+        with jax.set_mesh(self.mesh):
+            self.state, metrics = self._train_step(self.state, batch, self.frozen)
+        return metrics
+
+    def memory_analysis(self, batch):
+        """XLA's memory analysis of the compiled train step for ``batch``'s shapes."""
+        with jax.set_mesh(self.mesh):
+            return self._train_step.lower(self.state, batch, self.frozen).compile().memory_analysis()
+
     # ---- data ------------------------------------------------------------------------------
+
+    def batch(self, split: str, idx: np.ndarray):
+        """The examples ``idx`` (``(accumulation, rows)``, ``-1`` = padding) of a split, collated
+        to their bucket length and placed on the mesh."""
+        return self._batch(split, idx)
 
     def _batch(self, split: str, idx: np.ndarray):
         lengths = self.recipe.lengths(split)[idx.reshape(-1).clip(0)]
@@ -291,9 +307,7 @@ class Trainer:
             bar = _progress(progress, self.total, start)
             try:
                 while step < self.total:
-                    batch = self._batch("train", schedule.indices(step))
-                    with jax.set_mesh(self.mesh):
-                        self.state, metrics = self._train_step(self.state, batch, self.frozen)
+                    metrics = self.step(self._batch("train", schedule.indices(step)))
                     metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
                     step += 1
                     if on_step is not None:

@@ -72,6 +72,13 @@ def trainable(config: TrainConfig, *extra: str):
     return nnx.Any(LoRAParam, *(nnx.PathContains(name) for name in extra))
 
 
+def copy_module(module: nnx.Module) -> nnx.Module:
+    """An independent copy (new buffers, same shardings): a frozen reference that a donating
+    train step cannot invalidate."""
+    graphdef, state = nnx.split(module)
+    return nnx.merge(graphdef, jax.tree.map(lambda x: x.copy(), state))
+
+
 def cast_floats(tree: Any, dtype) -> Any:
     """Every floating array of ``tree`` in ``dtype`` (mixed precision: master weights stay)."""
 

@@ -33,6 +33,7 @@ from jaxpref.train.mesh import make_mesh
 from jaxpref.train.models import (
     add_lora,
     check_model_dir,
+    copy_module,
     save_adapters,
     tokenizer_for,
     trainable,
@@ -200,13 +201,8 @@ def _models(name, config, mesh):
         elif config.use_peft:
             frozen = {}  # precomputed with the adapters off
         else:
-            frozen["ref"] = _copy(model)  # TRL's default reference: the initial policy
+            frozen["ref"] = copy_module(model)  # TRL's default reference: the initial policy
     return model, frozen
-
-
-def _copy(model: nnx.Module) -> nnx.Module:
-    graphdef, state = nnx.split(model)
-    return nnx.merge(graphdef, jax.tree.map(lambda x: x.copy(), state))
 
 
 def _wrt(name, config):
