@@ -164,9 +164,11 @@ def _train(args) -> int:
         config = config_from_args(cls, args)
     except (ValueError, TypeError) as err:
         return _fail(prog, _as_flag(str(err), cls), 2)
+    from jaxpref.llm import distributed
     from jaxpref.train import NonFiniteError, train
 
     try:
+        distributed.initialize()  # a no-op for one process; JAXPREF_* variables or auto-detect
         result = train(config, log=lambda m: print(m, file=sys.stderr))
     except KeyboardInterrupt:
         return 130
