@@ -170,7 +170,9 @@ def _train(args) -> int:
     try:
         distributed.initialize()  # a no-op for one process; JAXPREF_* variables or auto-detect
         result = train(config, log=lambda m: print(m, file=sys.stderr))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        message = str(err) or "interrupted before training started; nothing written"
+        print(f"{prog}: {message}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, ConnectionError, NonFiniteError) as err:
         return _fail(prog, _as_flag(str(err), cls), 1)

@@ -9,7 +9,14 @@ dataclasses drive the ``jaxpref train`` command.
 
 from jaxpref.train.checkpoint import Checkpointer, CheckpointExistsError
 from jaxpref.train.config import DPOConfig, RewardConfig, SFTConfig, TrainConfig
-from jaxpref.train.fit import FitResult, NonFiniteError, Trainable, Trainer, make_optimizer
+from jaxpref.train.fit import (
+    FitResult,
+    Interrupted,
+    NonFiniteError,
+    Trainable,
+    Trainer,
+    make_optimizer,
+)
 from jaxpref.train.loop import restore_or_init, train_loop
 from jaxpref.train.mesh import (
     AXES,
@@ -42,6 +49,7 @@ __all__ = [
     "Checkpointer",
     "DPOConfig",
     "FitResult",
+    "Interrupted",
     "NonFiniteError",
     "RewardConfig",
     "RunDirError",

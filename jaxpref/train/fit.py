@@ -41,6 +41,10 @@ class NonFiniteError(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says what was kept."""
+
+
 @dataclasses.dataclass
 class FitResult:
     state: TrainState
@@ -236,7 +240,9 @@ class Trainer:
     def memory_analysis(self, batch):
         """XLA's memory analysis of the compiled train step for ``batch``'s shapes."""
         with jax.set_mesh(self.mesh):
-            return self._train_step.lower(self.state, batch, self.frozen).compile().memory_analysis()
+            return (
+                self._train_step.lower(self.state, batch, self.frozen).compile().memory_analysis()
+            )
 
     # ---- data ------------------------------------------------------------------------------
 
@@ -305,46 +311,54 @@ class Trainer:
             if config.eval_on_start and start == 0 and "eval" in self.recipe.data:
                 history.append(self._log_eval(metrics_writer, 0))
             bar = _progress(progress, self.total, start)
+            ctrl_c = _DeferredInterrupt()
             try:
-                while step < self.total:
-                    metrics = self.step(self._batch("train", schedule.indices(step)))
-                    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                    step += 1
-                    if on_step is not None:
-                        on_step(step, metrics)
-                    streak = streak + 1 if metrics["nonfinite"] else 0
-                    nonfinite_total += int(metrics["nonfinite"])
-                    if streak >= config.max_nonfinite_steps:
-                        raise NonFiniteError(
-                            f"step {step}: the loss or gradient was not finite in {streak} "
-                            f"consecutive steps ({step - streak + 1}–{step}, each skipped); "
-                            f"stopping. Last checkpoint: step {saved or 'none'}. Lower "
-                            "--learning_rate, use --max_grad_norm or check the data."
-                        )
-                    window.append(metrics)
-                    bar.update(1)
-                    if step % config.logging_steps == 0 or step == self.total:
-                        row = _average(window) | {"nonfinite_steps": nonfinite_total}
-                        row.pop("nonfinite")
-                        row["num_tokens"] = sum(int(m["num_tokens"]) for m in window)
-                        history.append(metrics_writer.write(step, schedule.epoch_of(step), row))
-                        bar.set_postfix(loss=f"{row['loss']:.4f}")
-                        window = []
-                    if self._due(config.eval_steps, step) and "eval" in self.recipe.data:
-                        last_eval = self._log_eval(metrics_writer, step)
-                        history.append(last_eval)
-                    if config.save_steps and step % config.save_steps == 0:
-                        saved = self._save(ckpt, step, nonfinite_total)
-            except KeyboardInterrupt:
+                with ctrl_c:  # Ctrl-C lands between steps, never inside a donating call
+                    while step < self.total:
+                        if ctrl_c.requested:
+                            raise KeyboardInterrupt
+                        metrics = self.step(self._batch("train", schedule.indices(step)))
+                        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                        step += 1
+                        if on_step is not None:
+                            on_step(step, metrics)
+                        streak = streak + 1 if metrics["nonfinite"] else 0
+                        nonfinite_total += int(metrics["nonfinite"])
+                        if streak >= config.max_nonfinite_steps:
+                            raise NonFiniteError(
+                                f"step {step}: the loss or gradient was not finite in {streak} "
+                                f"consecutive steps ({step - streak + 1}–{step}, each skipped); "
+                                f"stopping. Last checkpoint: step {saved or 'none'}. Lower "
+                                "--learning_rate, use --max_grad_norm or check the data."
+                            )
+                        window.append(metrics)
+                        bar.update(1)
+                        if step % config.logging_steps == 0 or step == self.total:
+                            row = _average(window) | {"nonfinite_steps": nonfinite_total}
+                            row.pop("nonfinite")
+                            row["num_tokens"] = sum(int(m["num_tokens"]) for m in window)
+                            history.append(metrics_writer.write(step, schedule.epoch_of(step), row))
+                            bar.set_postfix(loss=f"{row['loss']:.4f}")
+                            window = []
+                        if self._due(config.eval_steps, step) and "eval" in self.recipe.data:
+                            last_eval = self._log_eval(metrics_writer, step)
+                            history.append(last_eval)
+                        if config.save_steps and step % config.save_steps == 0:
+                            saved = self._save(ckpt, step, nonfinite_total)
+            except KeyboardInterrupt as err:
                 bar.close()
                 if step > saved:
                     saved = self._save(ckpt, step, nonfinite_total)
                     ckpt.wait()
-                self.log(
-                    f"interrupted at step {step} of {self.total}; checkpoint of step {saved} is "
-                    f"in {ckpt_dir} (run the same command with --resume to continue)"
-                )
-                raise
+                if not saved:
+                    raise Interrupted(
+                        f"interrupted at step {step} of {self.total}, before any checkpoint; "
+                        "nothing kept"
+                    ) from err
+                raise Interrupted(
+                    f"interrupted at step {step} of {self.total}; the checkpoint of step {saved} "
+                    f"is in {ckpt_dir} (run the same command with --resume to continue)"
+                ) from err
             bar.close()
             if step > saved or not ckpt.all_steps():
                 self._save(ckpt, step, nonfinite_total)
@@ -400,6 +414,34 @@ class Trainer:
         writer.truncate_after(step)
         self.log(f"resumed from step {step} of {self.total} ({ckpt.directory})")
         return step
+
+
+class _DeferredInterrupt:
+    """Inside the block a first Ctrl-C only sets ``requested`` (the loop raises at a safe point);
+    a second one raises at once. Outside the main thread it does nothing."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 def _average(rows: list[dict]) -> dict:
