@@ -12,10 +12,15 @@ and reproduces the golden scores. Run with torch (never a jaxpref dependency)::
 import argparse
 import pathlib
 
+import sys
+
 import numpy as np
 import torch
 import transformers
 from safetensors.numpy import load_file, save_file
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from make_golden import _randomize  # noqa: E402 - the decoders' redraw (std 0.3, norms 1 ± 0.2)
 
 OUT = pathlib.Path(__file__).resolve().parents[1] / "tests" / "golden"
 LENGTHS = (7, 4, 2, 7)
@@ -41,18 +46,6 @@ FAMILIES = {
     ),
 }
 PAD, EOS = 0, 1
-
-
-def _randomize(model, gen):
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen, dtype=p.dtype)
-            if "norm" in name or ".ln_" in name or name.endswith("ln_f.weight"):
-                p.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.2 * noise)
-            else:
-                p.copy_(0.3 * noise)
 
 
 def _batch(gen, vocab):

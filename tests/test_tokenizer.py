@@ -37,23 +37,22 @@ HH_CHAT_TEMPLATE = (  # newlines inside Jinja string literals: trim_blocks canno
 )
 
 
-@pytest.fixture(scope="module")
-def chat_tok(tmp_path_factory):
+def _with_template(path, template):
     """The shipped tokenizer saved again with a chat template and reloaded from disk."""
     import json
     import shutil
 
-    from transformers import AutoTokenizer
-
-    path = tmp_path_factory.mktemp("chat_tokenizer")
     shutil.copytree(TOKENIZER_DIR, path, dirs_exist_ok=True)
     config = json.loads((path / "tokenizer_config.json").read_text())
-    (path / "tokenizer_config.json").write_text(
-        json.dumps({**config, "chat_template": HH_CHAT_TEMPLATE})
-    )
-    tok = AutoTokenizer.from_pretrained(str(path))
-    assert tok.chat_template == HH_CHAT_TEMPLATE
+    (path / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+    tok = load_tokenizer(path)
+    assert tok.chat_template == template
     return tok
+
+
+@pytest.fixture(scope="module")
+def chat_tok(tmp_path_factory):
+    return _with_template(tmp_path_factory.mktemp("chat_tokenizer"), HH_CHAT_TEMPLATE)
 
 
 def test_loads_through_autotokenizer(tok):
@@ -131,16 +130,7 @@ SYSTEM_TEMPLATE = (
 @pytest.fixture(scope="module")
 def role_tok(tmp_path_factory):
     """A template that writes every role, so a dropped system message would show."""
-    import json
-    import shutil
-
-    path = tmp_path_factory.mktemp("role_tokenizer")
-    shutil.copytree(TOKENIZER_DIR, path, dirs_exist_ok=True)
-    config = json.loads((path / "tokenizer_config.json").read_text())
-    (path / "tokenizer_config.json").write_text(
-        json.dumps({**config, "chat_template": SYSTEM_TEMPLATE})
-    )
-    return load_tokenizer(path)
+    return _with_template(tmp_path_factory.mktemp("role_tokenizer"), SYSTEM_TEMPLATE)
 
 
 def test_conversational_pair_goes_through_the_template(role_tok, tok):

@@ -62,6 +62,25 @@ def sft(task):
     return result
 
 
+def _tensorboard_scalars(folder):
+    """Every scalar of the event files (TFRecord framing read by hand, tensorboardX's protos)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = {}
+    for file in sorted(pathlib.Path(folder).glob("events.out.tfevents.*")):
+        data = file.read_bytes()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12 : pos + 12 + length])
+            pos += 16 + length  # length, its CRC, the record, its CRC
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
 def _rows(out):
     return [
         json.loads(line) for line in (pathlib.Path(out) / "metrics.jsonl").read_text().splitlines()
@@ -79,7 +98,10 @@ def test_sft_lowers_eval_loss_and_writes_a_hf_run(sft):
     )
     assert [r["step"] for r in train_rows] == list(range(5, 41, 5))
     assert train_rows[-1]["loss"] < train_rows[0]["loss"]
-    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    scalars = _tensorboard_scalars(out / "tensorboard")
+    assert [step for step, _ in scalars["train/loss"]] == list(range(5, 41, 5))
+    assert scalars["train/loss"][-1][1] == pytest.approx(train_rows[-1]["loss"], rel=1e-6)
+    assert [step for step, _ in scalars["eval/loss"]] == [0, 20, 40]
     from transformers import AutoConfig, AutoTokenizer
 
     assert AutoConfig.from_pretrained(str(out)).model_type == "llama"

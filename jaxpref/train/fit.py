@@ -297,76 +297,84 @@ class Trainer:
 
     def fit(self, *, metrics_writer, progress: bool = True, on_step=None) -> FitResult:
         """Train to ``total`` steps; ``on_step(step, metrics)`` runs after each step."""
-        config, schedule = self.config, self.schedule
-        ckpt_dir = self.out / "checkpoints"
-        history: list[dict] = []
-        with Checkpointer(ckpt_dir, max_to_keep=config.save_total_limit) as ckpt:
-            start = self._maybe_resume(ckpt, metrics_writer)
-            step, saved, streak, nonfinite_total = start, start, 0, 0
-            if start:
-                meta = ckpt.metadata(step=start)
-                nonfinite_total = int(meta.get("nonfinite_total", 0))
-            window: list[dict] = []
-            last_eval = None
-            if config.eval_on_start and start == 0 and "eval" in self.recipe.data:
-                history.append(self._log_eval(metrics_writer, 0))
-            bar = _progress(progress, self.total, start)
+        with Checkpointer(
+            self.out / "checkpoints", max_to_keep=self.config.save_total_limit
+        ) as ckpt:
+            run = _Run(ckpt, metrics_writer, on_step)
+            run.step = run.saved = self._maybe_resume(ckpt, metrics_writer)
+            if run.step:
+                run.nonfinite_total = int(ckpt.metadata(step=run.step).get("nonfinite_total", 0))
+            if self.config.eval_on_start and run.step == 0 and "eval" in self.recipe.data:
+                run.history.append(self._log_eval(metrics_writer, 0))
+            bar = _progress(progress, self.total, run.step)
             ctrl_c = _DeferredInterrupt()
             try:
                 with ctrl_c:  # Ctrl-C lands between steps, never inside a donating call
-                    while step < self.total:
+                    while run.step < self.total:
                         if ctrl_c.requested:
                             raise KeyboardInterrupt
-                        metrics = self.step(self._batch("train", schedule.indices(step)))
-                        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                        step += 1
-                        if on_step is not None:
-                            on_step(step, metrics)
-                        streak = streak + 1 if metrics["nonfinite"] else 0
-                        nonfinite_total += int(metrics["nonfinite"])
-                        if streak >= config.max_nonfinite_steps:
-                            raise NonFiniteError(
-                                f"step {step}: the loss or gradient was not finite in {streak} "
-                                f"consecutive steps ({step - streak + 1}–{step}, each skipped); "
-                                f"stopping. Last checkpoint: step {saved or 'none'}. Lower "
-                                "--learning_rate, use --max_grad_norm or check the data."
-                            )
-                        window.append(metrics)
+                        metrics = self.step(self._batch("train", self.schedule.indices(run.step)))
+                        self._after_step(
+                            run, {k: float(v) for k, v in jax.device_get(metrics).items()}
+                        )
                         bar.update(1)
-                        if step % config.logging_steps == 0 or step == self.total:
-                            row = _average(window) | {"nonfinite_steps": nonfinite_total}
-                            row.pop("nonfinite")
-                            row["num_tokens"] = sum(int(m["num_tokens"]) for m in window)
-                            history.append(metrics_writer.write(step, schedule.epoch_of(step), row))
-                            bar.set_postfix(loss=f"{row['loss']:.4f}")
-                            window = []
-                        if self._due(config.eval_steps, step) and "eval" in self.recipe.data:
-                            last_eval = self._log_eval(metrics_writer, step)
-                            history.append(last_eval)
-                        if config.save_steps and step % config.save_steps == 0:
-                            saved = self._save(ckpt, step, nonfinite_total)
+                        if run.window == []:
+                            bar.set_postfix(loss=run.history_train[-1]["loss"])
             except KeyboardInterrupt as err:
                 bar.close()
-                if step > saved:
-                    saved = self._save(ckpt, step, nonfinite_total)
-                    ckpt.wait()
-                if not saved:
-                    raise Interrupted(
-                        f"interrupted at step {step} of {self.total}, before any checkpoint; "
-                        "nothing kept"
-                    ) from err
-                raise Interrupted(
-                    f"interrupted at step {step} of {self.total}; the checkpoint of step {saved} "
-                    f"is in {ckpt_dir} (run the same command with --resume to continue)"
-                ) from err
+                raise self._interrupted(run) from err
             bar.close()
-            if step > saved or not ckpt.all_steps():
-                self._save(ckpt, step, nonfinite_total)
+            if run.step > run.saved or not ckpt.all_steps():
+                self._save(ckpt, run.step, run.nonfinite_total)
             ckpt.wait()
-        if "eval" in self.recipe.data and (last_eval is None or last_eval["step"] != step):
-            last_eval = self._log_eval(metrics_writer, step)
-            history.append(last_eval)
-        return FitResult(self.state, step, history, last_eval)
+        if "eval" in self.recipe.data and (
+            run.last_eval is None or run.last_eval["step"] != run.step
+        ):
+            run.last_eval = self._log_eval(metrics_writer, run.step)
+            run.history.append(run.last_eval)
+        return FitResult(self.state, run.step, run.history, run.last_eval)
+
+    def _after_step(self, run: _Run, metrics: dict) -> None:
+        """Count non-finite steps, log, evaluate and checkpoint as the config asks."""
+        config, step = self.config, run.step + 1
+        run.step = step
+        if run.on_step is not None:
+            run.on_step(step, metrics)
+        run.streak = run.streak + 1 if metrics["nonfinite"] else 0
+        run.nonfinite_total += int(metrics["nonfinite"])
+        if run.streak >= config.max_nonfinite_steps:
+            raise NonFiniteError(
+                f"step {step}: the loss or gradient was not finite in {run.streak} consecutive "
+                f"steps ({step - run.streak + 1}–{step}, each skipped); stopping. Last "
+                f"checkpoint: step {run.saved or 'none'}. Lower --learning_rate, use "
+                "--max_grad_norm or check the data."
+            )
+        run.window.append(metrics)
+        if step % config.logging_steps == 0 or step == self.total:
+            row = _average(run.window) | {"nonfinite_steps": run.nonfinite_total}
+            row.pop("nonfinite")
+            row["num_tokens"] = sum(int(m["num_tokens"]) for m in run.window)
+            run.history.append(run.writer.write(step, self.schedule.epoch_of(step), row))
+            run.history_train.append(run.history[-1])
+            run.window = []
+        if self._due(config.eval_steps, step) and "eval" in self.recipe.data:
+            run.last_eval = self._log_eval(run.writer, step)
+            run.history.append(run.last_eval)
+        if config.save_steps and step % config.save_steps == 0:
+            run.saved = self._save(run.ckpt, step, run.nonfinite_total)
+
+    def _interrupted(self, run: _Run) -> Interrupted:
+        """Save the current step and say what was kept."""
+        if run.step > run.saved:
+            run.saved = self._save(run.ckpt, run.step, run.nonfinite_total)
+            run.ckpt.wait()
+        where = f"interrupted at step {run.step} of {self.total}"
+        if not run.saved:
+            return Interrupted(f"{where}, before any checkpoint; nothing kept")
+        return Interrupted(
+            f"{where}; the checkpoint of step {run.saved} is in {run.ckpt.directory} (run the "
+            "same command with --resume to continue)"
+        )
 
     def _due(self, every: int | None, step: int) -> bool:
         return bool(every) and step % every == 0
@@ -414,6 +422,23 @@ class Trainer:
         writer.truncate_after(step)
         self.log(f"resumed from step {step} of {self.total} ({ckpt.directory})")
         return step
+
+
+@dataclasses.dataclass
+class _Run:
+    """Counters of one ``fit`` call."""
+
+    ckpt: Checkpointer
+    writer: MetricsWriter
+    on_step: Callable | None
+    step: int = 0
+    saved: int = 0  # last checkpointed step
+    streak: int = 0  # consecutive non-finite steps
+    nonfinite_total: int = 0
+    window: list = dataclasses.field(default_factory=list)  # metrics since the last log row
+    history: list = dataclasses.field(default_factory=list)  # every row written
+    history_train: list = dataclasses.field(default_factory=list)
+    last_eval: dict | None = None
 
 
 class _DeferredInterrupt:
