@@ -362,3 +362,13 @@ def test_lora_export_merged_and_as_peft_adapters(task, sft, tmp_path):
     np.testing.assert_array_equal(
         merged["model.layers.0.mlp.up_proj.weight"], base["model.layers.0.mlp.up_proj.weight"]
     )
+
+
+def test_bf16_compute_over_float32_master_weights(task, sft, tmp_path):
+    kw = dict(max_steps=2, learning_rate=1e-3, logging_steps=1, **NO_EVAL)
+    f32 = train(_cfg(SFTConfig, task, tmp_path / "f32", **kw), **QUIET)
+    bf16 = train(_cfg(SFTConfig, task, tmp_path / "bf16", dtype="bfloat16", **kw), **QUIET)
+    assert {str(w.dtype) for w in _weights(tmp_path / "bf16").values()} == {"float32"}
+    for a, b in zip(f32.history, bf16.history):
+        assert b["loss"] == pytest.approx(a["loss"], rel=2e-2)  # bf16 matmuls, float32 log-probs
+    assert bf16.history[0]["loss"] != f32.history[0]["loss"]  # the compute dtype did change
