@@ -99,7 +99,8 @@ def ppo_policy_loss(
 ) -> Float[Array, "B T"]:
     r"""PPO's clipped surrogate per token (Schulman et al., arXiv 1707.06347, Eq. 7), as a loss:
 
-    .. math:: \ell_t = \max\big(-A_t\rho_t,\; -A_t\,\mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon)\big),
+    .. math:: \ell_t = \max\big(-A_t\rho_t,\;
+              -A_t\,\mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon)\big),
               \quad \rho_t = e^{\log\pi - \log\pi_{\rm old}}
 
     The caller takes the token mean over the mask (DeepSpeed-Chat's reduction).
