@@ -118,6 +118,7 @@ TRAIN_HELP = {
     "sft": "supervised fine-tuning on completions (TRL's `trl sft`)",
     "reward": "a Bradley-Terry reward model with a scalar head (TRL's `trl reward`)",
     "dpo": "offline DPO and its loss family against a frozen reference (TRL's `trl dpo`)",
+    "rlhf": "PPO or RLOO against a reward model with the KL, PM or conditional-PM penalty",
 }
 
 
@@ -126,8 +127,8 @@ def _add_train(sub) -> dict:
     from jaxpref.train.config import RECIPE_CONFIGS
 
     parsers = {}
-    t = sub.add_parser("train", help="train a language model: sft, reward or dpo")
-    recipes = t.add_subparsers(dest="recipe", required=True, metavar="{sft,reward,dpo}")
+    t = sub.add_parser("train", help="train a language model: sft, reward, dpo or rlhf")
+    recipes = t.add_subparsers(dest="recipe", required=True, metavar="{sft,reward,dpo,rlhf}")
     for name, cls in RECIPE_CONFIGS.items():
         p = recipes.add_parser(
             name,
@@ -135,7 +136,8 @@ def _add_train(sub) -> dict:
             description=f"{TRAIN_HELP[name]}. Options may also come from --config FILE.yaml "
             "(keys are the option names); flags given on the command line win.",
             usage=f"jaxpref train {name} --model_name_or_path DIR --dataset_name PATH "
-            "--output_dir DIR [options]",
+            + ("--reward_model_path DIR " if name == "rlhf" else "")
+            + "--output_dir DIR [options]",
         )
         add_config_flags(p, cls)
         parsers[name] = p

@@ -51,10 +51,15 @@ class RewardModel(nnx.Module):
 
     def __call__(self, input_ids, attention_mask=None):
         mask = jnp.ones(input_ids.shape, bool) if attention_mask is None else attention_mask
-        hidden_BxLxE = self.backbone.hidden_states(input_ids, mask)
-        last = last_token_index(mask)
-        h_BxE = jnp.take_along_axis(hidden_BxLxE, last[:, None, None], axis=1)[:, 0]
-        return self.score(h_BxE)[:, 0].astype(jnp.promote_types(h_BxE.dtype, jnp.float32))
+        values_BxL = self.values(input_ids, mask)
+        return jnp.take_along_axis(values_BxL, last_token_index(mask)[:, None], axis=1)[:, 0]
+
+    def values(self, input_ids, attention_mask=None):
+        """(B, L) the head at every position, float32: a critic's value of each prefix (the
+        PPO critic starts from the reward model, as DeepSpeed-Chat's does)."""
+        hidden_BxLxE = self.backbone.hidden_states(input_ids, attention_mask)
+        out = self.score(hidden_BxLxE)[..., 0]
+        return out.astype(jnp.promote_types(out.dtype, jnp.float32))
 
 
 def reward_backbone_config(config: DecoderConfig) -> DecoderConfig:

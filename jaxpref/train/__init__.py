@@ -8,7 +8,7 @@ dataclasses drive the ``jaxpref train`` command.
 """
 
 from jaxpref.train.checkpoint import Checkpointer, CheckpointExistsError
-from jaxpref.train.config import DPOConfig, RewardConfig, SFTConfig, TrainConfig
+from jaxpref.train.config import DPOConfig, RewardConfig, RLHFConfig, SFTConfig, TrainConfig
 from jaxpref.train.fit import (
     FitResult,
     Interrupted,
@@ -51,6 +51,7 @@ __all__ = [
     "FitResult",
     "Interrupted",
     "NonFiniteError",
+    "RLHFConfig",
     "RewardConfig",
     "RunDirError",
     "SFTConfig",

@@ -245,7 +245,62 @@ class DPOConfig(TrainConfig):
         return self.loss_weights or tuple(1.0 for _ in self.loss_type)
 
 
-RECIPE_CONFIGS = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig}
+ALGORITHMS = ("ppo", "rloo")
+PENALTIES = ("kl", "pm", "cond_pm_token", "cond_pm_sequence")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLHFConfig(TrainConfig):
+    """``jaxpref train rlhf``: PPO or RLOO against a reward-model oracle, with the KL, PM or
+    conditional-PM penalty (Xiao et al., arXiv 2405.16455; DeepSpeed-Chat's PPO)."""
+
+    learning_rate: float = field(1e-6, "peak learning rate of AdamW (actor and critic)")
+    lr_scheduler_type: str = field("cosine", "learning-rate schedule", choices=LR_SCHEDULERS)
+    weight_decay: float = field(0.1, "AdamW decoupled weight decay (matrices only)")
+    reward_model_path: str | None = field(
+        None, "the oracle: a *ForSequenceClassification directory (num_labels = 1)", required=True
+    )
+    reward_tokenizer_path: str | None = field(
+        None, "the oracle's tokenizer, if it differs from the policy's (default: its directory)"
+    )
+    critic_model_path: str | None = field(
+        None, "where the PPO critic starts (default: the reward model, as DeepSpeed-Chat)"
+    )
+    algorithm: str = field("ppo", "policy-gradient estimator", choices=ALGORITHMS)
+    penalty: str = field(
+        "kl",
+        "kl: log π − log π_ref per token; pm: log π (PM RLHF); cond_pm_token: the official "
+        "code's per-token gate at α; cond_pm_sequence: the paper's Definition 4.1",
+        choices=PENALTIES,
+    )
+    beta: float = field(0.1, "β, the penalty coefficient (the code's --kl_ctl)")
+    alpha: float = field(0.1, "α ∈ (0, 1] of the conditional-PM gates (1: KL-RLHF)")
+    clip_reward_value: float = field(5.0, "clip the oracle's score to ± this")
+    cliprange: float = field(0.2, "PPO ratio clip ε")
+    cliprange_value: float = field(0.2, "PPO value clip")
+    gamma: float = field(1.0, "GAE discount γ")
+    lam: float = field(0.95, "GAE λ")
+    rloo_k: int = field(2, "RLOO: samples per prompt (K >= 2)")
+    max_new_tokens: int = field(64, "tokens sampled per response")
+    temperature: float = field(1.0, "sampling temperature (> 0)")
+    top_p: float = field(0.9, "nucleus sampling mass (DeepSpeed-Chat's 0.9)")
+    top_k: int = field(0, "top-k sampling (0: off)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self, "beta", "clip_reward_value", "max_new_tokens", "temperature")
+        _positive(self, "cliprange", "cliprange_value")
+        for name in ("alpha", "top_p"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name}: must lie in (0, 1], got {getattr(self, name)!r}")
+        _in_range(self, "gamma", 0.0, 1.0)
+        _in_range(self, "lam", 0.0, 1.0)
+        _non_negative(self, "top_k")
+        if self.rloo_k < 2:
+            raise ValueError(f"rloo_k: needs at least 2 samples per prompt, got {self.rloo_k}")
+
+
+RECIPE_CONFIGS = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "rlhf": RLHFConfig}
 
 # Fields a resumed run may change: they do not alter what is computed.
 RESUMABLE_CHANGES = frozenset(

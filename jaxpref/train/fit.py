@@ -71,8 +71,12 @@ class Trainable:
         return cls(graphdef, params, rest, frozen)
 
 
-def make_optimizer(config: TrainConfig, steps: int):
-    """AdamW (decay on matrices only) after global-norm clipping, and its schedule."""
+def make_optimizer(config: TrainConfig, steps: int, groups: tuple[str, ...] | None = None):
+    """AdamW (decay on matrices only) after global-norm clipping, and its schedule.
+
+    With ``groups`` (top-level names of the parameter tree, e.g. PPO's actor and critic), each
+    group gets its own clipping and moments, as separate optimizer engines would.
+    """
     lr = config.learning_rate
     warm = config.warmup_steps or math.ceil(config.warmup_ratio * steps)
     warm = min(warm, steps)
@@ -96,7 +100,20 @@ def make_optimizer(config: TrainConfig, steps: int):
         mask=lambda params: jax.tree.map(lambda p: jnp.ndim(p) >= 2, params),
     )
     clip = [optax.clip_by_global_norm(config.max_grad_norm)] if config.max_grad_norm > 0 else []
-    return optax.chain(*clip, adamw), schedule
+    tx = optax.chain(*clip, adamw)
+    if groups:
+        tx = optax.multi_transform({g: tx for g in groups}, _top_level_labels)
+    return tx, schedule
+
+
+def _top_level_labels(params):
+    """Each leaf labelled with its top-level key (``actor`` / ``critic``)."""
+
+    def label(path, _):
+        first = path[0]
+        return str(getattr(first, "key", getattr(first, "name", first)))
+
+    return jax.tree_util.tree_map_with_path(label, params)
 
 
 def _spec(name, var, mesh):
@@ -129,13 +146,16 @@ class Trainer:
             config.seed,
         )
         self.total = total_steps(config, self.schedule.steps_per_epoch)
-        self.tx, self.lr = make_optimizer(config, self.total)
+        self.tx, self.lr = make_optimizer(
+            config, self.total, getattr(recipe, "optimizer_groups", None)
+        )
         longest = max(int(recipe.lengths(s).max()) for s in recipe.data if recipe.data[s])
         self.buckets = bucket_lengths(longest, config.length_buckets)
         self.batch_sharding = NamedSharding(mesh, PartitionSpec(None, BATCH_AXES))
         self._state_init()
         self._train_step = self._compile_train()
         self._eval_step = self._compile_eval()
+        self.source = recipe.batch_source(self) if hasattr(recipe, "batch_source") else None
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -155,7 +175,12 @@ class Trainer:
             )
         self.frozen = {k: s for k, (_, s) in t.frozen.items()}
 
-    def _models(self, params, rest, frozen):
+    def models(self):
+        """The current trained model and the frozen ones, merged in the compute dtype."""
+        return self.merge(self.state.params, self.state.rest, self.frozen)
+
+    def merge(self, params, rest, frozen):
+        """Modules from variables (compute-dtype copies); usable inside ``jit``."""
         t = self.trainable
         model = nnx.merge(
             t.graphdef, cast_floats(params, self.dtype), cast_floats(rest, self.dtype)
@@ -168,7 +193,7 @@ class Trainer:
     # ---- steps -----------------------------------------------------------------------------
 
     def _loss(self, params, rest, frozen, micro, totals):
-        model, others = self._models(params, rest, frozen)
+        model, others = self.merge(params, rest, frozen)
         stats = self.recipe.stats(model, others, micro)
         stats = {k: v.astype(jnp.float32) for k, v in stats.items()}
         return self.recipe.contribution(stats, totals), stats
@@ -246,6 +271,11 @@ class Trainer:
 
     # ---- data ------------------------------------------------------------------------------
 
+    def _next_batch(self, step: int):
+        if self.source is not None:
+            return self.source(step)
+        return self._batch("train", self.schedule.indices(step)), {}
+
     def batch(self, split: str, idx: np.ndarray):
         """The examples ``idx`` (``(accumulation, rows)``, ``-1`` = padding) of a split, collated
         to their bucket length and placed on the mesh."""
@@ -257,7 +287,10 @@ class Trainer:
         return jax.device_put(arrays, self.batch_sharding)
 
     def evaluate(self, split: str = "eval") -> dict[str, float]:
-        """Exact means of the recipe's metrics over the whole split."""
+        """Exact means of the recipe's metrics over the whole split (or the recipe's own
+        evaluation, for recipes that generate)."""
+        if hasattr(self.recipe, "evaluate"):
+            return self.recipe.evaluate(self, split)
         stats, counts = None, None
         params, rest = self.state.params, self.state.rest
         with jax.set_mesh(self.mesh):
@@ -279,7 +312,7 @@ class Trainer:
 
         @jax.jit
         def run(params, rest, frozen, batch):
-            model, others = self._models(params, rest, frozen)
+            model, others = self.merge(params, rest, frozen)
             return fn(model, others, jax.tree.map(lambda x: x[0], batch))
 
         out = []
@@ -313,10 +346,9 @@ class Trainer:
                     while run.step < self.total:
                         if ctrl_c.requested:
                             raise KeyboardInterrupt
-                        metrics = self.step(self._batch("train", self.schedule.indices(run.step)))
-                        self._after_step(
-                            run, {k: float(v) for k, v in jax.device_get(metrics).items()}
-                        )
+                        batch, extra = self._next_batch(run.step)
+                        metrics = jax.device_get(self.step(batch))
+                        self._after_step(run, {k: float(v) for k, v in metrics.items()} | extra)
                         bar.update(1)
                         if run.window == []:
                             bar.set_postfix(loss=run.history_train[-1]["loss"])

@@ -25,8 +25,15 @@ import numpy as np
 from flax import nnx
 
 from jaxpref import llm
-from jaxpref.data import check_columns, load_splits, split_rows
-from jaxpref.train.config import DPOConfig, RewardConfig, SFTConfig, TrainConfig, parse_mesh
+from jaxpref.data import check_columns, load_splits, load_tokenizer, split_rows
+from jaxpref.train.config import (
+    DPOConfig,
+    RewardConfig,
+    RLHFConfig,
+    SFTConfig,
+    TrainConfig,
+    parse_mesh,
+)
 from jaxpref.train.dpo import DPO
 from jaxpref.train.fit import FitResult, MetricsWriter, Trainable, Trainer
 from jaxpref.train.mesh import make_mesh
@@ -38,7 +45,9 @@ from jaxpref.train.models import (
     tokenizer_for,
     trainable,
 )
+from jaxpref.train.oracle import RewardOracle
 from jaxpref.train.reward import Reward
+from jaxpref.train.rlhf import RLHF, ActorCritic
 from jaxpref.train.run_dir import RunDir, write_json_atomic
 from jaxpref.train.sft import SFT
 
@@ -46,6 +55,7 @@ NEEDED = {
     "sft": (("completion",), ("chosen",), ("messages",), ("text",)),  # any one of these
     "reward": (("chosen", "rejected"),),
     "dpo": (("chosen", "rejected"),),
+    "rlhf": (("prompt",), ("chosen",), ("messages",)),
 }
 
 
@@ -66,10 +76,17 @@ class TrainResult:
 
 
 def recipe_name(config: TrainConfig) -> str:
-    for name, cls in (("dpo", DPOConfig), ("reward", RewardConfig), ("sft", SFTConfig)):
+    for name, cls in (
+        ("dpo", DPOConfig),
+        ("reward", RewardConfig),
+        ("rlhf", RLHFConfig),
+        ("sft", SFTConfig),
+    ):
         if isinstance(config, cls):
             return name
-    raise TypeError(f"config: expected SFTConfig, RewardConfig or DPOConfig, got {type(config)}")
+    raise TypeError(
+        f"config: expected SFTConfig, RewardConfig, DPOConfig or RLHFConfig, got {type(config)}"
+    )
 
 
 def train(
@@ -91,10 +108,14 @@ def train(
     check_model_dir("model_name_or_path", config.model_name_or_path)
     if isinstance(config, DPOConfig) and config.ref_model_name_or_path:
         check_model_dir("ref_model_name_or_path", config.ref_model_name_or_path)
+    if isinstance(config, RLHFConfig):
+        check_model_dir("reward_model_path", config.reward_model_path)
+        if config.critic_model_path:
+            check_model_dir("critic_model_path", config.critic_model_path)
     mesh = make_mesh(**parse_mesh(config.mesh)) if mesh is None else mesh
     with RunDir(config, name) as run:
         tokenizer = tokenizer_for(config)
-        recipe = _recipe(name, config, tokenizer)
+        recipe = _recipe(name, config, tokenizer, mesh)
         report = _load_data(recipe, config, tokenizer, name, log)
         write_json_atomic(run.path / "data_report.json", report)
         model, frozen = _models(name, config, mesh)
@@ -114,11 +135,23 @@ def train(
     return TrainResult(run.path, final, fit, report)
 
 
-def _recipe(name, config, tokenizer):
+def _recipe(name, config, tokenizer, mesh):
     if name == "sft":
         return SFT(config, tokenizer)
     if name == "reward":
         return Reward(config, tokenizer)
+    if name == "rlhf":
+        reward_tok = None
+        if config.reward_tokenizer_path:
+            reward_tok = load_tokenizer(config.reward_tokenizer_path)
+        oracle = RewardOracle(
+            config.reward_model_path,
+            policy_tokenizer=tokenizer,
+            tokenizer=reward_tok,
+            mesh=mesh,
+            max_length=(config.max_prompt_length or 1024) + config.max_new_tokens,
+        )
+        return RLHF(config, tokenizer, oracle)
     return DPO(config, tokenizer, reference=reference_mode(config))
 
 
@@ -170,8 +203,8 @@ def _check_columns(rows, name, source) -> None:
     elif not any(all(c in columns for c in option) for option in options):
         found = ", ".join(map(repr, columns)) or "none"
         raise ValueError(
-            f"dataset: {source} has no column to fine-tune on (found {found}; expected one of "
-            "completion (with prompt), chosen (with rejected), messages, text)"
+            f"dataset: {source} has none of the columns this trainer reads (found {found}; "
+            "expected " + " or ".join("+".join(o) for o in options) + ")"
         )
 
 
@@ -190,6 +223,8 @@ def _models(name, config, mesh):
         model = llm.reward_model_from_pretrained(path, dtype=dtype, mesh=mesh, seed=config.seed)
     else:
         model = llm.from_pretrained(path, dtype=dtype, mesh=mesh)
+    if name == "rlhf":
+        return _actor_critic(config, model, mesh, dtype)
     if config.use_peft:
         add_lora(model, config, mesh)
     frozen = {}
@@ -205,8 +240,22 @@ def _models(name, config, mesh):
     return model, frozen
 
 
+def _actor_critic(config: RLHFConfig, actor, mesh, dtype):
+    """PPO's actor and critic (the critic from the reward model); RLOO has no critic. The
+    reference: the actor with its adapters off under LoRA, else a frozen copy."""
+    critic = None
+    if config.algorithm == "ppo":
+        path = config.critic_model_path or config.reward_model_path
+        critic = llm.reward_model_from_pretrained(path, dtype=dtype, mesh=mesh, seed=config.seed)
+    frozen = {} if config.use_peft else {"ref": copy_module(actor)}
+    model = ActorCritic(actor, critic)
+    if config.use_peft:
+        add_lora(model, config, mesh)
+    return model, frozen
+
+
 def _wrt(name, config):
-    return trainable(config, "score") if name == "reward" else trainable(config)
+    return trainable(config, "score") if name in ("reward", "rlhf") else trainable(config)
 
 
 def _precompute_reference(trainer: Trainer, recipe: DPO) -> None:
@@ -241,6 +290,14 @@ def _summary(name, config, trainer: Trainer, model) -> str:
 def _export(name, config, trainer: Trainer, tokenizer, out: pathlib.Path):
     t, state = trainer.trainable, trainer.state
     model = nnx.merge(t.graphdef, state.params, state.rest)
+    if name == "rlhf":
+        if config.use_peft:
+            llm.merge_lora(model)
+        llm.save_pretrained(model.actor, out)
+        if model.critic is not None:
+            llm.save_reward_model(model.critic, out / "critic")
+        tokenizer.save_pretrained(str(out))
+        return model.actor
     if name == "reward":
         if config.use_peft:
             llm.merge_lora(model)

@@ -32,6 +32,7 @@ RUN_FILES = (
     "model.safetensors.index.json",
     "generation_config.json",
     "adapters",
+    "critic",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",

@@ -116,6 +116,8 @@ def state_shardings(state: Any, mesh: Mesh, spec_fn: SpecFn | None = None) -> An
 
     def one(path, x):
         if isinstance(x, nnx.Variable):
+            if not hasattr(x.get_value(), "shape"):  # e.g. optax's MaskedNode: no array here
+                return x
             return x.replace(NamedSharding(mesh, spec_fn(jax.tree_util.keystr(path), x, mesh)))
         return NamedSharding(mesh, PartitionSpec())
 
