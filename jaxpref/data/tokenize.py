@@ -218,16 +218,24 @@ class EncodedCompletion:
 
 
 def encode_completions(
-    tokenizer: Any, examples: Sequence[Any], *, max_length: int | None = None
+    tokenizer: Any,
+    examples: Sequence[Any],
+    *,
+    max_length: int | None = None,
+    max_prompt_length: int | None = None,
 ) -> tuple[list[EncodedCompletion], TruncationReport]:
     """Encode :class:`~jaxpref.data.completions.Completion` examples, the sequence cut to
-    ``max_length`` from its start (TRL's SFT truncation); empty completions dropped, reported."""
-    check_lengths(max_length, None)
+    ``max_length`` from its start (TRL's SFT truncation; a prompt longer than
+    ``max_prompt_length``, when given, first keeps its last tokens so the completion survives);
+    empty completions dropped and reported."""
+    check_lengths(max_length, max_prompt_length)
     kept, empty, truncated = [], [], 0
     for ex in examples:
         prompt = encode_prompt(tokenizer, ex.prompt)
         completion = encode_response(tokenizer, ex.prompt, ex.completion)
-        (prompt, (completion,)), cut = truncate(prompt, [completion], max_length, None, tokenizer)
+        (prompt, (completion,)), cut = truncate(
+            prompt, [completion], max_length, max_prompt_length, tokenizer
+        )
         truncated += cut
         if completion:
             kept.append(EncodedCompletion(prompt, completion, cut, ex.index))

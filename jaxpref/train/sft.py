@@ -26,7 +26,10 @@ class SFT(Recipe):
     def encode(self, rows, tokenizer):
         data = completions_from_rows(rows)
         encoded, report = encode_completions(
-            tokenizer, data.examples, max_length=self.config.max_length
+            tokenizer,
+            data.examples,
+            max_length=self.config.max_length,
+            max_prompt_length=self.config.max_prompt_length,
         )
         return encoded, {"rows": data.summary(), "truncation": report.summary()}
 
