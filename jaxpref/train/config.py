@@ -163,8 +163,9 @@ class SFTConfig(TrainConfig):
 
     learning_rate: float = field(2e-5, "peak learning rate of AdamW")
     max_prompt_length: int | None = field(
-        None, "prompts longer than this keep their last tokens (None: TRL's SFT, cut the whole "
-        "sequence from its start)"
+        None,
+        "prompts longer than this keep their last tokens (None: TRL's SFT, cut the whole "
+        "sequence from its start)",
     )
     completion_only_loss: bool = field(
         True, "count only completion tokens in the loss (False: every token)"

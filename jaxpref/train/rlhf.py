@@ -187,11 +187,12 @@ class RLHF(Recipe):
     def stats(self, model, frozen, micro):
         c, t = self.config, self.config.max_new_tokens
         tokens, mask, rmask = micro["input_ids"], micro["attention_mask"], micro["response_mask"]
-        m = rmask[:, -t:].astype(jnp.float32)
+        w = micro["weight"]
+        m = rmask[:, -t:].astype(jnp.float32) * w[:, None]  # row weights on every token
         logp = response_logps(model.actor, tokens, mask, rmask)[:, -t:]
         if c.algorithm == "rloo":
             loss = -micro["advantages"] * jnp.sum(m * logp, axis=-1)  # REINFORCE, LOO baseline
-            return {"loss/actor": jnp.sum(micro["weight"] * loss)}
+            return {"loss/actor": jnp.sum(loss)}
         actor = ppo_policy_loss(logp, micro["old_logps"], micro["advantages"], clip=c.cliprange)
         values = model.critic.values(tokens, mask)[:, -t - 1 : -1]
         critic = ppo_value_loss(
