@@ -8,7 +8,14 @@ dataclasses drive the ``jaxpref train`` command.
 """
 
 from jaxpref.train.checkpoint import Checkpointer, CheckpointExistsError
-from jaxpref.train.config import DPOConfig, RewardConfig, RLHFConfig, SFTConfig, TrainConfig
+from jaxpref.train.config import (
+    DPOConfig,
+    OnlineDPOConfig,
+    RewardConfig,
+    RLHFConfig,
+    SFTConfig,
+    TrainConfig,
+)
 from jaxpref.train.fit import (
     FitResult,
     Interrupted,
@@ -51,6 +58,7 @@ __all__ = [
     "FitResult",
     "Interrupted",
     "NonFiniteError",
+    "OnlineDPOConfig",
     "RLHFConfig",
     "RewardConfig",
     "RunDirError",

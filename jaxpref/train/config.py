@@ -255,19 +255,37 @@ PENALTIES = ("kl", "pm", "cond_pm_token", "cond_pm_sequence")
 
 
 @dataclasses.dataclass(frozen=True)
-class RLHFConfig(TrainConfig):
-    """``jaxpref train rlhf``: PPO or RLOO against a reward-model oracle, with the KL, PM or
-    conditional-PM penalty (Xiao et al., arXiv 2405.16455; DeepSpeed-Chat's PPO)."""
+class SamplingOptions:
+    """What online trainers (RLHF, online DPO) add: the reward-model oracle and sampling."""
 
-    learning_rate: float = field(1e-6, "peak learning rate of AdamW (actor and critic)")
-    lr_scheduler_type: str = field("cosine", "learning-rate schedule", choices=LR_SCHEDULERS)
-    weight_decay: float = field(0.1, "AdamW decoupled weight decay (matrices only)")
     reward_model_path: str | None = field(
         None, "the oracle: a *ForSequenceClassification directory (num_labels = 1)", required=True
     )
     reward_tokenizer_path: str | None = field(
         None, "the oracle's tokenizer, if it differs from the policy's (default: its directory)"
     )
+    max_new_tokens: int = field(64, "tokens sampled per response")
+    temperature: float = field(1.0, "sampling temperature (> 0)")
+    top_p: float = field(0.9, "nucleus sampling mass (DeepSpeed-Chat's 0.9)")
+    top_k: int = field(0, "top-k sampling (0: off)")
+
+    def check_sampling(self):
+        if not self.reward_model_path:
+            raise ValueError("reward_model_path: required")
+        _positive(self, "max_new_tokens", "temperature")
+        _non_negative(self, "top_k")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p: must lie in (0, 1], got {self.top_p!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLHFConfig(SamplingOptions, TrainConfig):
+    """``jaxpref train rlhf``: PPO or RLOO against a reward-model oracle, with the KL, PM or
+    conditional-PM penalty (Xiao et al., arXiv 2405.16455; DeepSpeed-Chat's PPO)."""
+
+    learning_rate: float = field(1e-6, "peak learning rate of AdamW (actor and critic)")
+    lr_scheduler_type: str = field("cosine", "learning-rate schedule", choices=LR_SCHEDULERS)
+    weight_decay: float = field(0.1, "AdamW decoupled weight decay (matrices only)")
     critic_model_path: str | None = field(
         None, "where the PPO critic starts (default: the reward model, as DeepSpeed-Chat)"
     )
@@ -286,26 +304,55 @@ class RLHFConfig(TrainConfig):
     gamma: float = field(1.0, "GAE discount γ")
     lam: float = field(0.95, "GAE λ")
     rloo_k: int = field(2, "RLOO: samples per prompt (K >= 2)")
-    max_new_tokens: int = field(64, "tokens sampled per response")
-    temperature: float = field(1.0, "sampling temperature (> 0)")
-    top_p: float = field(0.9, "nucleus sampling mass (DeepSpeed-Chat's 0.9)")
-    top_k: int = field(0, "top-k sampling (0: off)")
 
     def __post_init__(self):
         super().__post_init__()
-        _positive(self, "beta", "clip_reward_value", "max_new_tokens", "temperature")
-        _positive(self, "cliprange", "cliprange_value")
-        for name in ("alpha", "top_p"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name}: must lie in (0, 1], got {getattr(self, name)!r}")
+        self.check_sampling()
+        _positive(self, "beta", "clip_reward_value", "cliprange", "cliprange_value")
+        if not 0 < self.alpha <= 1:
+            raise ValueError(f"alpha: must lie in (0, 1], got {self.alpha!r}")
         _in_range(self, "gamma", 0.0, 1.0)
         _in_range(self, "lam", 0.0, 1.0)
-        _non_negative(self, "top_k")
         if self.rloo_k < 2:
             raise ValueError(f"rloo_k: needs at least 2 samples per prompt, got {self.rloo_k}")
 
 
-RECIPE_CONFIGS = {"sft": SFTConfig, "reward": RewardConfig, "dpo": DPOConfig, "rlhf": RLHFConfig}
+LABELLERS = ("argmax", "bradley_terry")
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineDPOConfig(SamplingOptions, DPOConfig):
+    """``jaxpref train online-dpo``: each step samples two responses per prompt with the current
+    policy, the oracle labels the pair, and the pair takes a DPO step (Guo et al., "Direct
+    Language Model Alignment from Online AI Feedback", arXiv 2402.04792; TRL's OnlineDPO)."""
+
+    learning_rate: float = field(5e-7, "peak learning rate of AdamW")
+    labeller: str = field(
+        "argmax",
+        "how two oracle scores become a label: the higher, or a Bradley-Terry draw",
+        choices=LABELLERS,
+    )
+    ref_update_steps: int = field(
+        0, "refresh the reference to the current policy every N steps (0: the initial policy)"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_sampling()
+        _non_negative(self, "ref_update_steps")
+        if self.precompute_ref_log_probs:
+            raise ValueError("precompute_ref_log_probs: online pairs are new every step")
+        if self.ref_model_name_or_path:
+            raise ValueError("ref_model_name_or_path: online DPO's reference is the policy")
+
+
+RECIPE_CONFIGS = {
+    "sft": SFTConfig,
+    "reward": RewardConfig,
+    "dpo": DPOConfig,
+    "rlhf": RLHFConfig,
+    "online-dpo": OnlineDPOConfig,
+}
 
 # Fields a resumed run may change: they do not alter what is computed.
 RESUMABLE_CHANGES = frozenset(

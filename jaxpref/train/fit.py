@@ -423,6 +423,7 @@ class Trainer:
             "opt_state": self.state.opt_state,
             "step": self.state.step,
             "rng": self.state.rng,
+            **self._mutable_frozen(),
         }
         meta = {
             "data_position": self.schedule.position(step),
@@ -430,6 +431,12 @@ class Trainer:
             "nonfinite_total": nonfinite_total,
         }
         return ckpt.save(view, step=step, metadata=meta)
+
+    def _mutable_frozen(self) -> dict:
+        """Frozen models the recipe replaces during training (a refreshed reference): they are
+        part of the checkpoint."""
+        names = getattr(self.recipe, "mutable_frozen", ())
+        return {"frozen": {k: self.frozen[k] for k in names}} if names else {}
 
     def _maybe_resume(self, ckpt: Checkpointer, writer) -> int:
         if not self.config.resume:
@@ -446,11 +453,16 @@ class Trainer:
             )
         a = self.abstract
         target = {"params": a.params, "opt_state": a.opt_state, "step": a.step, "rng": a.rng}
+        target |= jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+            self._mutable_frozen(),
+        )
         with jax.set_mesh(self.mesh):
             got = ckpt.restore(target, step=step)
         self.state = TrainState(
             got["params"], self.state.rest, got["opt_state"], got["step"], got["rng"]
         )
+        self.frozen |= got.get("frozen", {})
         writer.truncate_after(step)
         self.log(f"resumed from step {step} of {self.total} ({ckpt.directory})")
         return step

@@ -39,7 +39,12 @@ from jaxpref.losses import (
 from jaxpref.regularizers import conditional_pm_shaped_reward, token_conditional_pm_penalty
 from jaxpref.train.config import RLHFConfig
 from jaxpref.train.recipe import Recipe, Term
-from jaxpref.train.rollout import encode_prompts, left_padded, response_logps, sample
+from jaxpref.train.rollout import (
+    encode_prompts,
+    response_logps,
+    rollout_step_key,
+    sample_and_score,
+)
 
 
 class ActorCritic(nnx.Module):
@@ -73,8 +78,6 @@ class RLHF(Recipe):
     def __init__(self, config: RLHFConfig, tokenizer, oracle):
         super().__init__()
         self.config, self.tokenizer, self.oracle = config, tokenizer, oracle
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.eos_id = tokenizer.eos_token_id
         if config.algorithm == "ppo":
             self.terms = (Term("loss/actor", "tokens"), Term("loss/critic", "tokens"))
         else:
@@ -92,44 +95,38 @@ class RLHF(Recipe):
     def batch_source(self, trainer):
         """``step -> (placed batch, rollout metrics)``: sample, score, shape, advantages."""
 
+        c = self.config
+
         def source(step: int):
             idx = trainer.schedule.indices(step)[0]
-            key = jax.random.fold_in(jax.random.key(self.config.seed), step)
-            batch, metrics = self.rollout(trainer, "train", idx, key)
+            batch, metrics = self.rollout(trainer, "train", idx, rollout_step_key(c.seed, step))
             return jax.device_put(batch, trainer.batch_sharding), metrics
 
         return source
 
     def rollout(self, trainer, split: str, idx: np.ndarray, key):
         """One rollout of the prompts ``idx`` of ``split`` with the current policy."""
-        c = self.config
         idx = np.repeat(idx, self.samples_per_prompt)
-        ids, mask = left_padded(self.data[split], idx, self.pad_id)
-        model, frozen = trainer.models()
+        model, _ = trainer.models()
+        samples, scores, weight = sample_and_score(
+            model.actor,
+            self.data[split],
+            idx,
+            key,
+            config=self.config,
+            tokenizer=self.tokenizer,
+            oracle=self.oracle,
+            mesh=trainer.mesh,
+        )
         with jax.set_mesh(trainer.mesh):
-            samples = sample(
-                model.actor,
-                ids,
-                mask,
-                key=key,
-                max_new_tokens=c.max_new_tokens,
-                temperature=c.temperature,
-                top_k=c.top_k,
-                top_p=c.top_p,
-                eos_token_id=self.eos_id,
-                pad_token_id=self.pad_id,
-            )
-            weight = jnp.asarray(idx >= 0, jnp.float32)
-            response_mask = samples.response_mask * weight[:, None].astype(samples.mask.dtype)
-            scores = self.oracle.score(samples.tokens, samples.mask, samples.prompt_lengths)
             batch, metrics = self._jitted_experience(trainer)(
                 trainer.state.params,
                 trainer.state.rest,
                 trainer.frozen,
                 samples.tokens,
                 samples.mask,
-                response_mask,
-                jnp.asarray(scores, jnp.float32),
+                samples.response_mask,
+                scores,
                 weight,
             )
         batch = {k: v[None] for k, v in batch.items()}  # one micro-batch per step

@@ -140,3 +140,36 @@ def response_logps(model, samples_tokens, mask, response_mask):
     """(B, P + T) log-probs of the response tokens under ``model`` (zero elsewhere), float32."""
     _, per_token = llm.sequence_logps(model, samples_tokens, mask, response_mask)
     return per_token
+
+
+def sample_and_score(policy, prompts, idx, key, *, config, tokenizer, oracle, mesh):
+    """Responses of ``policy`` to ``prompts[idx]`` (``-1``: a padding row of weight 0) and the
+    oracle's scores: ``(samples, scores (B,), weight (B,))``; padding rows' response masks are 0.
+
+    ``config`` carries the sampling options (:class:`~jaxpref.train.config.SamplingOptions`).
+    """
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids, mask = left_padded(prompts, idx, pad)
+    with jax.set_mesh(mesh):
+        samples = sample(
+            policy,
+            ids,
+            mask,
+            key=key,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_k=config.top_k,
+            top_p=config.top_p,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=pad,
+        )
+        weight = jnp.asarray(idx >= 0, jnp.float32)
+        response_mask = samples.response_mask * weight[:, None].astype(samples.mask.dtype)
+        samples = samples._replace(response_mask=response_mask)
+        scores = oracle.score(samples.tokens, samples.mask, samples.prompt_lengths)
+    return samples, jnp.asarray(scores, jnp.float32), weight
+
+
+def rollout_step_key(seed: int, step: int):
+    """The sampling key of a step (a resumed run samples what the uninterrupted one did)."""
+    return jax.random.fold_in(jax.random.key(seed), step)

@@ -28,6 +28,7 @@ from jaxpref import llm
 from jaxpref.data import check_columns, load_splits, load_tokenizer, split_rows
 from jaxpref.train.config import (
     DPOConfig,
+    OnlineDPOConfig,
     RewardConfig,
     RLHFConfig,
     SFTConfig,
@@ -45,6 +46,7 @@ from jaxpref.train.models import (
     tokenizer_for,
     trainable,
 )
+from jaxpref.train.online_dpo import OnlineDPO
 from jaxpref.train.oracle import RewardOracle
 from jaxpref.train.reward import Reward
 from jaxpref.train.rlhf import RLHF, ActorCritic
@@ -56,6 +58,7 @@ NEEDED = {
     "reward": (("chosen", "rejected"),),
     "dpo": (("chosen", "rejected"),),
     "rlhf": (("prompt",), ("chosen",), ("messages",)),
+    "online-dpo": (("prompt",), ("chosen",), ("messages",)),
 }
 
 
@@ -77,6 +80,7 @@ class TrainResult:
 
 def recipe_name(config: TrainConfig) -> str:
     for name, cls in (
+        ("online-dpo", OnlineDPOConfig),
         ("dpo", DPOConfig),
         ("reward", RewardConfig),
         ("rlhf", RLHFConfig),
@@ -108,10 +112,9 @@ def train(
     check_model_dir("model_name_or_path", config.model_name_or_path)
     if isinstance(config, DPOConfig) and config.ref_model_name_or_path:
         check_model_dir("ref_model_name_or_path", config.ref_model_name_or_path)
-    if isinstance(config, RLHFConfig):
-        check_model_dir("reward_model_path", config.reward_model_path)
-        if config.critic_model_path:
-            check_model_dir("critic_model_path", config.critic_model_path)
+    for flag in ("reward_model_path", "critic_model_path"):
+        if getattr(config, flag, None):
+            check_model_dir(flag, getattr(config, flag))
     mesh = make_mesh(**parse_mesh(config.mesh)) if mesh is None else mesh
     with RunDir(config, name) as run:
         tokenizer = tokenizer_for(config)
@@ -140,7 +143,7 @@ def _recipe(name, config, tokenizer, mesh):
         return SFT(config, tokenizer)
     if name == "reward":
         return Reward(config, tokenizer)
-    if name == "rlhf":
+    if name in ("rlhf", "online-dpo"):
         reward_tok = None
         if config.reward_tokenizer_path:
             reward_tok = load_tokenizer(config.reward_tokenizer_path)
@@ -151,7 +154,9 @@ def _recipe(name, config, tokenizer, mesh):
             mesh=mesh,
             max_length=(config.max_prompt_length or 1024) + config.max_new_tokens,
         )
-        return RLHF(config, tokenizer, oracle)
+        if name == "rlhf":
+            return RLHF(config, tokenizer, oracle)
+        return OnlineDPO(config, tokenizer, oracle, reference=reference_mode(config))
     return DPO(config, tokenizer, reference=reference_mode(config))
 
 
@@ -159,7 +164,8 @@ def reference_mode(config: DPOConfig) -> str:
     """(c) precomputed, (b) a frozen model argument, (a) adapters off — see ``train.dpo``."""
     if config.precompute_ref_log_probs:
         return "precomputed"
-    if config.ref_model_name_or_path or not config.use_peft:
+    refreshed = getattr(config, "ref_update_steps", 0) > 0  # online DPO refreshes a copy
+    if config.ref_model_name_or_path or not config.use_peft or refreshed:
         return "frozen"
     return "adapters_off"
 
@@ -228,12 +234,12 @@ def _models(name, config, mesh):
     if config.use_peft:
         add_lora(model, config, mesh)
     frozen = {}
-    if name == "dpo" and reference_mode(config) != "adapters_off":
+    if name in ("dpo", "online-dpo") and reference_mode(config) != "adapters_off":
         if config.ref_model_name_or_path:
             frozen["ref"] = llm.from_pretrained(
                 config.ref_model_name_or_path, dtype=dtype, mesh=mesh
             )
-        elif config.use_peft:
+        elif config.use_peft and reference_mode(config) == "precomputed":
             frozen = {}  # precomputed with the adapters off
         else:
             frozen["ref"] = copy_module(model)  # TRL's default reference: the initial policy
