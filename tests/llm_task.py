@@ -56,13 +56,16 @@ def write_dataset(folder: pathlib.Path, n_train=192, n_test=64, *, chat=False) -
     return folder
 
 
-def make_tokenizer(*, chat: bool = False):
+def make_tokenizer(*, chat: bool = False, permuted: bool = False):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="<unk>"))
+    words = SPECIALS + (
+        list(reversed(VOCAB[len(SPECIALS) :])) if permuted else VOCAB[len(SPECIALS) :]
+    )
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins words with spaces
     tok.post_processor = processors.TemplateProcessing(
         single="<bos> $A", special_tokens=[("<bos>", 1)]
     )
