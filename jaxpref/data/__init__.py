@@ -33,6 +33,7 @@ from jaxpref.data.sources import (
     read_json_lines,
     split_rows,
 )
+from jaxpref.data.splits import shipped_hh_rows, write_splits
 from jaxpref.data.synthetic import (
     SyntheticPreferences,
     synthetic_dialogue_rows,
@@ -102,9 +103,11 @@ __all__ = [
     "pairs_from_rows",
     "read_json_lines",
     "row_to_pair",
+    "shipped_hh_rows",
     "split_dialogue",
     "split_rows",
     "synthetic_dialogue_rows",
     "synthetic_preferences",
     "tokenize_preferences",
+    "write_splits",
 ]

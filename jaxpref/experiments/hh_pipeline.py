@@ -18,7 +18,6 @@ model scores both answers: the DPO policy's win-rate over SFT under the learned 
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import pathlib
 import tempfile
@@ -28,7 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref import llm
-from jaxpref.data import HH_RLHF_FILE, TOKENIZER_DIR, load_tokenizer, pairs_from_rows
+from jaxpref.data import (
+    TOKENIZER_DIR,
+    load_tokenizer,
+    pairs_from_rows,
+    shipped_hh_rows,
+    write_splits,
+)
+from jaxpref.train.models import init_model_dir, small_llama
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,48 +99,24 @@ def num_units(cfg: Config) -> int:
     return 4  # sft, reward, dpo, generation
 
 
-def _split_rows(cfg: Config, folder: pathlib.Path) -> dict[str, int]:
-    with gzip.open(HH_RLHF_FILE, "rt", encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
-    order = np.random.default_rng(cfg.seed).permutation(len(rows))
-    held, rest = order[: cfg.num_eval], order[cfg.num_eval :]
-    if cfg.num_train is not None:
-        rest = rest[: cfg.num_train]
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, idx in (("train", rest), ("test", held)):
-        body = "".join(json.dumps(rows[i]) + "\n" for i in sorted(idx))
-        (folder / f"{name}.jsonl").write_text(body)
-    return {"train_rows": len(rest), "eval_rows": len(held)}
-
-
-def _base_model(cfg: Config, path: pathlib.Path) -> None:
-    tok = load_tokenizer()
-    config = llm.DecoderConfig(
-        model_type="llama",
-        vocab_size=len(tok),
-        hidden_size=cfg.hidden_size,
-        intermediate_size=4 * cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        num_heads=cfg.num_heads,
-        num_kv_heads=cfg.num_heads,
-        head_dim=cfg.hidden_size // cfg.num_heads,
-        max_position_embeddings=max(512, cfg.max_length + cfg.gen_tokens),
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    llm.save_pretrained(llm.create_model(config, seed=cfg.seed), path)
-    tok.save_pretrained(str(path))
-
-
 def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     from jaxpref.train import DPOConfig, RewardConfig, SFTConfig, train
 
     tick = progress or (lambda n: None)
     root = pathlib.Path(work_dir) if work_dir else pathlib.Path(tempfile.mkdtemp("hh_pipeline"))
     data, base = root / "data", root / "base_model"
-    sizes = _split_rows(cfg, data)
-    _base_model(cfg, base)
+    rows = shipped_hh_rows()
+    train_size = -1 if cfg.num_train is None else cfg.num_train
+    sizes = write_splits(rows, data, {"test": cfg.num_eval, "train": train_size}, seed=cfg.seed)
+    sizes = {"train_rows": sizes["train"], "eval_rows": sizes["test"]}
+    tok = load_tokenizer()
+    shape = dict(
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        max_positions=max(512, cfg.max_length + cfg.gen_tokens),
+    )
+    init_model_dir(base, small_llama(tok, **shape), tok, seed=cfg.seed)
     common = dict(
         dataset_name=str(data),
         max_length=cfg.max_length,

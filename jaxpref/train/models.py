@@ -36,6 +36,35 @@ def tokenizer_for(config: TrainConfig):
     return load_tokenizer(path)
 
 
+def init_model_dir(path, config: llm.DecoderConfig, tokenizer, *, seed: int = 0) -> pathlib.Path:
+    """A randomly initialised model of ``config`` saved with ``tokenizer`` as a HF directory
+    (the starting point of a pipeline trained from scratch)."""
+    path = pathlib.Path(path)
+    llm.save_pretrained(llm.create_model(config, seed=seed), path)
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+def small_llama(
+    tokenizer, *, hidden_size: int, num_layers: int, num_heads: int, max_positions: int
+):
+    """A Llama config sized for CPU experiments, with the tokenizer's vocabulary and ids."""
+    return llm.DecoderConfig(
+        model_type="llama",
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_heads,
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
 def check_model_dir(flag: str, path: str | None) -> pathlib.Path:
     p = pathlib.Path(path or "")
     if not (p / "config.json").is_file():
