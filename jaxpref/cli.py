@@ -28,6 +28,10 @@ EXPERIMENTS = {
         "jaxpref.experiments.robust_sail",
         "robust vs nominal SAIL under a misspecified oracle (arXiv 2602.20457)",
     ),
+    "pm_rlhf_llm": (
+        "jaxpref.experiments.pm_rlhf_llm",
+        "KL-RLHF vs PM and conditional PM RLHF with PPO on HH-RLHF (arXiv 2405.16455, Table 2)",
+    ),
     "hh_pipeline": (
         "jaxpref.experiments.hh_pipeline",
         "SFT -> reward model -> DPO on the shipped HH-RLHF split with a small Llama",

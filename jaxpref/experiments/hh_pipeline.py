@@ -130,6 +130,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
         save_steps=0,
         seed=cfg.seed,
         disable_tqdm=True,
+        overwrite=True,  # the experiment owns its folder (the CLI refuses a finished one)
         warmup_ratio=0.05,
     )
     quiet = dict(log=lambda _: None)

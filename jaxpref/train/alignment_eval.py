@@ -1,0 +1,113 @@
+"""PM RLHF's five evaluation columns (Xiao et al., arXiv 2405.16455, §6.1 and Table 2) for a
+language-model policy, each under the definitions the paper and its official code use, named
+apart:
+
+- ``pm_divergence``: the paper's — for two responses y₁, y₂ ~ π to a held-out prompt,
+  KL(Bern(σ(log π(y₁) − log π(y₂))) ‖ Bern(σ(r(y₁) − r(y₂)))) with r = r_θ/β, averaged over
+  prompts (``regularizers.pm_divergence``);
+- ``pm_squared_gap``: the code's ``evaluation_pm`` — ((r_θ(y₁) − r_θ(y₂)) − (log π(y₁) −
+  log π(y₂)))² with raw scores (``regularizers.code_pm_squared_gap``);
+- ``length``: mean generated tokens (EOS counted);
+- ``perplexity``: exp of the mean token NLL of the held-out *human* responses (the code's
+  definition, on the SFT-format eval split); ``sample_perplexity``: the paper's E π(y)^{-1/|y|}
+  over the samples;
+- ``entropy`` / ``kl``: the code's per-token full-vocabulary entropy and KL to the reference,
+  averaged over the sampled response tokens (``llm.token_stats``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpref import llm
+from jaxpref.llm.token_stats import token_entropy_kl
+from jaxpref.regularizers import code_pm_squared_gap, pm_divergence
+from jaxpref.train.rollout import rollout_step_key, sample_and_score
+
+
+def alignment_columns(
+    policy,
+    ref,
+    oracle,
+    prompts,
+    human,
+    *,
+    beta: float,
+    sampling,
+    tokenizer,
+    mesh,
+    seed: int = 0,
+    batch_rows: int = 16,
+) -> dict[str, float]:
+    """The columns of the module docstring for ``policy`` on ``prompts`` (encoded prompts) and
+    the held-out human responses ``human`` (``jaxpref.data.EncodedCompletion``s)."""
+    logp, ref_logp, scores, lengths, ent, kl, toks = ([] for _ in range(7))
+    score_fn = jax.jit(_sample_stats)
+    for start in range(0, len(prompts), batch_rows):
+        idx = np.arange(start, min(start + batch_rows, len(prompts)))
+        idx = np.repeat(np.pad(idx, (0, batch_rows - len(idx)), constant_values=-1), 2)
+        key = rollout_step_key(seed, start)
+        samples, s, weight = sample_and_score(
+            policy,
+            prompts,
+            idx,
+            key,
+            config=sampling,
+            tokenizer=tokenizer,
+            oracle=oracle,
+            mesh=mesh,
+        )
+        with jax.set_mesh(mesh):
+            out = score_fn(policy, ref, samples.tokens, samples.mask, samples.response_mask)
+        keep = np.asarray(weight) > 0
+        for acc, x in zip((logp, ref_logp, lengths, ent, kl, toks), out):
+            acc.append(np.asarray(x)[keep])
+        scores.append(np.asarray(s)[keep])
+    logp, ref_logp, scores, lengths, ent, kl, toks = map(
+        np.concatenate, (logp, ref_logp, scores, lengths, ent, kl, toks)
+    )
+    pair = lambda x: (jnp.asarray(x[0::2]), jnp.asarray(x[1::2]))  # noqa: E731
+    (l1, l2), (s1, s2) = pair(logp), pair(scores)
+    return {
+        "pm_divergence": float(jnp.mean(pm_divergence(l1, l2, s1 / beta, s2 / beta))),
+        "pm_squared_gap": float(jnp.mean(code_pm_squared_gap(l1, l2, s1, s2))),
+        "length": float(lengths.mean()),
+        "perplexity": human_perplexity(policy, human, tokenizer, mesh, batch_rows),
+        "sample_perplexity": float(np.mean(np.exp(-logp / np.maximum(lengths, 1)))),
+        "entropy": float(ent.sum() / max(toks.sum(), 1)),
+        "kl": float(kl.sum() / max(toks.sum(), 1)),
+        "score": float(scores.mean()),
+        "kl_sampled": float(np.mean(logp - ref_logp)),
+    }
+
+
+def _sample_stats(policy, ref, tokens, mask, response_mask):
+    summed, _ = llm.sequence_logps(policy, tokens, mask, response_mask)
+    ref_summed, _ = llm.sequence_logps(ref, tokens, mask, response_mask)
+    entropy, kl, count = token_entropy_kl(policy, ref, tokens, mask, response_mask)
+    return summed, ref_summed, jnp.sum(response_mask, -1), entropy, kl, count
+
+
+def human_perplexity(policy, human, tokenizer, mesh, batch_rows: int) -> float:
+    """exp(Σ NLL / Σ tokens) of held-out human responses under ``policy``."""
+    from jaxpref.data import collate_sequences, pad_id
+
+    nll, count = 0.0, 0
+    fn = jax.jit(lambda m, ids, mask, loss: llm.sequence_logps(m, ids, mask, loss)[0])
+    for start in range(0, len(human), batch_rows):
+        rows = human[start : start + batch_rows]
+        b = collate_sequences(
+            [r.prompt for r in rows], [r.completion for r in rows], pad_id=pad_id(tokenizer)
+        )
+        with jax.set_mesh(mesh):
+            summed = fn(
+                policy,
+                jnp.asarray(b.input_ids),
+                jnp.asarray(b.attention_mask),
+                jnp.asarray(b.loss_mask),
+            )
+        nll -= float(jnp.sum(summed))
+        count += int(b.loss_mask.sum())
+    return float(np.exp(nll / max(count, 1)))
