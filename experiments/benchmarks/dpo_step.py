@@ -111,10 +111,18 @@ def jax_side(path, args, lora: bool):
     recipe = DPO(config, Tok(), reference="adapters_off" if lora else "frozen")
     rows = _rows(args, model.config.vocab_size)
     recipe.add_split(
-        "train", [EncodedPair(r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]) for r in rows], {}
+        "train",
+        [EncodedPair(r["prompt_ids"], r["chosen_ids"], r["rejected_ids"]) for r in rows],
+        {},
     )
-    trainer = Trainer(recipe, config, Trainable.split(model, trainable(config), frozen), mesh,
-                      pathlib.Path(tempfile.mkdtemp()), log=lambda _: None)
+    trainer = Trainer(
+        recipe,
+        config,
+        Trainable.split(model, trainable(config), frozen),
+        mesh,
+        pathlib.Path(tempfile.mkdtemp()),
+        log=lambda _: None,
+    )
     batch = trainer.batch("train", np.arange(args.pairs)[None])
     mem = trainer.memory_analysis(batch)
 
@@ -177,8 +185,9 @@ def torch_side(path, args, lora: bool):
         from peft import LoraConfig
 
         peft = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", lora_dropout=0.0)
-    trainer = DPOTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
-                         peft_config=peft)
+    trainer = DPOTrainer(
+        model=model, args=cfg, train_dataset=data, processing_class=tok, peft_config=peft
+    )
     trainer.create_optimizer_and_scheduler(num_training_steps=1000)
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train() otherwise
     trainer.model.train()
@@ -228,8 +237,10 @@ def make_checkpoint(path, tiny):
     from jaxpref.data import load_tokenizer
 
     tok = load_tokenizer()
-    config = llm.DecoderConfig.tiny(vocab_size=len(tok)) if tiny else llm.DecoderConfig.small(
-        vocab_size=len(tok)
+    config = (
+        llm.DecoderConfig.tiny(vocab_size=len(tok))
+        if tiny
+        else llm.DecoderConfig.small(vocab_size=len(tok))
     )
     config = config.__class__(**{**config.__dict__, "pad_token_id": 0, "eos_token_id": 2})
     llm.save_pretrained(llm.create_model(config, seed=0), path)
