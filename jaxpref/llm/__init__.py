@@ -4,16 +4,25 @@ LoRA and mesh sharding.
 Typical use::
 
     from jaxpref import llm
-    model = llm.from_pretrained("path/to/hf_dir", mesh=mesh)      # Llama/Qwen2/Mistral/GPT-2
+    model = llm.from_pretrained("path/to/hf_dir", mesh=mesh)      # any of llm.MODEL_TYPES
     rm = llm.reward_model_from_pretrained("path/to/reward_dir")   # *ForSequenceClassification
     summed, per_token = llm.sequence_logps(model, ids, mask, response_mask)
     out = llm.generate(model, prompts, prompt_mask, key=key, max_new_tokens=64)
 """
 
-from jaxpref.llm.config import DecoderConfig, RopeConfig, load_config
+from jaxpref.llm.config import (
+    MODEL_TYPES,
+    DecoderConfig,
+    GenerationConfig,
+    RopeConfig,
+    load_config,
+    load_generation_config,
+)
 from jaxpref.llm.generate import GenerationOutput, generate, sample_logits
 from jaxpref.llm.hf_io import from_pretrained, save_pretrained
-from jaxpref.llm.logps import sequence_logps, token_logps
+from jaxpref.llm.hf_map import param_map
+from jaxpref.llm.layers import ATTENTION_IMPLS
+from jaxpref.llm.logps import check_loss_mask, sequence_logps, token_logps
 from jaxpref.llm.lora import (
     LoRAConfig,
     LoRAParam,
@@ -22,7 +31,7 @@ from jaxpref.llm.lora import (
     unmerge_lora,
     without_adapters,
 )
-from jaxpref.llm.model import Decoder, KVCache, create_model, position_ids
+from jaxpref.llm.model import REMAT_POLICIES, Decoder, KVCache, create_model, position_ids
 from jaxpref.llm.reward import (
     RewardModel,
     last_token_index,
@@ -32,9 +41,13 @@ from jaxpref.llm.reward import (
 from jaxpref.llm.sharding import LOGICAL_RULES, constrain, logical_to_spec, shard_model
 
 __all__ = [
+    "ATTENTION_IMPLS",
     "LOGICAL_RULES",
+    "MODEL_TYPES",
+    "REMAT_POLICIES",
     "Decoder",
     "DecoderConfig",
+    "GenerationConfig",
     "GenerationOutput",
     "KVCache",
     "LoRAConfig",
@@ -42,14 +55,17 @@ __all__ = [
     "RewardModel",
     "RopeConfig",
     "apply_lora",
+    "check_loss_mask",
     "constrain",
     "create_model",
     "from_pretrained",
     "generate",
     "last_token_index",
     "load_config",
+    "load_generation_config",
     "logical_to_spec",
     "merge_lora",
+    "param_map",
     "position_ids",
     "reward_model_from_pretrained",
     "sample_logits",

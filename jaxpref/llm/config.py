@@ -1,38 +1,69 @@
 """Typed, frozen model configs read from (and written back to) a Hugging Face ``config.json``.
 
 One :class:`DecoderConfig` describes every supported family: the Llama family (Llama 2/3 with
-Llama-3 RoPE scaling, Qwen2/2.5 with q/k/v bias, Mistral with its sliding window) and GPT-2
-(learned positions, LayerNorm, GELU). ``family`` selects the block; the other fields are the
-numbers a block needs. Named tiny sizes (``DecoderConfig.tiny``) serve tests and demos.
+``linear``, ``llama3``, ``yarn`` and ``dynamic`` RoPE scaling, Qwen2/2.5 with q/k/v bias, Qwen3
+with q/k RMSNorm, Mistral with its sliding window), Gemma (scaled embeddings, 1 + w RMSNorm,
+GeGLU), Gemma 2 (pre/post norms, attention and final logit soft-capping, alternating sliding
+windows), Phi-3 (fused qkv and gate_up projections, partial rotary), OPT (learned positions with
+offset 2, ReLU, LayerNorm, the post-norm ``project_in/out`` variant of opt-350m) and GPT-2.
+``model_type`` (the HF name) selects the block; the fields are the numbers and switches a block
+needs. The HF ``config.json`` side lives in :mod:`jaxpref.llm.hf_config`. Named tiny sizes
+(``DecoderConfig.tiny``) serve tests and demos.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import pathlib
 from typing import Any
 
-LLAMA_TYPES = ("llama", "qwen2", "mistral")
-SUPPORTED_TYPES = (*LLAMA_TYPES, "gpt2")
-ROPE_TYPES = ("default", "linear", "llama3")
+MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3", "opt", "gpt2")
+SUPPORTED_TYPES = MODEL_TYPES
+LLAMA_TYPES = ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3")  # RoPE, RMSNorm
+LEARNED_POSITION_TYPES = ("opt", "gpt2")
+ROPE_TYPES = ("default", "linear", "llama3", "yarn", "dynamic")
+ACTIVATIONS = ("silu", "gelu_new", "gelu", "gelu_pytorch_tanh", "relu")
+LAYER_TYPES = ("full_attention", "sliding_attention")
 
 
 @dataclasses.dataclass(frozen=True)
 class RopeConfig:
-    """Rotary embedding: base ``theta`` and an optional HF ``rope_type`` scaling."""
+    """Rotary embedding: base ``theta`` and an optional HF ``rope_type`` scaling.
+
+    ``factor`` scales ``linear``, ``llama3``, ``yarn`` and ``dynamic``; ``low_freq_factor`` /
+    ``high_freq_factor`` belong to ``llama3``; ``beta_fast``, ``beta_slow``, ``mscale``,
+    ``mscale_all_dim``, ``attention_factor`` and ``truncate`` to ``yarn``.
+    ``original_max_position_embeddings`` (``llama3``, ``yarn``) defaults, as in transformers, to
+    the model's ``max_position_embeddings`` when None.
+    """
 
     theta: float = 10000.0
     rope_type: str = "default"
     factor: float = 1.0
     low_freq_factor: float = 1.0
     high_freq_factor: float = 4.0
-    original_max_position_embeddings: int = 8192
+    original_max_position_embeddings: int | None = 8192
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+    attention_factor: float | None = None
+    truncate: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
 class DecoderConfig:
-    """A decoder-only transformer. ``model_type`` is the HF name (llama, qwen2, mistral, gpt2)."""
+    """A decoder-only transformer; ``model_type`` is the HF name (see :data:`MODEL_TYPES`).
+
+    Family switches beyond the Llama block: ``layer_types`` (one of :data:`LAYER_TYPES` per layer;
+    None means every layer uses ``sliding_window``, which may itself be None), ``attn_softcap`` and
+    ``final_softcap`` (Gemma 2: ``c·tanh(x/c)`` on attention scores / logits),
+    ``query_pre_attn_scalar`` (Gemma 2: scores scaled by its ``-1/2`` power instead of
+    ``head_dim``'s), ``partial_rotary_factor`` (Phi-3: RoPE on that fraction of each head),
+    ``pre_norm`` / ``final_norm`` / ``embed_proj_dim`` (OPT: post-norm blocks without a final norm
+    and the ``project_in/out`` maps of opt-350m). ``eos_token_id`` is an int or a tuple of ints.
+    """
 
     model_type: str
     vocab_size: int
@@ -51,30 +82,158 @@ class DecoderConfig:
     rope: RopeConfig | None = dataclasses.field(default_factory=RopeConfig)
     sliding_window: int | None = None
     activation: str = "silu"
+    layer_types: tuple[str, ...] | None = None
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
+    query_pre_attn_scalar: float | None = None
+    partial_rotary_factor: float = 1.0
+    pre_norm: bool = True
+    final_norm: bool = True
+    embed_proj_dim: int | None = None
     bos_token_id: int | None = None
-    eos_token_id: int | None = None
+    eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
     hf_extra: tuple[tuple[str, Any], ...] = ()  # other config.json keys, written back verbatim
 
     def __post_init__(self):
-        if self.model_type not in SUPPORTED_TYPES:
+        if self.model_type not in MODEL_TYPES:
             raise ValueError(
                 f"model_type: unsupported architecture {self.model_type!r}; "
-                f"supported: {', '.join(SUPPORTED_TYPES)}"
+                f"supported: {', '.join(MODEL_TYPES)}"
             )
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers"):
+            _check_positive_int(name, getattr(self, name))
+        for name in ("num_heads", "num_kv_heads", "head_dim", "max_position_embeddings"):
+            _check_positive_int(name, getattr(self, name))
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_kv_heads: {self.num_kv_heads} does not divide num_heads={self.num_heads}"
             )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation: unsupported {self.activation!r}; supported: {ACTIVATIONS}"
+            )
+        if isinstance(self.eos_token_id, list):
+            object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
+        if isinstance(self.layer_types, list):
+            object.__setattr__(self, "layer_types", tuple(self.layer_types))
+        self._check_rope()
+        self._check_attention()
+        self._check_opt_switches()
+
+    def _check_rope(self):
+        learned = self.model_type in LEARNED_POSITION_TYPES
+        if learned and self.rope is not None:
+            raise ValueError(f"rope: {self.model_type} uses learned positions; set rope=None")
+        if not learned and self.rope is None:
+            raise ValueError(f"rope: {self.model_type} needs a RopeConfig")
         if self.rope is not None and self.rope.rope_type not in ROPE_TYPES:
             raise ValueError(
                 f"rope_type: unsupported {self.rope.rope_type!r}; supported: {ROPE_TYPES}"
             )
+        if self.rope is not None and self.rope.rope_type != "default" and self.rope.factor <= 0:
+            raise ValueError(f"rope.factor: must be > 0, got {self.rope.factor}")
+        prf = self.partial_rotary_factor
+        if not 0 < prf <= 1 or int(self.head_dim * prf) % 2:
+            raise ValueError(
+                f"partial_rotary_factor: {prf} must lie in (0, 1] and give an even number of "
+                f"rotary dimensions of head_dim={self.head_dim}"
+            )
+
+    def _check_attention(self):
+        if self.sliding_window is not None:
+            _check_positive_int("sliding_window", self.sliding_window)
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.num_layers or not set(self.layer_types) <= set(
+                LAYER_TYPES
+            ):
+                raise ValueError(
+                    f"layer_types: expected {self.num_layers} entries from {LAYER_TYPES}, "
+                    f"got {self.layer_types}"
+                )
+            if "sliding_attention" in self.layer_types and self.sliding_window is None:
+                raise ValueError("layer_types: sliding_attention layers need a sliding_window")
+        for name in ("attn_softcap", "final_softcap", "query_pre_attn_scalar"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: must be finite and > 0 or None, got {value!r}")
+
+    def _check_opt_switches(self):
+        opt = self.model_type == "opt"
+        if not opt and (not self.pre_norm or not self.final_norm):
+            raise ValueError("pre_norm/final_norm: only OPT has post-norm blocks")
+        if self.embed_proj_dim is not None:
+            if not opt:
+                raise ValueError("embed_proj_dim: only OPT has project_in/out maps")
+            _check_positive_int("embed_proj_dim", self.embed_proj_dim)
+
+    # ---- what the block does, by family --------------------------------------------------------
 
     @property
     def family(self) -> str:
-        """``"llama"`` for the Llama family (Llama, Qwen2, Mistral), ``"gpt2"`` for GPT-2."""
-        return "gpt2" if self.model_type == "gpt2" else "llama"
+        """``"llama"`` (RoPE + RMSNorm + gated MLP), ``"opt"`` or ``"gpt2"``."""
+        return self.model_type if self.model_type in LEARNED_POSITION_TYPES else "llama"
+
+    @property
+    def norm_kind(self) -> str:
+        return "layer" if self.model_type in LEARNED_POSITION_TYPES else "rms"
+
+    @property
+    def norm_offset(self) -> bool:
+        """Gemma's RMSNorm scales by ``1 + w`` (weights stored as ``w``, zero at init)."""
+        return self.model_type in ("gemma", "gemma2")
+
+    @property
+    def embed_scale(self) -> float | None:
+        """Gemma multiplies token embeddings by √hidden_size."""
+        return math.sqrt(self.hidden_size) if self.model_type in ("gemma", "gemma2") else None
+
+    @property
+    def post_norms(self) -> bool:
+        """Gemma 2 normalises the attention and MLP outputs before each residual add."""
+        return self.model_type == "gemma2"
+
+    @property
+    def qk_norm(self) -> bool:
+        """Qwen3 applies an RMSNorm over head_dim to every query and key head before RoPE."""
+        return self.model_type == "qwen3"
+
+    @property
+    def gated_mlp(self) -> bool:
+        return self.model_type not in LEARNED_POSITION_TYPES
+
+    @property
+    def position_offset(self) -> int:
+        """OPT's learned position table starts two rows after position 0."""
+        return 2 if self.model_type == "opt" else 0
+
+    @property
+    def embed_width(self) -> int:
+        """Width of the token embeddings and of the LM head's input (OPT: word_embed_proj_dim)."""
+        return self.embed_proj_dim or self.hidden_size
+
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    @property
+    def attention_scale(self) -> float:
+        scalar = self.query_pre_attn_scalar or self.head_dim
+        return float(scalar) ** -0.5
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """``eos_token_id`` as a (possibly empty) tuple."""
+        eos = self.eos_token_id
+        return () if eos is None else (eos,) if isinstance(eos, int) else tuple(eos)
+
+    def layer_window(self, layer: int) -> int | None:
+        """The sliding window of ``layer`` (None: full causal attention)."""
+        if self.layer_types is not None and self.layer_types[layer] == "full_attention":
+            return None
+        return self.sliding_window
+
+    # ---- named sizes ---------------------------------------------------------------------------
 
     @classmethod
     def tiny(cls, model_type: str = "llama", **overrides) -> DecoderConfig:
@@ -90,20 +249,9 @@ class DecoderConfig:
             head_dim=8,
             max_position_embeddings=64,
         )
-        if model_type == "qwen2":
-            base.update(qkv_bias=True, tie_word_embeddings=True)
-        if model_type == "gpt2":
-            base.update(
-                num_kv_heads=4,
-                intermediate_size=128,
-                norm_eps=1e-5,
-                rope=None,
-                activation="gelu_new",
-                qkv_bias=True,
-                o_bias=True,
-                mlp_bias=True,
-                tie_word_embeddings=True,
-            )
+        base.update(_TINY.get(model_type, {}))
+        if model_type in LEARNED_POSITION_TYPES:
+            base.update(num_kv_heads=4, rope=None)
         return cls(**{**base, **overrides})
 
     @classmethod
@@ -124,222 +272,166 @@ class DecoderConfig:
 
     @classmethod
     def from_hf_dict(cls, hf: dict[str, Any]) -> DecoderConfig:
-        """Read a HF ``config.json`` dictionary (transformers 4 or 5 spelling)."""
-        model_type = hf.get("model_type")
-        if model_type not in SUPPORTED_TYPES:
-            archs = hf.get("architectures")
-            raise ValueError(
-                f"config.json: unsupported architecture model_type={model_type!r} "
-                f"(architectures={archs}); supported: {', '.join(SUPPORTED_TYPES)}"
-            )
-        reader = _gpt2_fields if model_type == "gpt2" else _llama_fields
-        fields = reader(hf)
-        used = set(fields.pop("_used"))
-        extra = tuple(sorted((k, v) for k, v in hf.items() if k not in used and k != "model_type"))
-        return cls(model_type=model_type, hf_extra=_freeze(extra), **fields)
+        """Read a HF ``config.json`` dictionary (transformers 4 or 5 spelling); refuses remote
+        code and any field that changes the math and is not implemented."""
+        from jaxpref.llm.hf_config import read_hf_config
+
+        return cls(**read_hf_config(hf))
 
     def to_hf_dict(self) -> dict[str, Any]:
-        """The HF ``config.json`` dictionary for this config (transformers 5 spelling)."""
-        out = {k: _thaw(v) for k, v in self.hf_extra}
-        out.update(_gpt2_json(self) if self.family == "gpt2" else _llama_json(self))
-        out["model_type"] = self.model_type
-        return out
+        """The HF ``config.json`` dictionary for this config (transformers 5 spelling); raises
+        when the HF class of ``model_type`` cannot express this config."""
+        from jaxpref.llm.hf_config import write_hf_config
+
+        return write_hf_config(self)
+
+
+_TINY = {
+    "qwen2": dict(qkv_bias=True, tie_word_embeddings=True),
+    "gemma": dict(tie_word_embeddings=True, activation="gelu_pytorch_tanh", head_dim=16),
+    "gemma2": dict(
+        tie_word_embeddings=True,
+        activation="gelu_pytorch_tanh",
+        sliding_window=4,
+        layer_types=("sliding_attention", "full_attention"),
+        attn_softcap=50.0,
+        final_softcap=30.0,
+        query_pre_attn_scalar=16.0,
+    ),
+    "gpt2": dict(
+        intermediate_size=128,
+        norm_eps=1e-5,
+        activation="gelu_new",
+        qkv_bias=True,
+        o_bias=True,
+        mlp_bias=True,
+        tie_word_embeddings=True,
+    ),
+    "opt": dict(
+        norm_eps=1e-5,
+        activation="relu",
+        qkv_bias=True,
+        o_bias=True,
+        mlp_bias=True,
+        tie_word_embeddings=True,
+    ),
+}
+
+
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name}: must be an integer ≥ 1, got {value!r}")
 
 
 def load_config(path: str | pathlib.Path) -> DecoderConfig:
-    """Read ``config.json`` from a HF model directory (or the file itself)."""
+    """Read ``config.json`` from a HF model directory (or the file itself); an unsupported or
+    unimplemented field raises a ``ValueError`` naming the file and the field."""
+    import json
+
     path = pathlib.Path(path)
     file = path / "config.json" if path.is_dir() else path
     if not file.exists():
         raise ValueError(f"path: no config.json at {file}")
-    return DecoderConfig.from_hf_dict(json.loads(file.read_text()))
+    try:
+        return DecoderConfig.from_hf_dict(json.loads(file.read_text()))
+    except ValueError as err:
+        raise ValueError(f"{file}: {err}") from None
 
 
-def _freeze(value):
-    if isinstance(value, dict):
-        return ("__dict__", tuple(sorted((k, _freeze(v)) for k, v in value.items())))
-    if isinstance(value, list):
-        return ("__list__", tuple(_freeze(v) for v in value))
-    if isinstance(value, tuple):
-        return tuple(_freeze(v) for v in value)
-    return value
+# ---- generation defaults ----------------------------------------------------------------------
+
+# generation_config.json keys that change greedy or sampled outputs, with their no-op values;
+# jaxpref implements temperature, top-k, top-p and EOS lists only.
+GENERATION_NO_OP = {
+    "repetition_penalty": (None, 1.0),
+    "encoder_repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "typical_p": (None, 1.0),
+    "epsilon_cutoff": (None, 0.0),
+    "eta_cutoff": (None, 0.0),
+    "min_p": (None,),
+    "num_beams": (None, 1),
+    "num_beam_groups": (None, 1),
+    "penalty_alpha": (None,),
+    "diversity_penalty": (None, 0.0),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "sequence_bias": (None,),
+    "guidance_scale": (None, 1.0),
+    "renormalize_logits": (None, False),
+    "exponential_decay_length_penalty": (None,),
+    "watermarking_config": (None,),
+}
 
 
-def _thaw(value):
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == "__dict__":
-        return {k: _thaw(v) for k, v in value[1]}
-    if isinstance(value, tuple) and len(value) == 2 and value[0] == "__list__":
-        return [_thaw(v) for v in value[1]]
-    return value
+@dataclasses.dataclass(frozen=True)
+class GenerationConfig:
+    """A checkpoint's sampling defaults (transformers' ``GenerationConfig``): what
+    :func:`~jaxpref.llm.generate` uses for any argument left unset. Built from
+    ``generation_config.json`` when the checkpoint has one, else from ``config.json``'s token ids
+    with transformers' defaults (greedy; ``top_k`` 50 once sampling). ``unsupported`` lists the
+    file's settings jaxpref does not implement (e.g. ``repetition_penalty``); ``generate`` refuses
+    to use such defaults silently."""
 
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    eos_token_id: tuple[int, ...] = ()
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    unsupported: tuple[tuple[str, Any], ...] = ()
 
-def _rope_from_hf(hf: dict[str, Any]) -> RopeConfig:
-    params = dict(hf.get("rope_parameters") or {})
-    scaling = dict(hf.get("rope_scaling") or {})
-    params = {**scaling, **params}
-    theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
-    rope_type = params.get("rope_type", params.get("type", "default"))
-    keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
-    return RopeConfig(
-        theta=float(theta), rope_type=rope_type, **{k: params[k] for k in keys if k in params}
-    )
-
-
-def _llama_fields(hf: dict[str, Any]) -> dict[str, Any]:
-    model_type = hf["model_type"]
-    heads = hf["num_attention_heads"]
-    head_dim = hf.get("head_dim") or hf["hidden_size"] // heads
-    window = hf.get("sliding_window", 4096 if model_type == "mistral" else None)  # HF defaults
-    if model_type == "qwen2" and hf.get("use_sliding_window"):
-        raise ValueError("use_sliding_window: Qwen2 per-layer sliding windows are not supported")
-    if model_type == "qwen2" or model_type == "llama":
-        window = None
-    if hf.get("hidden_act", "silu") != "silu":
-        raise ValueError(f"hidden_act: expected 'silu', got {hf['hidden_act']!r}")
-    attn_bias = bool(hf.get("attention_bias", False))
-    used = (
-        "vocab_size",
-        "hidden_size",
-        "intermediate_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "num_key_value_heads",
-        "head_dim",
-        "max_position_embeddings",
-        "rms_norm_eps",
-        "tie_word_embeddings",
-        "attention_bias",
-        "mlp_bias",
-        "rope_theta",
-        "rope_scaling",
-        "rope_parameters",
-        "sliding_window",
-        "hidden_act",
-        "bos_token_id",
-        "eos_token_id",
-        "pad_token_id",
-    )
-    return dict(
-        vocab_size=hf["vocab_size"],
-        hidden_size=hf["hidden_size"],
-        intermediate_size=hf["intermediate_size"],
-        num_layers=hf["num_hidden_layers"],
-        num_heads=heads,
-        num_kv_heads=hf.get("num_key_value_heads") or heads,
-        head_dim=head_dim,
-        max_position_embeddings=hf.get("max_position_embeddings", 2048),
-        norm_eps=hf.get("rms_norm_eps", 1e-6),
-        tie_word_embeddings=hf.get("tie_word_embeddings", False),
-        qkv_bias=attn_bias or model_type == "qwen2",
-        o_bias=attn_bias,
-        mlp_bias=bool(hf.get("mlp_bias", False)),
-        rope=_rope_from_hf(hf),
-        sliding_window=window,
-        bos_token_id=hf.get("bos_token_id"),
-        eos_token_id=hf.get("eos_token_id"),
-        pad_token_id=hf.get("pad_token_id"),
-        _used=used,
-    )
-
-
-def _gpt2_fields(hf: dict[str, Any]) -> dict[str, Any]:
-    act = hf.get("activation_function", "gelu_new")
-    if act not in ("gelu_new", "gelu", "gelu_pytorch_tanh"):
-        raise ValueError(f"activation_function: unsupported {act!r}")
-    if hf.get("scale_attn_by_inverse_layer_idx") or not hf.get("scale_attn_weights", True):
-        raise ValueError("scale_attn_weights: only the default GPT-2 attention scale is supported")
-    width, heads = hf["n_embd"], hf["n_head"]
-    used = (
-        "vocab_size",
-        "n_embd",
-        "n_inner",
-        "n_layer",
-        "n_head",
-        "n_positions",
-        "layer_norm_epsilon",
-        "tie_word_embeddings",
-        "activation_function",
-        "bos_token_id",
-        "eos_token_id",
-        "pad_token_id",
-    )
-    return dict(
-        vocab_size=hf["vocab_size"],
-        hidden_size=width,
-        intermediate_size=hf.get("n_inner") or 4 * width,
-        num_layers=hf["n_layer"],
-        num_heads=heads,
-        num_kv_heads=heads,
-        head_dim=width // heads,
-        max_position_embeddings=hf["n_positions"],
-        norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-        tie_word_embeddings=hf.get("tie_word_embeddings", True),
-        qkv_bias=True,
-        o_bias=True,
-        mlp_bias=True,
-        rope=None,
-        activation=act,
-        bos_token_id=hf.get("bos_token_id"),
-        eos_token_id=hf.get("eos_token_id"),
-        pad_token_id=hf.get("pad_token_id"),
-        _used=used,
-    )
-
-
-def _llama_json(c: DecoderConfig) -> dict[str, Any]:
-    rope = {"rope_type": c.rope.rope_type, "rope_theta": c.rope.theta}
-    if c.rope.rope_type != "default":
-        rope["factor"] = c.rope.factor
-    if c.rope.rope_type == "llama3":
-        rope.update(
-            low_freq_factor=c.rope.low_freq_factor,
-            high_freq_factor=c.rope.high_freq_factor,
-            original_max_position_embeddings=c.rope.original_max_position_embeddings,
+    @classmethod
+    def from_model_config(cls, config: DecoderConfig) -> GenerationConfig:
+        return cls(
+            eos_token_id=config.eos_token_ids,
+            pad_token_id=config.pad_token_id,
+            bos_token_id=config.bos_token_id,
         )
-    arch = {
-        "llama": "LlamaForCausalLM",
-        "qwen2": "Qwen2ForCausalLM",
-        "mistral": "MistralForCausalLM",
-    }[c.model_type]
-    out = dict(
-        architectures=[arch],
-        vocab_size=c.vocab_size,
-        hidden_size=c.hidden_size,
-        intermediate_size=c.intermediate_size,
-        num_hidden_layers=c.num_layers,
-        num_attention_heads=c.num_heads,
-        num_key_value_heads=c.num_kv_heads,
-        head_dim=c.head_dim,
-        max_position_embeddings=c.max_position_embeddings,
-        rms_norm_eps=c.norm_eps,
-        tie_word_embeddings=c.tie_word_embeddings,
-        rope_parameters=rope,
-        rope_theta=c.rope.theta,
-        hidden_act="silu",
-        bos_token_id=c.bos_token_id,
-        eos_token_id=c.eos_token_id,
-        pad_token_id=c.pad_token_id,
-    )
-    if c.model_type == "llama":
-        out.update(attention_bias=c.qkv_bias, mlp_bias=c.mlp_bias)
-    if c.model_type == "mistral":
-        out["sliding_window"] = c.sliding_window
-    return out
+
+    @classmethod
+    def from_hf_dict(cls, hf: dict[str, Any], config: DecoderConfig) -> GenerationConfig:
+        base = cls.from_model_config(config)
+        eos = hf.get("eos_token_id", base.eos_token_id)
+        eos = () if eos is None else (eos,) if isinstance(eos, int) else tuple(eos)
+        unsupported = tuple(
+            sorted(
+                (k, repr(v))
+                for k, v in hf.items()
+                if k in GENERATION_NO_OP and v not in GENERATION_NO_OP[k]
+            )
+        )
+
+        def get(key, default):
+            value = hf.get(key)
+            return default if value is None else value
+
+        return cls(
+            do_sample=bool(get("do_sample", False)),
+            temperature=float(get("temperature", 1.0)),
+            top_k=int(get("top_k", 50)),
+            top_p=float(get("top_p", 1.0)),
+            eos_token_id=eos,
+            pad_token_id=get("pad_token_id", base.pad_token_id),
+            bos_token_id=get("bos_token_id", base.bos_token_id),
+            unsupported=unsupported,
+        )
 
 
-def _gpt2_json(c: DecoderConfig) -> dict[str, Any]:
-    return dict(
-        architectures=["GPT2LMHeadModel"],
-        vocab_size=c.vocab_size,
-        n_embd=c.hidden_size,
-        n_inner=c.intermediate_size,
-        n_layer=c.num_layers,
-        n_head=c.num_heads,
-        n_positions=c.max_position_embeddings,
-        layer_norm_epsilon=c.norm_eps,
-        tie_word_embeddings=c.tie_word_embeddings,
-        activation_function=c.activation,
-        bos_token_id=c.bos_token_id,
-        eos_token_id=c.eos_token_id,
-        pad_token_id=c.pad_token_id,
-    )
+def load_generation_config(path: str | pathlib.Path, config: DecoderConfig) -> GenerationConfig:
+    """``generation_config.json`` of a HF model directory, else defaults from ``config``."""
+    import json
+
+    file = pathlib.Path(path) / "generation_config.json"
+    if not file.exists():
+        return GenerationConfig.from_model_config(config)
+    try:
+        return GenerationConfig.from_hf_dict(json.loads(file.read_text()), config)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{file}: {err}") from None

@@ -1,11 +1,10 @@
 """Load and save Hugging Face checkpoints (``config.json`` + safetensors, one file or sharded).
 
-:func:`param_map` names, for every parameter of a :class:`~jaxpref.llm.model.Decoder`, the HF
-tensor it comes from and how: ``"T"`` transposes an ``nn.Linear`` weight ``(out, in)`` into our
-``(in, out)`` kernel; GPT-2's ``Conv1D`` weights are already ``(in, out)``; its fused ``c_attn``
-is split into q, k, v (``("split", i)``). :func:`from_pretrained` builds the model abstractly,
-then reads, checks and places each tensor directly with its target sharding, one at a time, so
-host memory never holds more than one tensor (with a mesh: one device shard).
+:func:`~jaxpref.llm.hf_map.param_map` names, for every parameter of a
+:class:`~jaxpref.llm.model.Decoder`, the HF tensor it comes from and how (transposed, a slice of
+a fused tensor; stacked over layers for ``scan_layers``). :func:`from_pretrained` builds the
+model abstractly, then reads, checks and places each tensor directly with its target sharding,
+one at a time, so host memory never holds more than one tensor (with a mesh: one device shard).
 """
 
 from __future__ import annotations
@@ -19,7 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxpref.llm.config import DecoderConfig, load_config
+from jaxpref.llm.config import DecoderConfig, load_config, load_generation_config
+from jaxpref.llm.hf_map import (
+    Source,
+    assemble,
+    base_prefix,
+    layer_names,
+    param_map,
+    stacked_name,
+)
 from jaxpref.llm.model import Decoder
 from jaxpref.llm.safetensors_io import SafetensorsFile, save_file
 from jaxpref.llm.sharding import (
@@ -34,62 +41,6 @@ INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
 # Tensors a checkpoint may hold that are not parameters (GPT-2 mask buffers, rotary caches).
 IGNORED = re.compile(r"(\.attn\.(masked_)?bias$|rotary_emb\.inv_freq$)")
-
-
-def _llama_map(c: DecoderConfig) -> dict[str, tuple[str, object]]:
-    out = {
-        "embed.embedding": ("model.embed_tokens.weight", None),
-        "final_norm.weight": ("model.norm.weight", None),
-    }
-    if not c.tie_word_embeddings:
-        out["lm_head.kernel"] = ("lm_head.weight", "T")
-    for i in range(c.num_layers):
-        ours, hf = f"layers.{i}", f"model.layers.{i}"
-        out[f"{ours}.attn_norm.weight"] = (f"{hf}.input_layernorm.weight", None)
-        out[f"{ours}.mlp_norm.weight"] = (f"{hf}.post_attention_layernorm.weight", None)
-        biases = {"q": c.qkv_bias, "k": c.qkv_bias, "v": c.qkv_bias, "o": c.o_bias}
-        for p, has_bias in biases.items():
-            out[f"{ours}.attn.{p}_proj.kernel"] = (f"{hf}.self_attn.{p}_proj.weight", "T")
-            if has_bias:
-                out[f"{ours}.attn.{p}_proj.bias"] = (f"{hf}.self_attn.{p}_proj.bias", None)
-        for p in ("gate", "up", "down"):
-            out[f"{ours}.mlp.{p}_proj.kernel"] = (f"{hf}.mlp.{p}_proj.weight", "T")
-            if c.mlp_bias:
-                out[f"{ours}.mlp.{p}_proj.bias"] = (f"{hf}.mlp.{p}_proj.bias", None)
-    return out
-
-
-def _gpt2_map(c: DecoderConfig) -> dict[str, tuple[str, object]]:
-    out = {
-        "embed.embedding": ("transformer.wte.weight", None),
-        "pos_embed.embedding": ("transformer.wpe.weight", None),
-    }
-    for part in ("weight", "bias"):
-        out[f"final_norm.{part}"] = (f"transformer.ln_f.{part}", None)
-    if not c.tie_word_embeddings:
-        out["lm_head.kernel"] = ("lm_head.weight", "T")
-    for i in range(c.num_layers):
-        ours, hf = f"layers.{i}", f"transformer.h.{i}"
-        names = {
-            "attn_norm": "ln_1",
-            "mlp_norm": "ln_2",
-            "attn.o_proj": "attn.c_proj",
-            "mlp.up_proj": "mlp.c_fc",
-            "mlp.down_proj": "mlp.c_proj",
-        }
-        for p, q in names.items():
-            suffixes = ("weight", "bias") if "norm" in p else ("kernel", "bias")
-            for s, hs in zip(suffixes, ("weight", "bias")):
-                out[f"{ours}.{p}.{s}"] = (f"{hf}.{q}.{hs}", None)
-        for j, p in enumerate("qkv"):
-            out[f"{ours}.attn.{p}_proj.kernel"] = (f"{hf}.attn.c_attn.weight", ("split", j))
-            out[f"{ours}.attn.{p}_proj.bias"] = (f"{hf}.attn.c_attn.bias", ("split", j))
-    return out
-
-
-def param_map(config: DecoderConfig) -> dict[str, tuple[str, object]]:
-    """Our parameter path → (HF tensor name, transform) for ``config``."""
-    return _gpt2_map(config) if config.family == "gpt2" else _llama_map(config)
 
 
 class _Checkpoint:
@@ -120,16 +71,18 @@ class _Checkpoint:
 
 
 def _hf_name(name: str, config: DecoderConfig, available: set[str]) -> str:
-    """Accept GPT-2 checkpoints saved without the ``transformer.`` prefix."""
-    if name not in available and name.startswith("transformer."):
-        bare = name.removeprefix("transformer.")
+    """Accept checkpoints saved from the base model, without its prefix (``transformer.`` for
+    GPT-2, ``model.`` otherwise; e.g. OPT's ``decoder.layers.0…``)."""
+    prefix = base_prefix(config)
+    if name not in available and name.startswith(prefix):
+        bare = name.removeprefix(prefix)
         return bare if bare in available else name
     return name
 
 
 def _check_names(mapping, ckpt: _Checkpoint, config: DecoderConfig, ignore=()) -> None:
     available = ckpt.names() - set(ignore)
-    wanted = {_hf_name(hf, config, available) for hf, _ in mapping.values()}
+    wanted = {_hf_name(src.hf, config, available) for src in mapping.values()}
     missing = sorted(wanted - available)
     if missing:
         raise ValueError(
@@ -146,79 +99,98 @@ def _check_names(mapping, ckpt: _Checkpoint, config: DecoderConfig, ignore=()) -
         )
 
 
-def _transform(array: np.ndarray, how) -> np.ndarray:
-    if how == "T":
-        return array.T
-    if isinstance(how, tuple):
-        return np.split(array, 3, axis=-1)[how[1]]
-    return array
-
-
 def _host_copy(view: np.ndarray, dtype) -> np.ndarray:
     """A private host copy: a device array must never alias the memory-mapped file."""
     return np.array(view, dtype=jnp.dtype(dtype), copy=True)
 
 
-def _hf_shape(shape, how) -> tuple[int, ...]:
-    """The shape the HF tensor must have for our parameter of ``shape``."""
-    if how == "T":
-        return tuple(reversed(shape))
-    if isinstance(how, tuple):
-        return (*shape[:-1], 3 * shape[-1])
-    return tuple(shape)
-
-
 def from_pretrained(
-    path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES, config=None, ignore=()
+    path,
+    *,
+    dtype=jnp.float32,
+    param_dtype=None,
+    remat: str = "none",
+    scan_layers: bool = False,
+    attention: str = "auto",
+    mesh=None,
+    rules=LOGICAL_RULES,
+    config=None,
+    ignore=(),
 ) -> Decoder:
     """Load a HF model directory (``config.json`` + safetensors) into a :class:`Decoder`.
 
     Args:
       path: local directory with ``config.json`` and ``model.safetensors`` or a sharded
-        checkpoint with ``model.safetensors.index.json``.
-      dtype: parameter dtype (tensors are cast on the host, one at a time).
+        checkpoint with ``model.safetensors.index.json`` (and, optionally,
+        ``generation_config.json``: the sampling defaults of :func:`~jaxpref.llm.generate`).
+      dtype: compute dtype. param_dtype: storage dtype (default ``dtype``); tensors are cast
+        to it on the host, one at a time.
+      remat, scan_layers, attention: the runtime options of :class:`Decoder`.
       mesh: if given, each tensor is placed directly with its rules-table sharding on it; each
         device's shard is read from the memory-mapped file on its own (so on many hosts every
-        process reads only the slices its devices hold).
+        process reads only the slices its devices hold; with ``scan_layers``, only the layers
+        of its shard).
       config: the :class:`DecoderConfig` to build (default: the directory's ``config.json``);
         e.g. with tied embeddings to read a backbone without its LM head.
       ignore: tensor names of the checkpoint that are not the decoder's (a reward head).
     Raises:
-      ValueError: unsupported architecture, missing/unexpected tensor, shape mismatch, missing
-        shard, or a mesh axis that does not divide the dimension it shards.
+      ValueError: unsupported architecture or config field, missing/unexpected tensor, shape
+        mismatch, missing shard, or a mesh axis that does not divide the dimension it shards.
     """
     path = pathlib.Path(path)
     config = load_config(path) if config is None else config
+    generation = load_generation_config(path, config)
     ckpt = _Checkpoint(path)
     mapping = param_map(config)
     _check_names(mapping, ckpt, config, ignore)
-    abstract = nnx.eval_shape(lambda: Decoder(config, dtype=dtype, rngs=nnx.Rngs(0)))
+    options = dict(
+        dtype=dtype,
+        param_dtype=param_dtype,
+        remat=remat,
+        scan_layers=scan_layers,
+        attention=attention,
+    )
+    abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0), **options))
+    store = abstract.param_dtype
     graphdef, state = nnx.split(abstract)
     available = ckpt.names()
 
-    def load(key, var):
-        name = path_name(key)
+    def view_of(name, shape):
+        """Our parameter ``name`` of ``shape`` as a view of its HF tensor, shape-checked."""
         if name not in mapping:
             raise ValueError(f"{name}: parameter has no HF tensor in the map")
-        hf, how = mapping[name]
-        hf = _hf_name(hf, config, available)
-        raw, want = ckpt.get(hf), _hf_shape(var.get_value().shape, how)
+        src = mapping[name]
+        hf = _hf_name(src.hf, config, available)
+        raw, want = ckpt.get(hf), src.hf_shape(shape)
         if tuple(raw.shape) != want:
             raise ValueError(
                 f"checkpoint: tensor {hf!r} has shape {tuple(raw.shape)}, expected "
                 f"{want} (for {name} of model_type={config.model_type!r})"
             )
-        view = _transform(raw, how)  # still a view of the memory-mapped file
-        if mesh is None:
-            return var.replace(jax.device_put(_host_copy(view, dtype)))
-        sharding = jax.sharding.NamedSharding(mesh, variable_spec(name, var, mesh, rules))
-        return var.replace(
-            jax.make_array_from_callback(
-                view.shape, sharding, lambda index: _host_copy(view[index], dtype)
-            )
-        )
+        return src.to_ours(raw)  # still a view of the memory-mapped file
 
-    return nnx.merge(graphdef, map_variables(load, state))
+    def load(key, var):
+        name, shape = path_name(key), var.get_value().shape
+        names = layer_names(name, config.num_layers) if scan_layers else None
+        if names is None:
+            view = view_of(name, shape)
+            read = lambda index: _host_copy(view[index], store)  # noqa: E731
+        else:  # stacked: index 0 picks layers, each read on its own
+            views = [view_of(n, shape[1:]) for n in names]
+
+            def read(index):
+                layers = range(config.num_layers)[index[0]]
+                return np.stack([_host_copy(views[i][index[1:]], store) for i in layers])
+
+        full = tuple(slice(None) for _ in shape)
+        if mesh is None:
+            return var.replace(jax.device_put(read(full)))
+        sharding = jax.sharding.NamedSharding(mesh, variable_spec(name, var, mesh, rules))
+        return var.replace(jax.make_array_from_callback(shape, sharding, read))
+
+    model = nnx.merge(graphdef, map_variables(load, state))
+    model.generation_config = generation
+    return model
 
 
 class _Export:
@@ -228,18 +200,29 @@ class _Export:
         state = nnx.state(model, nnx.Not(_lora_filter()))
         values = {path_name(key): var.get_value() for key, var in flat_variables(state)}
         self.parts: dict[str, list] = {}
-        for name, (hf, how) in param_map(model.config).items():
-            self.parts.setdefault(hf, []).append((values[name], how))
+        for name, src in param_map(model.config).items():
+            stacked = stacked_name(name) if model.scan_layers else None
+            value = values[name] if stacked is None else (values[stacked[0]], stacked[1])
+            self.parts.setdefault(src.hf, []).append((value, src))
         for hf, value in extra.items():
-            self.parts[hf] = [(value, None)]
+            self.parts[hf] = [(value, Source(hf))]
+
+    @staticmethod
+    def _shape_dtype(value):
+        array = value[0] if isinstance(value, tuple) else value
+        shape = array.shape[1:] if isinstance(value, tuple) else array.shape
+        return shape, array.dtype
 
     def nbytes(self, hf: str) -> int:
-        return sum(int(v.size) * jnp.dtype(v.dtype).itemsize for v, _ in self.parts[hf])
+        sizes = [self._shape_dtype(v) for v, _ in self.parts[hf]]
+        return sum(int(np.prod(s)) * jnp.dtype(d).itemsize for s, d in sizes)
 
     def fetch(self, hf: str) -> np.ndarray:
-        arrays = [np.asarray(jax.device_get(v)) for v, _ in self.parts[hf]]
-        arrays = [a.T if how == "T" else a for a, (_, how) in zip(arrays, self.parts[hf])]
-        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=-1)
+        def host(value):
+            array = value[0][value[1]] if isinstance(value, tuple) else value
+            return np.asarray(jax.device_get(array))
+
+        return assemble([(host(v), src) for v, src in self.parts[hf]])
 
 
 def _lora_filter():
@@ -277,10 +260,10 @@ def save_pretrained(
     one process. LoRA adapters must be merged first (:func:`jaxpref.llm.lora.merge_lora`).
     """
     _check_adapters_merged(model)
+    hf = model.config.to_hf_dict()  # refuses configs the HF class cannot express, before writing
+    hf["dtype"] = str(jnp.dtype(model.param_dtype))
     path = pathlib.Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    hf = model.config.to_hf_dict()
-    hf["dtype"] = str(jnp.dtype(model.dtype))
     hf.update(config_updates or {})
     (path / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True))
     export = _Export(model, extra_tensors or {})

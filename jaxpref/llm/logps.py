@@ -1,11 +1,21 @@
-"""Exact per-token and summed log-probabilities of response tokens under a causal LM."""
+"""Exact per-token and summed log-probabilities of response tokens under a causal LM.
+
+:func:`sequence_logps` never holds the ``(B, L, V)`` logits of a :class:`~jaxpref.llm.Decoder`
+in float32 at once: it runs the LM head and the log-sum-exp over chunks of the sequence
+(``lax.map``), each chunk rematerialised in the backward pass, so temporary memory is
+``O(B · chunk · V)`` instead of ``O(B · L · V)``.
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
-from jaxpref._checks import check_same_shape, shape_of
+from jaxpref._checks import check_same_shape, is_concrete, shape_of
+
+CHUNK_BYTES = 1 << 24  # default budget of one chunk's float32 logits (16 MiB)
 
 
 def token_logps(logits_BxLxV, input_ids_BxL):
@@ -14,34 +24,106 @@ def token_logps(logits_BxLxV, input_ids_BxL):
     Computed as logit[x_t] − logsumexp(logits) in at least float32, without materialising the
     full log-softmax.
     """
-    ftype = jnp.promote_types(logits_BxLxV.dtype, jnp.float32)
-    logits = logits_BxLxV[:, :-1].astype(ftype)
-    targets = input_ids_BxL[:, 1:]
-    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    logp = picked - jax.nn.logsumexp(logits, axis=-1)
+    logp = _shifted_logps(logits_BxLxV[:, :-1], input_ids_BxL[:, 1:])
     return jnp.pad(logp, ((0, 0), (1, 0)))
 
 
-def sequence_logps(model, input_ids, attention_mask, loss_mask):
+def _shifted_logps(logits_BxCxV, targets_BxC):
+    """log softmax(logits)[target] per position, in at least float32."""
+    ftype = jnp.promote_types(logits_BxCxV.dtype, jnp.float32)
+    logits = logits_BxCxV.astype(ftype)
+    picked = jnp.take_along_axis(logits, targets_BxC[..., None], axis=-1)[..., 0]
+    return picked - jax.nn.logsumexp(logits, axis=-1)
+
+
+def check_loss_mask(attention_mask, loss_mask) -> None:
+    """Host-side check of the mask convention (numpy, no device work): ``loss_mask`` is 0 in
+    column 0 (nothing predicts the first token), 0 on padding, and 0 where the previous token is
+    padding (its log-prob would condition on a padding slot). Raises ``ValueError`` naming the
+    first offending row and column."""
+    attn = np.asarray(attention_mask).astype(bool)
+    loss = np.asarray(loss_mask).astype(bool)
+    problems = (
+        (loss[:, :1], "column 0 must be 0 (no token predicts the first one)", 0),
+        (loss & ~attn, "is 1 on a padding token", 0),
+        (loss[:, 1:] & ~attn[:, :-1], "is 1 on a token whose predecessor is padding", 1),
+    )
+    for bad, what, offset in problems:
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(
+                f"loss_mask: {what} (row {int(row)}, column {int(col) + offset}; "
+                f"{int(bad.any(-1).sum())} row(s) affected)"
+            )
+
+
+def default_chunk_size(batch: int, length: int, vocab: int) -> int:
+    """Positions per chunk so one chunk's float32 logits fit :data:`CHUNK_BYTES` (a power of
+    two, at least 16, at most ``length``)."""
+    rows = max(1, CHUNK_BYTES // (4 * max(batch, 1) * max(vocab, 1)))
+    return min(length, max(16, 1 << (rows.bit_length() - 1)))
+
+
+def chunked_token_logps(model, hidden_BxLxE, input_ids_BxL, chunk_size: int):
+    """:func:`token_logps` of ``model.head(hidden)`` computed ``chunk_size`` positions at a
+    time. A length that ``chunk_size`` does not divide is padded up to a multiple of it (the
+    padded positions are dropped; the result is exact)."""
+    b, length, width = hidden_BxLxE.shape
+    targets = jnp.pad(input_ids_BxL[:, 1:], ((0, 0), (0, 1)))  # position t predicts token t+1
+    n = -(-length // chunk_size)
+    pad = n * chunk_size - length
+    hidden = jnp.pad(hidden_BxLxE, ((0, 0), (0, pad), (0, 0)))
+    targets = jnp.pad(targets, ((0, 0), (0, pad)))
+    h_NxBxCxE = hidden.reshape(b, n, chunk_size, width).swapaxes(0, 1)
+    t_NxBxC = targets.reshape(b, n, chunk_size).swapaxes(0, 1)
+    graphdef, state = nnx.split(model)
+
+    def chunk(state, h, t):
+        return _shifted_logps(nnx.merge(graphdef, state).head(h), t)
+
+    if n > 1:  # recompute each chunk's logits in the backward pass instead of saving them
+        chunk = jax.checkpoint(chunk, prevent_cse=False)
+    logp_NxBxC = jax.lax.map(lambda ht: chunk(state, *ht), (h_NxBxCxE, t_NxBxC))
+    logp = logp_NxBxC.swapaxes(0, 1).reshape(b, n * chunk_size)[:, : length - 1]
+    return jnp.pad(logp, ((0, 0), (1, 0)))
+
+
+def sequence_logps(model, input_ids, attention_mask, loss_mask, *, chunk_size=None):
     """Summed and per-token log-probs of the tokens selected by ``loss_mask``.
 
     .. math:: \\log \\pi(y \\mid x) = \\sum_t m_t \\log \\pi(x_t \\mid x_{<t})
 
     Args:
-      model: a callable ``model(input_ids, attention_mask) -> logits (B, L, V)``.
+      model: a :class:`~jaxpref.llm.Decoder` (or anything with ``hidden_states`` and ``head``),
+        whose head and log-sum-exp then run in chunks of the sequence; or any callable
+        ``model(input_ids, attention_mask) -> logits (B, L, V)``.
       input_ids: (B, L) int tokens (prompt and response, left or right padded).
       attention_mask: (B, L) 1 for real tokens, 0 for padding.
       loss_mask: (B, L) 1 on the response tokens whose log-probs count (token t's log-prob
-        conditions on tokens < t; ``loss_mask[:, 0]`` must be 0 since nothing predicts it).
+        conditions on tokens < t, so ``loss_mask[:, 0]`` must be 0, and so must every entry on
+        padding or right after padding). Checked on the host when the masks are concrete;
+        inside ``jit`` they are tracers and the check would need a host sync per call, so it
+        is skipped there: call :func:`check_loss_mask` on the host batch instead.
+      chunk_size: positions per chunk (default :func:`default_chunk_size`: 16 MiB of float32
+        logits per chunk); a length it does not divide is padded internally, exactly.
     Returns:
       ``(summed (B,), per_token (B, L))`` in at least float32; ``per_token`` is zero off the mask.
     """
     check_same_shape(input_ids=input_ids, attention_mask=attention_mask, loss_mask=loss_mask)
-    if len(shape_of("input_ids", input_ids)) != 2:
-        shape = shape_of("input_ids", input_ids)
+    shape = shape_of("input_ids", input_ids)
+    if len(shape) != 2:
         raise ValueError(f"input_ids: expected shape (B, L), got {shape}")
-    logits = model(input_ids, attention_mask)
-    per_token = token_logps(logits, input_ids)
-    mask = (loss_mask * attention_mask).astype(bool)
+    if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
+        raise ValueError(f"chunk_size: must be an integer ≥ 1, got {chunk_size!r}")
+    if is_concrete(attention_mask) and is_concrete(loss_mask):
+        check_loss_mask(attention_mask, loss_mask)
+    if hasattr(model, "hidden_states") and hasattr(model, "head"):
+        hidden = model.hidden_states(input_ids, attention_mask)
+        vocab = model.config.vocab_size
+        size = chunk_size or default_chunk_size(shape[0], shape[1], vocab)
+        per_token = chunked_token_logps(model, hidden, jnp.asarray(input_ids), int(size))
+    else:
+        per_token = token_logps(model(input_ids, attention_mask), input_ids)
+    mask = (jnp.asarray(loss_mask) * jnp.asarray(attention_mask)).astype(bool)
     per_token = jnp.where(mask, per_token, 0.0)
     return per_token.sum(axis=-1), per_token

@@ -51,16 +51,20 @@ def _targets(model, pattern: str):
 
 def apply_lora(model, config: LoRAConfig, *, rngs: nnx.Rngs) -> list[str]:
     """Attach adapters in place to the linear layers matching ``config.target``; returns their
-    paths. A ~ N(0, 1/d_in), B = 0."""
+    paths. A ~ N(0, 1/d_in), B = 0. On a ``scan_layers`` model a stacked kernel
+    ``(n_layers, d_in, d_out)`` gets stacked factors ``(n_layers, d_in, r)`` and
+    ``(n_layers, r, d_out)``, one independent adapter per layer."""
     names = []
     for name, linear in _targets(model, config.target):
         kernel = linear.kernel[...]
-        d_in, d_out = kernel.shape
-        axes = linear.kernel.get_metadata().get("logical_axes", (None, None))
-        a = jax.random.normal(rngs.params(), (d_in, config.rank), kernel.dtype) / math.sqrt(d_in)
-        linear.lora_a = LoRAParam(a, logical_axes=(axes[0], "lora_rank"))
+        *lead, d_in, d_out = kernel.shape  # lead: (n_layers,) on a scan_layers model
+        axes = linear.kernel.get_metadata().get("logical_axes", (None,) * kernel.ndim)
+        *lead_axes, in_axis, out_axis = axes
+        shape_a, shape_b = (*lead, d_in, config.rank), (*lead, config.rank, d_out)
+        a = jax.random.normal(rngs.params(), shape_a, kernel.dtype) / math.sqrt(d_in)
+        linear.lora_a = LoRAParam(a, logical_axes=(*lead_axes, in_axis, "lora_rank"))
         linear.lora_b = LoRAParam(
-            jnp.zeros((config.rank, d_out), kernel.dtype), logical_axes=("lora_rank", axes[1])
+            jnp.zeros(shape_b, kernel.dtype), logical_axes=(*lead_axes, "lora_rank", out_axis)
         )
         linear.lora_scale = config.alpha / config.rank
         linear.lora_merged = False
@@ -73,7 +77,7 @@ def _adapted(model):
 
 
 def _delta(linear: Linear):
-    return linear.lora_scale * (linear.lora_a[...] @ linear.lora_b[...])  # Eq. (3)
+    return linear.lora_scale * (linear.lora_a[...] @ linear.lora_b[...])  # Eq. (3), per layer
 
 
 def merge_lora(model) -> None:

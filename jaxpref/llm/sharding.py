@@ -33,6 +33,8 @@ LOGICAL_RULES: Mapping[str, tuple[str, ...] | None] = {
     "norm": None,
     "positions": None,
     "lora_rank": None,
+    "layers": None,  # the stacked-layer axis of scan_layers models
+    "embed_proj": None,  # OPT's narrow word-embedding width (project_in / project_out)
 }
 
 
