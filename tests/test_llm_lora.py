@@ -119,3 +119,39 @@ def test_save_requires_merge_and_bad_config(tmp_path):
         lo.LoRAConfig(rank=0)
     with pytest.raises(ValueError, match="matches no linear layer"):
         lo.apply_lora(model, lo.LoRAConfig(target="nonexistent"), rngs=nnx.Rngs(0))
+
+
+def test_lora_on_stacked_scan_layers_kernels(tmp_path):
+    """Adapters on a scan_layers model: one stacked (n_layers, …) factor pair per target, equal
+    in effect to per-layer adapters; merge, without_adapters and save work on the stack."""
+    model = from_pretrained(GOLDEN / "llama3", scan_layers=True)
+    names = lo.apply_lora(model, lo.LoRAConfig(rank=4, alpha=8.0), rngs=nnx.Rngs(1))
+    assert "layers.attn.q_proj" in names and "layers.mlp.down_proj" in names
+    q = model.layers.attn.q_proj
+    assert q.lora_a[...].shape == (2, 32, 4) and q.lora_b[...].shape == (2, 4, 32)
+    assert q.lora_a.get_metadata()["logical_axes"] == ("layers", "embed", "lora_rank")
+    base = from_pretrained(GOLDEN / "llama3")
+    np.testing.assert_allclose(forward(model, IDS, MASK), forward(base, IDS, MASK), atol=1e-5)
+    randomize_b(model)
+    out = forward(model, IDS, MASK)
+    # The same adapters attached per layer to the unscanned model give the same logits.
+    loop = from_pretrained(GOLDEN / "llama3")
+    lo.apply_lora(loop, lo.LoRAConfig(rank=4, alpha=8.0), rngs=nnx.Rngs(1))
+    for p in ("q", "k", "v", "o"):
+        stacked = getattr(model.layers.attn, f"{p}_proj")
+        for i in range(2):
+            layer = getattr(loop.layers[i].attn, f"{p}_proj")
+            layer.lora_a[...], layer.lora_b[...] = stacked.lora_a[...][i], stacked.lora_b[...][i]
+    for p in ("gate", "up", "down"):
+        stacked = getattr(model.layers.mlp, f"{p}_proj")
+        for i in range(2):
+            layer = getattr(loop.layers[i].mlp, f"{p}_proj")
+            layer.lora_a[...], layer.lora_b[...] = stacked.lora_a[...][i], stacked.lora_b[...][i]
+    np.testing.assert_allclose(forward(loop, IDS, MASK), out, atol=1e-5)
+    np.testing.assert_allclose(
+        forward(lo.without_adapters(model), IDS, MASK), forward(base, IDS, MASK), atol=1e-5
+    )
+    lo.merge_lora(model)
+    np.testing.assert_allclose(forward(model, IDS, MASK), out, atol=1e-5)
+    save_pretrained(model, tmp_path)
+    np.testing.assert_allclose(forward(from_pretrained(tmp_path), IDS, MASK), out, atol=1e-5)

@@ -184,3 +184,22 @@ def test_greedy_generation_on_the_mesh_matches_single_device(pair, mesh):
     with jax.set_mesh(mesh):
         out = generate(sharded, ids, mask, **kw)
     np.testing.assert_array_equal(out.new_tokens, generate(single, ids, mask, **kw).new_tokens)
+
+
+def test_scan_layers_model_on_the_mesh(mesh):
+    """Stacked parameters shard like their per-layer form with a replicated layer axis, both
+    when created inside jit and when loaded from HF files; forward equals the single device."""
+    model = create_model(CONFIG, seed=3, mesh=mesh, scan_layers=True, remat="block")
+    assert model.layers.attn.q_proj.kernel[...].sharding.spec == P(None, "fsdp", "tensor")
+    assert model.layers.mlp.down_proj.kernel[...].sharding.spec == P(None, "tensor", "fsdp")
+    loaded = from_pretrained(GOLDEN / "llama3", mesh=mesh, scan_layers=True)
+    kernel = loaded.layers.attn.v_proj.kernel[...]
+    assert kernel.sharding.spec == P(None, "fsdp", "tensor") and kernel.shape == (2, 32, 16)
+    reference = from_pretrained(GOLDEN / "llama3")
+    np.testing.assert_array_equal(kernel[1], reference.layers[1].attn.v_proj.kernel[...])
+    ids, mask, loss = batch(mesh)
+    with jax.set_mesh(mesh):
+        out = nnx.jit(lambda m, i, a: m(i, a))(loaded, ids, mask)
+        value, _ = nnx.jit(nnx.value_and_grad(loss_fn))(loaded, ids, mask, loss)
+    np.testing.assert_allclose(out, reference(*batch()[:2]), atol=1e-5)
+    np.testing.assert_allclose(value, loss_fn(reference, *batch()), rtol=1e-5)

@@ -311,7 +311,10 @@ class Decoder(nnx.Module):
 
         if self.remat == "none":
             return apply
-        return jax.checkpoint(apply, policy=_remat_policy(self.remat), prevent_cse=False)
+        # CSE could merge the recomputation with the forward in a Python loop; a scan body
+        # cannot be merged that way, and skipping the barrier there is faster.
+        policy, cse = _remat_policy(self.remat), not self.scan_layers
+        return jax.checkpoint(apply, policy=policy, prevent_cse=cse)
 
     def _loop(self, x, rope, allowed, cache, index):
         keys, values = [], []
