@@ -1,7 +1,10 @@
 """KV-cache generation: cached logits equal full forwards, greedy equals repeated argmax,
 EOS/lengths, sampling filters, and no recompilation within a bucket."""
 
+import dataclasses
+import json
 import pathlib
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +15,7 @@ from flax import nnx
 from jaxpref.llm import KVCache
 from jaxpref.llm.generate import _generate, generate, left_align, sample_logits
 from jaxpref.llm.hf_io import from_pretrained
+from jaxpref.llm.safetensors_io import SafetensorsFile
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 PROMPTS = np.array([[0, 0, 5, 9, 14], [3, 4, 7, 1, 2], [0, 0, 0, 8, 6]], np.int32)
@@ -194,3 +198,113 @@ def test_left_align_and_bad_input(model):
     if model.config.rope is None:  # learned positions: real length 5 + 60 > 64 rows
         with pytest.raises(ValueError, match="max_position_embeddings=64"):
             generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=60)
+
+
+# ---- parity with transformers' greedy generate ------------------------------------------------
+
+FAMILIES = (
+    "llama2",
+    "llama3",
+    "qwen2",
+    "mistral",
+    "llama_bias",
+    "gpt2",
+    "llama_yarn",
+    "llama_dynamic",
+    "gemma",
+    "gemma2",
+    "qwen3",
+    "phi3",
+    "opt",
+    "opt_proj",
+)
+
+
+def greedy_golden(family):
+    f = SafetensorsFile(GOLDEN / family / "generate.safetensors")
+    return {k: np.asarray(f.get(k)) for k in f.keys()}
+
+
+def assert_matches_transformers(out, g):
+    """Same tokens as transformers' ``generate(do_sample=False)`` (which stops once every row
+    has stopped, so its width may be shorter), then padding."""
+    width = g["new_tokens"].shape[1]
+    np.testing.assert_array_equal(out.new_tokens[:, :width], g["new_tokens"])
+    assert (np.asarray(out.new_tokens[:, width:]) == int(g["pad"])).all()
+    stops = [
+        next((t + 1 for t, x in enumerate(row) if x in set(g["eos"])), 8) for row in g["new_tokens"]
+    ]
+    np.testing.assert_array_equal(out.lengths, stops)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_greedy_equals_transformers_generate(family):
+    """Left-padded prompts of different lengths, an EOS list that stops two rows early."""
+    g = greedy_golden(family)
+    model = from_pretrained(GOLDEN / family)
+    out = generate(
+        model,
+        g["prompt_ids"],
+        g["prompt_mask"],
+        key=jax.random.key(0),
+        max_new_tokens=8,
+        temperature=0.0,
+        eos_token_id=[int(e) for e in g["eos"]],
+        pad_token_id=int(g["pad"]),
+    )
+    assert_matches_transformers(out, g)
+
+
+@pytest.mark.parametrize("family", ["gemma2", "qwen3"])
+def test_greedy_with_scan_layers_and_checkpoint_defaults(family, tmp_path):
+    """A scanned model (per-layer windows as scanned data) generates the same tokens, with the
+    stop and pad ids and greedy decoding taken from the checkpoint's generation_config.json."""
+    g = greedy_golden(family)
+    path = tmp_path / family
+    shutil.copytree(GOLDEN / family, path)
+    defaults = {"eos_token_id": [int(e) for e in g["eos"]], "pad_token_id": int(g["pad"])}
+    (path / "generation_config.json").write_text(json.dumps({**defaults, "do_sample": False}))
+    model = from_pretrained(path, scan_layers=True)
+    assert model.generation_config.eos_token_id == tuple(defaults["eos_token_id"])
+    out = generate(
+        model, g["prompt_ids"], g["prompt_mask"], key=jax.random.key(3), max_new_tokens=8
+    )
+    assert_matches_transformers(out, g)
+
+
+def test_generation_config_defaults_and_refusals(tmp_path):
+    path = tmp_path / "gpt2"
+    shutil.copytree(GOLDEN / "gpt2", path)
+    plain = from_pretrained(path)  # no generation_config.json: config.json's ids, greedy
+    gc = plain.generation_config
+    assert (gc.eos_token_id, gc.pad_token_id, gc.do_sample, gc.top_k) == ((0,), None, False, 50)
+    file = {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "eos_token_id": [5, 6]}
+    (path / "generation_config.json").write_text(json.dumps(file))
+    gc = from_pretrained(path).generation_config
+    assert (gc.do_sample, gc.temperature, gc.top_k, gc.top_p) == (True, 0.7, 50, 0.9)
+    assert gc.eos_token_id == (5, 6) and gc.pad_token_id is None
+    (path / "generation_config.json").write_text(json.dumps({**file, "repetition_penalty": 1.1}))
+    model = from_pretrained(path)
+    with pytest.raises(ValueError, match="repetition_penalty=1.1, which generate does not"):
+        generate(model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=2)
+    fine = dataclasses.replace(model.generation_config, unsupported=())
+    out = generate(
+        model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=2, generation_config=fine
+    )
+    assert out.new_tokens.shape == (3, 2)
+
+
+def test_bucket_padding_never_counts_against_positions(model):
+    """Real length + max_new_tokens ≤ max_position_embeddings is accepted whatever the bucket;
+    RoPE models are not capped at all (as in transformers), learned positions are."""
+    limit = model.config.max_position_embeddings  # 64
+    prompt, mask = PROMPTS[:, -3:], MASK[:, -3:]  # at most 3 real tokens
+    kw = dict(key=jax.random.key(0), temperature=0.0, bucket=32, eos_token_id=None)
+    out = generate(model, prompt, mask, max_new_tokens=limit - 3, **kw)  # bucket 32 + 61 > 64
+    assert out.new_tokens.shape == (3, limit - 3)
+    if model.config.rope is None:
+        with pytest.raises(ValueError, match="longest prompt"):
+            generate(model, prompt, mask, max_new_tokens=limit - 2, **kw)
+    else:
+        out = generate(model, prompt, mask, max_new_tokens=limit + 4, **kw)
+        assert int(out.lengths.min()) == limit + 4

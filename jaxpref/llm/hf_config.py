@@ -284,7 +284,14 @@ def _gemma2(read: _Reader) -> dict[str, Any]:
 
 
 def _phi3(read: _Reader) -> dict[str, Any]:
-    prf = _rope_params(read).get("partial_rotary_factor") or read("partial_rotary_factor", 1.0)
+    rope_type = _rope_params(read).get("rope_type", _rope_params(read).get("type", "default"))
+    if rope_type != "default":  # transformers reads su / yarn as longrope for Phi-3
+        raise ValueError(
+            f"rope_parameters.rope_type: Phi-3's {rope_type!r} (longrope) scaling is not "
+            "implemented"
+        )
+    top = read("partial_rotary_factor", 1.0)  # transformers 5 also copies it into the rope dict
+    prf = _rope_params(read).get("partial_rotary_factor") or top
     return dict(
         qkv_bias=False,
         o_bias=False,
