@@ -345,8 +345,8 @@ def describe_configs():
         for layer in _layers(model):
             attn = getattr(layer, "self_attn", None) or layer.attn
             mlp = layer.mlp if hasattr(layer, "mlp") else layer
-            act = getattr(mlp, "act_fn", None) or getattr(mlp, "act", None)
-            act = act or getattr(layer, "activation_fn", None)
+            names = ("act_fn", "act", "activation_fn")  # Llama family, GPT-2, Phi-3 and OPT
+            act = next(getattr(m, a) for m in (mlp, layer) for a in names if hasattr(m, a))
             window = getattr(attn, "sliding_window", "absent")
             layers.append(
                 dict(
@@ -368,7 +368,7 @@ def describe_configs():
             attention_scaling=None if rotary is None else float(rotary.attention_scaling),
             eos_token_id=cfg.eos_token_id,
         )
-        (path.parent / "hf.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+        (path.parent / "hf.json").write_text(json.dumps(info, sort_keys=True) + "\n")
         print(path.parent.name, info["architecture"])
 
 

@@ -112,11 +112,12 @@ class _Reader:
         self.hf, self.defaults, self.used = hf, CLASS_DEFAULTS[model_type], {"model_type"}
 
     def __call__(self, key: str, default: Any = None) -> Any:
+        """The file's value (an explicit null stays None, as transformers keeps it), else the
+        class default."""
         self.used.add(key)
-        value = self.hf.get(key)
-        if value is None:
+        if key not in self.hf:
             return self.defaults.get(key, default)
-        return value
+        return self.hf[key]
 
     def require(self, key: str) -> Any:
         self.used.add(key)
@@ -480,13 +481,21 @@ def _llama_json(c: DecoderConfig) -> dict[str, Any]:
             layer_types=list(c.layer_types or ["sliding_attention"] * c.num_layers),
             attn_logit_softcapping=c.attn_softcap,
             final_logit_softcapping=c.final_softcap,
-            query_pre_attn_scalar=c.query_pre_attn_scalar or c.head_dim,
+            query_pre_attn_scalar=_whole(c, "query_pre_attn_scalar", c.query_pre_attn_scalar),
         )
         if c.sliding_window is None:
             out["layer_types"] = ["full_attention"] * c.num_layers
     if c.model_type == "phi3":
         out["partial_rotary_factor"] = c.partial_rotary_factor
     return out
+
+
+def _whole(c: DecoderConfig, field: str, value) -> int:
+    """Gemma2Config types ``query_pre_attn_scalar`` as an int (None: our default, head_dim)."""
+    value = c.head_dim if value is None else value
+    if float(value) != int(value):
+        _refuse(c, field, f"a non-integer {field}={value}")
+    return int(value)
 
 
 def _qwen_window_json(c: DecoderConfig) -> dict[str, Any]:
