@@ -14,7 +14,7 @@ from flax import nnx
 
 from jaxpref.llm import KVCache
 from jaxpref.llm.generate import _generate, generate, left_align, sample_logits
-from jaxpref.llm.hf_io import from_pretrained
+from jaxpref.llm.hf_io import from_pretrained, save_pretrained
 from jaxpref.llm.safetensors_io import SafetensorsFile
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
@@ -292,6 +292,19 @@ def test_generation_config_defaults_and_refusals(tmp_path):
         model, PROMPTS, MASK, key=jax.random.key(0), max_new_tokens=2, generation_config=fine
     )
     assert out.new_tokens.shape == (3, 2)
+    save_pretrained(model, tmp_path / "saved")  # the defaults travel with the checkpoint
+    again = from_pretrained(tmp_path / "saved").generation_config
+    assert again == model.generation_config
+    import transformers
+
+    theirs = transformers.GenerationConfig.from_pretrained(tmp_path / "saved")
+    assert (theirs.eos_token_id, theirs.temperature, theirs.repetition_penalty) == (
+        [5, 6],
+        0.7,
+        1.1,
+    )
+    save_pretrained(plain, tmp_path / "plain")
+    assert not (tmp_path / "plain" / "generation_config.json").exists()
 
 
 def test_bucket_padding_never_counts_against_positions(model):

@@ -14,6 +14,7 @@ needs. The HF ``config.json`` side lives in :mod:`jaxpref.llm.hf_config`. Named 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pathlib
 from typing import Any
@@ -326,8 +327,6 @@ def _check_positive_int(name: str, value) -> None:
 def load_config(path: str | pathlib.Path) -> DecoderConfig:
     """Read ``config.json`` from a HF model directory (or the file itself); an unsupported or
     unimplemented field raises a ``ValueError`` naming the file and the field."""
-    import json
-
     path = pathlib.Path(path)
     file = path / "config.json" if path.is_dir() else path
     if not file.exists():
@@ -395,6 +394,21 @@ class GenerationConfig:
             bos_token_id=config.bos_token_id,
         )
 
+    def to_hf_dict(self) -> dict[str, Any]:
+        """The ``generation_config.json`` dictionary (transformers' key names)."""
+        eos = list(self.eos_token_id)
+        out = dict(
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            eos_token_id=eos[0] if len(eos) == 1 else (eos or None),
+            pad_token_id=self.pad_token_id,
+            bos_token_id=self.bos_token_id,
+        )
+        out.update((k, json.loads(v)) for k, v in self.unsupported)
+        return out
+
     @classmethod
     def from_hf_dict(cls, hf: dict[str, Any], config: DecoderConfig) -> GenerationConfig:
         base = cls.from_model_config(config)
@@ -402,7 +416,7 @@ class GenerationConfig:
         eos = () if eos is None else (eos,) if isinstance(eos, int) else tuple(eos)
         unsupported = tuple(
             sorted(
-                (k, repr(v))
+                (k, json.dumps(v))  # JSON text: hashable, and written back as it was
                 for k, v in hf.items()
                 if k in GENERATION_NO_OP and v not in GENERATION_NO_OP[k]
             )
@@ -426,8 +440,6 @@ class GenerationConfig:
 
 def load_generation_config(path: str | pathlib.Path, config: DecoderConfig) -> GenerationConfig:
     """``generation_config.json`` of a HF model directory, else defaults from ``config``."""
-    import json
-
     file = pathlib.Path(path) / "generation_config.json"
     if not file.exists():
         return GenerationConfig.from_model_config(config)

@@ -18,7 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxpref.llm.config import DecoderConfig, load_config, load_generation_config
+from jaxpref.llm.config import (
+    DecoderConfig,
+    GenerationConfig,
+    load_config,
+    load_generation_config,
+)
 from jaxpref.llm.hf_map import (
     Source,
     assemble,
@@ -225,6 +230,13 @@ class _Export:
         return assemble([(host(v), src) for v, src in self.parts[hf]])
 
 
+def _generation_json(model: Decoder) -> dict | None:
+    """``generation_config.json`` when the model's sampling defaults are not just
+    ``config.json``'s token ids (which is what transformers falls back to without the file)."""
+    plain = GenerationConfig.from_model_config(model.config)
+    return None if model.generation_config == plain else model.generation_config.to_hf_dict()
+
+
 def _lora_filter():
     from jaxpref.llm.layers import LoRAParam
 
@@ -266,6 +278,9 @@ def save_pretrained(
     path.mkdir(parents=True, exist_ok=True)
     hf.update(config_updates or {})
     (path / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True))
+    generation = _generation_json(model)
+    if generation is not None:
+        (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
     export = _Export(model, extra_tensors or {})
     shards = _split_shards({hf: export.nbytes(hf) for hf in export.parts}, max_shard_bytes)
     if len(shards) == 1:
