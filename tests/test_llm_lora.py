@@ -131,7 +131,7 @@ def test_lora_on_stacked_scan_layers_kernels(tmp_path):
     assert q.lora_a[...].shape == (2, 32, 4) and q.lora_b[...].shape == (2, 4, 32)
     assert q.lora_a.get_metadata()["logical_axes"] == ("layers", "embed", "lora_rank")
     base = from_pretrained(GOLDEN / "llama3")
-    np.testing.assert_allclose(forward(model, IDS, MASK), forward(base, IDS, MASK), atol=1e-5)
+    np.testing.assert_allclose(forward(model, IDS, MASK), forward(base, IDS, MASK), atol=5e-5)
     randomize_b(model)
     out = forward(model, IDS, MASK)
     # The same adapters attached per layer to the unscanned model give the same logits.
@@ -147,11 +147,11 @@ def test_lora_on_stacked_scan_layers_kernels(tmp_path):
         for i in range(2):
             layer = getattr(loop.layers[i].mlp, f"{p}_proj")
             layer.lora_a[...], layer.lora_b[...] = stacked.lora_a[...][i], stacked.lora_b[...][i]
-    np.testing.assert_allclose(forward(loop, IDS, MASK), out, atol=1e-5)
+    np.testing.assert_allclose(forward(loop, IDS, MASK), out, atol=5e-5)
     np.testing.assert_allclose(
         forward(lo.without_adapters(model), IDS, MASK), forward(base, IDS, MASK), atol=1e-5
     )
     lo.merge_lora(model)
-    np.testing.assert_allclose(forward(model, IDS, MASK), out, atol=1e-5)
+    np.testing.assert_allclose(forward(model, IDS, MASK), out, atol=5e-5)
     save_pretrained(model, tmp_path)
-    np.testing.assert_allclose(forward(from_pretrained(tmp_path), IDS, MASK), out, atol=1e-5)
+    np.testing.assert_allclose(forward(from_pretrained(tmp_path), IDS, MASK), out, atol=5e-5)

@@ -1,9 +1,10 @@
 """Which HF tensor each :class:`~jaxpref.llm.model.Decoder` parameter comes from, and how.
 
 :func:`param_map` maps every parameter path of the per-layer model (``layers.3.attn.q_proj.
-kernel``) to a :class:`Source`: the HF tensor name, whether it is an ``nn.Linear`` weight
-``(out, in)`` to transpose into our ``(in, out)`` kernel, and, for fused HF tensors (GPT-2's
-``c_attn``, Phi-3's ``qkv_proj`` and ``gate_up_proj``), the slice of the fused axis that is ours.
+kernel``) to a :class:`Source` ``(hf, how)``: the HF tensor name and whether it is an
+``nn.Linear`` weight ``(out, in)`` to transpose into our ``(in, out)`` kernel (``"T"``) or, for
+fused HF tensors (GPT-2's ``c_attn``, Phi-3's ``qkv_proj`` and ``gate_up_proj``), the slice of
+the fused axis that is ours.
 A ``scan_layers`` model stacks the blocks on a leading axis: its parameter ``layers.attn.q_proj.
 kernel`` holds, at index i, the parameter ``layers.{i}.attn.q_proj.kernel`` of this map
 (:func:`layer_names`).
@@ -20,24 +21,36 @@ from jaxpref.llm.config import DecoderConfig
 
 
 class Source(NamedTuple):
-    hf: str  # HF tensor name
-    transpose: bool = False  # nn.Linear (out, in) -> our (in, out)
-    part: tuple[int, int, int] | None = None  # (start, stop, total) along the fused HF axis
-    axis: int = 0  # the fused axis of the HF tensor (0: nn.Linear rows, -1: Conv1D columns)
+    """``(hf, how)``: the HF tensor name and how our parameter comes from it. ``how`` is None
+    (as stored), ``"T"`` (an ``nn.Linear`` weight ``(out, in)`` transposed into our ``(in, out)``
+    kernel) or ``("part", axis, start, stop, total, transpose)``: our slice ``[start, stop)`` of
+    the fused HF axis ``axis`` of length ``total``, then transposed or not."""
+
+    hf: str
+    how: object = None
+
+    @property
+    def transpose(self) -> bool:
+        return self.how == "T" or (isinstance(self.how, tuple) and self.how[5])
+
+    @property
+    def part(self):
+        return self.how[1:5] if isinstance(self.how, tuple) else None  # (axis, start, stop, total)
 
     def hf_shape(self, shape) -> tuple[int, ...]:
         """The shape the HF tensor must have for our parameter of ``shape``."""
         out = list(reversed(shape)) if self.transpose else list(shape)
         if self.part is not None:
-            out[self.axis] = self.part[2]
+            axis, _, _, total = self.part
+            out[axis] = total
         return tuple(out)
 
     def to_ours(self, array: np.ndarray) -> np.ndarray:
         """Our parameter from the HF tensor (a view when the tensor is memory-mapped)."""
         if self.part is not None:
-            start, stop, _ = self.part
+            axis, start, stop, _ = self.part
             index = [slice(None)] * array.ndim
-            index[self.axis] = slice(start, stop)
+            index[axis] = slice(start, stop)
             array = array[tuple(index)]
         return array.T if self.transpose else array
 
@@ -50,12 +63,12 @@ def assemble(pieces: list[tuple[np.ndarray, Source]]) -> np.ndarray:
     """The HF tensor from our parameters that make it up (concatenated for fused tensors)."""
     if len(pieces) == 1 and pieces[0][1].part is None:
         return pieces[0][1].to_hf(pieces[0][0])
-    ordered = sorted(pieces, key=lambda p: p[1].part[0])
-    return np.concatenate([s.to_hf(a) for a, s in ordered], axis=ordered[0][1].axis)
+    ordered = sorted(pieces, key=lambda p: p[1].part[1])
+    return np.concatenate([s.to_hf(a) for a, s in ordered], axis=ordered[0][1].part[0])
 
 
 def _linear(out, ours, hf, bias):
-    out[f"{ours}.kernel"] = Source(f"{hf}.weight", transpose=True)
+    out[f"{ours}.kernel"] = Source(f"{hf}.weight", "T")
     if bias:
         out[f"{ours}.bias"] = Source(f"{hf}.bias")
 
@@ -65,10 +78,10 @@ def _fused(out, names_sizes, hf, bias, *, conv1d=False):
     total, start = sum(size for _, size in names_sizes), 0
     axis = -1 if conv1d else 0
     for ours, size in names_sizes:
-        part = (start, start + size, total)
-        out[f"{ours}.kernel"] = Source(f"{hf}.weight", not conv1d, part, axis)
+        span = (start, start + size, total)
+        out[f"{ours}.kernel"] = Source(f"{hf}.weight", ("part", axis, *span, not conv1d))
         if bias:
-            out[f"{ours}.bias"] = Source(f"{hf}.bias", False, part, -1)
+            out[f"{ours}.bias"] = Source(f"{hf}.bias", ("part", -1, *span, False))
         start += size
 
 

@@ -40,9 +40,16 @@ def _const(shape, axes, dtype, fill):
     return nnx.Param(jnp.full(shape, fill, dtype), logical_axes=axes)
 
 
+def _compute_dtype(dtype, param_dtype):
+    """The dtype a layer casts to, or None to compute in the dtype of the values it holds
+    (parameters stored in the compute dtype, or cast to it by the caller's state)."""
+    return None if jnp.dtype(param_dtype) == jnp.dtype(dtype) else jnp.dtype(dtype)
+
+
 class Linear(nnx.Module):
     """y = x W (+ b) (+ (α/r) x A B when a LoRA adapter is attached and not merged), computed in
-    ``dtype`` from parameters stored in ``param_dtype``."""
+    ``dtype`` from parameters stored in ``param_dtype`` (when the two are equal: in the dtype of
+    the kernel it holds, so a caller may cast the state itself)."""
 
     def __init__(self, d_in, d_out, axes, *, bias, dtype, rngs, param_dtype=None):
         param_dtype = dtype if param_dtype is None else param_dtype
@@ -52,12 +59,13 @@ class Linear(nnx.Module):
         self.lora_b = nnx.data(None)  # (r, d_out) LoRAParam, zero at init
         self.lora_scale = 0.0  # α / r
         self.lora_merged = False
-        self.dtype = jnp.dtype(dtype)
+        self.dtype = _compute_dtype(dtype, param_dtype)
 
     def __call__(self, x):
-        dt = self.dtype
+        kernel = self.kernel[...]
+        dt = self.dtype or kernel.dtype
         x = x.astype(dt)
-        y = x @ self.kernel[...].astype(dt)
+        y = x @ kernel.astype(dt)
         if self.bias is not None:
             y = y + _lead(self.bias[...].astype(dt), y)
         if self.lora_a is not None and not self.lora_merged:
@@ -73,13 +81,16 @@ class Embed(nnx.Module):
     def __init__(self, num, width, axes, *, dtype, rngs, param_dtype=None):
         param_dtype = dtype if param_dtype is None else param_dtype
         self.embedding = _param(rngs, (num, width), axes, param_dtype)
-        self.dtype = jnp.dtype(dtype)
+        self.dtype = _compute_dtype(dtype, param_dtype)
 
     def __call__(self, ids):
-        return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+        table = self.embedding[...]
+        return jnp.take(table, ids, axis=0).astype(self.dtype or table.dtype)
 
     def attend(self, x):
-        return x.astype(self.dtype) @ self.embedding[...].astype(self.dtype).T
+        table = self.embedding[...]
+        dt = self.dtype or table.dtype
+        return x.astype(dt) @ table.astype(dt).T
 
 
 class RMSNorm(nnx.Module):
@@ -264,6 +275,8 @@ def attend(
     """
     if implementation not in ATTENTION_IMPLS:
         raise ValueError(f"attention: unknown {implementation!r}; choices: {ATTENTION_IMPLS}")
+    dt = jnp.result_type(q_BxLxHxD, k_BxSxKxD, v_BxSxKxD)  # e.g. a cache kept in another dtype
+    q_BxLxHxD, k_BxSxKxD, v_BxSxKxD = (a.astype(dt) for a in (q_BxLxHxD, k_BxSxKxD, v_BxSxKxD))
     dim = q_BxLxHxD.shape[-1]
     scale = 1.0 / math.sqrt(dim) if scale is None else scale
     if implementation == "reference" or softcap is not None or q_BxLxHxD.dtype == jnp.float64:
