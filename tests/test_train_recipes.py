@@ -372,3 +372,57 @@ def test_bf16_compute_over_float32_master_weights(task, sft, tmp_path):
     for a, b in zip(f32.history, bf16.history):
         assert b["loss"] == pytest.approx(a["loss"], rel=2e-2)  # bf16 matmuls, float32 log-probs
     assert bf16.history[0]["loss"] != f32.history[0]["loss"]  # the compute dtype did change
+
+
+def test_packing_changes_rows_not_the_loss(task, tmp_path):
+    """With every example in one step, packed and unpacked SFT take the same step."""
+    data = llm_task.write_dataset(tmp_path / "small", n_train=12, n_test=2)
+    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    opts = {**COMMON, "per_device_train_batch_size": 12, "max_length": 48, "logging_steps": 1}
+    kw = dict(
+        model_name_or_path=str(task["base"]),
+        dataset_name=str(data),
+        max_steps=1,
+        learning_rate=1e-3,
+        **opts,
+        **NO_EVAL,
+    )
+    plain = train(SFTConfig(output_dir=str(tmp_path / "plain"), **kw), mesh=mesh, **QUIET)
+    packed = train(
+        SFTConfig(output_dir=str(tmp_path / "packed"), packing=True, **kw), mesh=mesh, **QUIET
+    )
+    assert "12 examples in" in packed.data_report["train"]["packing"]
+    assert packed.history[0]["loss"] == pytest.approx(plain.history[0]["loss"], rel=1e-6)
+    for k, w in _weights(tmp_path / "plain").items():
+        np.testing.assert_allclose(_weights(tmp_path / "packed")[k], w, rtol=1e-5, atol=1e-7)
+
+
+def test_scanned_layers_and_remat_train_like_the_loop(task, sft, tmp_path):
+    mesh = make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    kw = dict(max_steps=2, learning_rate=1e-3, **NO_EVAL)
+    train(_cfg(DPOConfig, task, tmp_path / "loop", **kw), mesh=mesh, **QUIET)
+    train(
+        _cfg(DPOConfig, task, tmp_path / "scan", scan_layers=True, remat="block", **kw),
+        mesh=mesh,
+        **QUIET,
+    )
+    a, b = _weights(tmp_path / "loop"), _weights(tmp_path / "scan")
+    assert set(a) == set(b)  # the scanned model exports per-layer HF tensors
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    lora = dict(max_steps=1, use_peft=True, lora_r=2, save_adapters=True, **NO_EVAL)
+    for name, extra in (("lora_loop", {}), ("lora_scan", {"scan_layers": True})):
+        train(_cfg(DPOConfig, task, tmp_path / name, **lora, **extra), mesh=mesh, **QUIET)
+    adapters = [
+        load_file(str(tmp_path / d / "adapters" / "adapter_model.safetensors"))
+        for d in ("lora_loop", "lora_scan")
+    ]
+    assert {k: v.shape for k, v in adapters[0].items()} == {
+        k: v.shape for k, v in adapters[1].items()
+    }
+
+
+def test_remat_choices_are_the_model_layers():
+    from jaxpref.train.config import REMAT
+
+    assert REMAT == llm.REMAT_POLICIES

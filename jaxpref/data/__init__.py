@@ -42,6 +42,7 @@ from jaxpref.data.synthetic import (
 from jaxpref.data.tokenize import (
     EncodedCompletion,
     EncodedPair,
+    PackedRow,
     PreferenceBatch,
     TokenBatch,
     TruncationReport,
@@ -50,6 +51,7 @@ from jaxpref.data.tokenize import (
     encode_completions,
     encode_pair,
     encode_preferences,
+    pack_completions,
     pad_id,
     tokenize_preferences,
 )
@@ -78,6 +80,7 @@ __all__ = [
     "EncodedCompletion",
     "EncodedPair",
     "MalformedPair",
+    "PackedRow",
     "PreferenceBatch",
     "PreferenceData",
     "PreferencePair",
@@ -99,6 +102,7 @@ __all__ = [
     "load_splits",
     "load_tokenizer",
     "make_pair",
+    "pack_completions",
     "pad_id",
     "pairs_from_rows",
     "read_json_lines",

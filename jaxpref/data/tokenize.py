@@ -244,6 +244,59 @@ def encode_completions(
     return kept, TruncationReport(len(examples), truncated, tuple(empty))
 
 
+@dataclasses.dataclass(frozen=True)
+class PackedRow:
+    """Several encoded completions in one row; ``segments`` numbers them from 1."""
+
+    ids: list[int]
+    segments: list[int]
+    loss: list[int]  # 1 on counted tokens (never a segment's first token)
+    indices: tuple[int, ...]  # source rows of the segments
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
+
+
+def pack_completions(
+    encoded: Sequence[EncodedCompletion], max_length: int, *, completion_only: bool = True
+) -> list[PackedRow]:
+    """Best-fit-decreasing packing of encoded completions into rows of at most ``max_length``
+    tokens (each example whole, in one row), for SFT with ``segment_ids``: a segment attends
+    only to itself and its positions restart (``llm.Decoder.hidden_states``)."""
+    check_lengths(max_length, None)
+    order = sorted(range(len(encoded)), key=lambda i: (-encoded[i].length, i))
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        need = encoded[i].length
+        if need > max_length:
+            raise ValueError(f"max_length: example {encoded[i].index} has {need} tokens")
+        fits = [b for b, r in enumerate(room) if r >= need]
+        if fits:
+            b = min(fits, key=lambda b: (room[b], b))  # the tightest bin
+            bins[b].append(i)
+            room[b] -= need
+        else:
+            bins.append([i])
+            room.append(max_length - need)
+    return [_packed(encoded, members, completion_only) for members in bins]
+
+
+def _packed(encoded, members, completion_only) -> PackedRow:
+    ids, segments, loss = [], [], []
+    for k, i in enumerate(sorted(members), start=1):
+        e = encoded[i]
+        ids += [*e.prompt, *e.completion]
+        segments += [k] * e.length
+        counted = (
+            [0] * len(e.prompt) + [1] * len(e.completion) if completion_only else [1] * e.length
+        )
+        counted[0] = 0  # its predecessor belongs to another segment
+        loss += counted
+    return PackedRow(ids, segments, loss, tuple(encoded[i].index for i in sorted(members)))
+
+
 def collate_sequences(
     prompts: Sequence[Sequence[int]],
     responses: Sequence[Sequence[int]],

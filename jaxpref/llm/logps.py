@@ -88,7 +88,9 @@ def chunked_token_logps(model, hidden_BxLxE, input_ids_BxL, chunk_size: int):
     return jnp.pad(logp, ((0, 0), (1, 0)))
 
 
-def sequence_logps(model, input_ids, attention_mask, loss_mask, *, chunk_size=None):
+def sequence_logps(
+    model, input_ids, attention_mask, loss_mask, *, chunk_size=None, segment_ids=None
+):
     """Summed and per-token log-probs of the tokens selected by ``loss_mask``.
 
     .. math:: \\log \\pi(y \\mid x) = \\sum_t m_t \\log \\pi(x_t \\mid x_{<t})
@@ -106,6 +108,8 @@ def sequence_logps(model, input_ids, attention_mask, loss_mask, *, chunk_size=No
         is skipped there: call :func:`check_loss_mask` on the host batch instead.
       chunk_size: positions per chunk (default :func:`default_chunk_size`: 16 MiB of float32
         logits per chunk); a length it does not divide is padded internally, exactly.
+      segment_ids: (B, L) packed rows (see ``Decoder.hidden_states``); the first token of each
+        segment must be off the loss mask (its predecessor belongs to another segment).
     Returns:
       ``(summed (B,), per_token (B, L))`` in at least float32; ``per_token`` is zero off the mask.
     """
@@ -117,8 +121,11 @@ def sequence_logps(model, input_ids, attention_mask, loss_mask, *, chunk_size=No
         raise ValueError(f"chunk_size: must be an integer ≥ 1, got {chunk_size!r}")
     if is_concrete(attention_mask) and is_concrete(loss_mask):
         check_loss_mask(attention_mask, loss_mask)
+    if segment_ids is not None and not hasattr(model, "hidden_states"):
+        raise ValueError("segment_ids: the model has no hidden_states to pack rows into")
     if hasattr(model, "hidden_states") and hasattr(model, "head"):
-        hidden = model.hidden_states(input_ids, attention_mask)
+        extra = {} if segment_ids is None else {"segment_ids": segment_ids}
+        hidden = model.hidden_states(input_ids, attention_mask, **extra)
         vocab = model.config.vocab_size
         size = chunk_size or default_chunk_size(shape[0], shape[1], vocab)
         per_token = chunked_token_logps(model, hidden, jnp.asarray(input_ids), int(size))

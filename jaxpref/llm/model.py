@@ -76,6 +76,15 @@ def position_ids(attention_mask_BxL):
     return jnp.maximum(jnp.cumsum(attention_mask_BxL.astype(jnp.int32), axis=-1) - 1, 0)
 
 
+def segment_position_ids(segment_ids_BxL):
+    """Positions that restart at 0 where each packed segment starts (segment id 0: padding)."""
+    seg = segment_ids_BxL.astype(jnp.int32)
+    idx = jnp.arange(seg.shape[1], dtype=jnp.int32)[None, :]
+    starts = jnp.concatenate([jnp.ones_like(seg[:, :1], bool), seg[:, 1:] != seg[:, :-1]], 1)
+    first = jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)  # index where the segment began
+    return jnp.where(seg > 0, idx - first, 0)
+
+
 def _norm(c: DecoderConfig, width: int, param_dtype):
     if c.norm_kind == "layer":
         return LayerNorm(width, c.norm_eps, dtype=param_dtype)
@@ -280,17 +289,32 @@ class Decoder(nnx.Module):
         hidden, cache = out
         return self.head(hidden), cache
 
-    def hidden_states(self, input_ids, attention_mask=None, *, positions=None, cache=None):
+    def hidden_states(
+        self, input_ids, attention_mask=None, *, positions=None, cache=None, segment_ids=None
+    ):
         """Final-normed hidden states ``(B, L, E)``, the input of the LM head (and of reward,
         value and feature heads; E = ``config.embed_width``, after OPT's ``project_out``); with a
-        ``cache``, ``(hidden, new_cache)``."""
+        ``cache``, ``(hidden, new_cache)``.
+
+        ``segment_ids`` (B, L) packs several sequences into a row: tokens attend only within
+        their segment (id 0 is padding) and positions restart per segment (unless given).
+        """
         mask = _default_mask(input_ids, attention_mask)
+        if segment_ids is not None:
+            if cache is not None:
+                raise ValueError("segment_ids: packed rows cannot use a KV cache")
+            mask = mask & (segment_ids > 0)
+            if positions is None:
+                positions = segment_position_ids(segment_ids)
         self._check(input_ids, mask, positions, cache)
         if positions is None:
             positions = position_ids(mask)
             if cache is not None:  # continue after the real tokens already cached
                 positions = positions + cache.valid.sum(-1, keepdims=True).astype(positions.dtype)
         allowed, index, valid = self._allowed(mask, cache)
+        if segment_ids is not None:
+            same = segment_ids[:, :, None] == segment_ids[:, None, :]
+            allowed = [a & same for a in allowed]
         x, rope = self._embed(input_ids, positions)
         run = self._scan if self.scan_layers else self._loop
         x, keys, values = run(x, rope, allowed, cache, index)

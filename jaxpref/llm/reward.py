@@ -19,13 +19,21 @@ import numpy as np
 from flax import nnx
 
 from jaxpref.llm.config import DecoderConfig, load_config
+from jaxpref.llm.hf_config import ARCHITECTURES
 from jaxpref.llm.hf_io import _Checkpoint, from_pretrained, save_pretrained
 from jaxpref.llm.layers import Linear
 from jaxpref.llm.model import Decoder
 from jaxpref.llm.sharding import LOGICAL_RULES
 
 SCORE = "score.weight"
-_CLASS = {"llama": "Llama", "qwen2": "Qwen2", "mistral": "Mistral", "gpt2": "GPT2"}
+
+
+def sequence_classification_class(model_type: str) -> str:
+    """transformers' ``*ForSequenceClassification`` class name of a family."""
+    causal = ARCHITECTURES[model_type]
+    return (
+        causal.removesuffix("ForCausalLM").removesuffix("LMHeadModel") + "ForSequenceClassification"
+    )
 
 
 def last_token_index(attention_mask_BxL):
@@ -46,7 +54,7 @@ class RewardModel(nnx.Module):
             )
         self.backbone = backbone
         self.tie_word_embeddings = tie_word_embeddings  # the source config's flag, written back
-        width = backbone.config.hidden_size
+        width = backbone.config.embed_width  # OPT's head reads word_embed_proj_dim
         self.score = Linear(width, 1, ("embed", None), bias=False, dtype=backbone.dtype, rngs=rngs)
 
     def __call__(self, input_ids, attention_mask=None):
@@ -68,11 +76,12 @@ def reward_backbone_config(config: DecoderConfig) -> DecoderConfig:
 
 
 def reward_model_from_pretrained(
-    path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES, seed: int = 0
+    path, *, dtype=jnp.float32, mesh=None, rules=LOGICAL_RULES, seed: int = 0, **options
 ) -> RewardModel:
     """A reward model from a HF directory: a ``*ForSequenceClassification`` checkpoint (its
     ``score.weight`` is read) or a causal LM (the SFT model; the head starts as HF initialises
-    it, N(0, 0.02²), and the LM head is not loaded).
+    it, N(0, 0.02²), and the LM head is not loaded). ``options`` (``param_dtype``, ``remat``,
+    ``scan_layers``, ``attention``) go to :func:`~jaxpref.llm.from_pretrained`.
     """
     path = pathlib.Path(path)
     config = load_config(path)
@@ -88,16 +97,17 @@ def reward_model_from_pretrained(
         rules=rules,
         config=reward_backbone_config(config),
         ignore=(SCORE,) if has_score else (),
+        **options,
     )
     model = RewardModel(
         backbone, rngs=nnx.Rngs(seed), tie_word_embeddings=config.tie_word_embeddings
     )
     if has_score:
         weight = np.asarray(ckpt.get(SCORE))
-        if weight.shape != (1, config.hidden_size):
+        if weight.shape != (1, config.embed_width):
             raise ValueError(
                 f"checkpoint: tensor {SCORE!r} has shape {weight.shape}, expected "
-                f"(1, {config.hidden_size})"
+                f"(1, {config.embed_width})"
             )
         model.score.kernel[...] = jnp.asarray(weight.T, dtype)
     if mesh is not None:
@@ -117,7 +127,7 @@ def save_reward_model(model: RewardModel, path, *, max_shard_bytes: int | None =
         )
     score = np.asarray(jax.device_get(model.score.kernel[...])).T  # (1, hidden)
     updates = {
-        "architectures": [f"{_CLASS[config.model_type]}ForSequenceClassification"],
+        "architectures": [sequence_classification_class(config.model_type)],
         "id2label": {"0": "LABEL_0"},
         "label2id": {"LABEL_0": 0},
         "tie_word_embeddings": model.tie_word_embeddings,

@@ -15,6 +15,7 @@ from typing import Any
 LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 DTYPES = ("float32", "bfloat16", "float16")
 REPORT_TO = ("tensorboard", "none")
+REMAT = ("none", "block", "dots_saveable", "dots_with_no_batch_dims_saveable")  # llm.REMAT_POLICIES
 DPO_EXTRA_LOSSES = ("sft",)  # combinable with any dpo_loss type through --loss_weights
 
 
@@ -43,7 +44,10 @@ class TrainConfig:
         "float32", "storage dtype of the weights and optimizer state", choices=DTYPES
     )
     remat: str = field(
-        "none", "activation rematerialisation policy of the decoder layers (jaxpref.llm)"
+        "none", "activation rematerialisation of each decoder layer (jaxpref.llm)", choices=REMAT
+    )
+    scan_layers: bool = field(
+        False, "run the layers as one scanned, stacked block (compile time flat in depth)"
     )
     # data
     dataset_name: str | None = field(

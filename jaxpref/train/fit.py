@@ -27,6 +27,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxpref import llm
 from jaxpref.llm.sharding import variable_spec
 from jaxpref.train.batches import Schedule, bucket_lengths, eval_batches, pick_bucket
 from jaxpref.train.checkpoint import Checkpointer
@@ -284,6 +285,12 @@ class Trainer:
     def _batch(self, split: str, idx: np.ndarray):
         lengths = self.recipe.lengths(split)[idx.reshape(-1).clip(0)]
         arrays = self.recipe.collate(split, idx, pick_bucket(int(lengths.max()), self.buckets))
+        for prefix in ("", "chosen_", "rejected_"):  # the mask convention, on the host
+            if f"{prefix}loss_mask" in arrays:
+                flat = lambda k: arrays[f"{prefix}{k}"].reshape(
+                    -1, arrays[f"{prefix}{k}"].shape[-1]
+                )  # noqa: E731
+                llm.check_loss_mask(flat("attention_mask"), flat("loss_mask"))
         return jax.device_put(arrays, self.batch_sharding)
 
     def evaluate(self, split: str = "eval") -> dict[str, float]:

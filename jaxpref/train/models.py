@@ -14,7 +14,7 @@ from flax import nnx
 
 from jaxpref import llm
 from jaxpref.data import load_tokenizer
-from jaxpref.llm.hf_io import param_map
+from jaxpref.llm.hf_map import layer_names, param_map
 from jaxpref.llm.lora import LoRAParam
 from jaxpref.llm.safetensors_io import save_file
 from jaxpref.llm.sharding import path_name
@@ -120,22 +120,27 @@ def cast_floats(tree: Any, dtype) -> Any:
 
 
 def adapter_tensors(model: llm.Decoder) -> dict[str, np.ndarray]:
-    """LoRA factors in PEFT's layout (``base_model.model.<module>.lora_A/B.weight``)."""
-    hf_names = {ours: hf for ours, (hf, how) in param_map(model.config).items()}
+    """LoRA factors in PEFT's layout (``base_model.model.<module>.lora_A/B.weight``), from a
+    looped or a scanned (stacked) model."""
+    sources = param_map(model.config)
     out = {}
     for path, module in nnx.iter_modules(model):
         if getattr(module, "lora_a", None) is None:
             continue
         name = path_name(path)
-        hf, how = hf_names[f"{name}.kernel"], param_map(model.config)[f"{name}.kernel"][1]
-        if how != "T":
-            raise ValueError(
-                f"save_adapters: {name} is not a plain nn.Linear in the HF layout ({hf}); "
-                "PEFT adapters cannot express it — save the merged model only"
-            )
-        base = "base_model.model." + hf.removesuffix(".weight")
-        out[f"{base}.lora_A.weight"] = np.asarray(jax.device_get(module.lora_a[...])).T
-        out[f"{base}.lora_B.weight"] = np.asarray(jax.device_get(module.lora_b[...])).T
+        a = np.asarray(jax.device_get(module.lora_a[...]))
+        b = np.asarray(jax.device_get(module.lora_b[...]))
+        per_layer = layer_names(name, model.config.num_layers) if a.ndim == 3 else None
+        for i, layer in enumerate(per_layer or [name]):
+            source = sources[f"{layer}.kernel"]
+            if source.how != "T":
+                raise ValueError(
+                    f"save_adapters: {layer} is not a plain nn.Linear in the HF layout "
+                    f"({source.hf}); PEFT adapters cannot express it — save the merged model only"
+                )
+            base = "base_model.model." + source.hf.removesuffix(".weight")
+            out[f"{base}.lora_A.weight"] = (a[i] if per_layer else a).T
+            out[f"{base}.lora_B.weight"] = (b[i] if per_layer else b).T
     return out
 
 

@@ -128,6 +128,23 @@ def sequence_arrays(encoded, idx, length, pad_id, completion_only: bool) -> dict
     return stack(idx, arrays)
 
 
+def packed_arrays(rows, idx, length, pad_id) -> dict[str, np.ndarray]:
+    """Packed SFT rows (``jaxpref.data.PackedRow``) right padded to ``length``."""
+    picked, weight = take(rows, idx)
+    arrays = {
+        name: np.zeros((len(picked), length), np.int32)
+        for name in ("input_ids", "attention_mask", "loss_mask", "segment_ids")
+    }
+    arrays["input_ids"][:] = pad_id
+    for r, row in enumerate(picked):
+        n = row.length
+        arrays["input_ids"][r, :n] = row.ids
+        arrays["attention_mask"][r, :n] = 1
+        arrays["segment_ids"][r, :n] = row.segments
+        arrays["loss_mask"][r, :n] = np.asarray(row.loss) * int(weight[r])
+    return stack(idx, {"weight": weight, **arrays})
+
+
 def pair_rows(micro: dict) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Chosen and rejected rows concatenated (one forward pass): ids, attention, loss masks."""
     cat = lambda key: jnp.concatenate([micro[f"chosen_{key}"], micro[f"rejected_{key}"]])  # noqa: E731

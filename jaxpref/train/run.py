@@ -31,6 +31,7 @@ from jaxpref.train.config import (
     OnlineDPOConfig,
     RewardConfig,
     RLHFConfig,
+    SamplingOptions,
     SFTConfig,
     TrainConfig,
     parse_mesh,
@@ -122,6 +123,8 @@ def train(
         report = _load_data(recipe, config, tokenizer, name, log)
         write_json_atomic(run.path / "data_report.json", report)
         model, frozen = _models(name, config, mesh)
+        if isinstance(config, SamplingOptions):
+            _check_positions(config, recipe, model)
         parts = Trainable.split(model, _wrt(name, config), frozen)
         trainer = Trainer(recipe, config, parts, mesh, run.path, log=log)
         if isinstance(recipe, DPO) and recipe.reference == "precomputed":
@@ -188,8 +191,8 @@ def _load_data(recipe, config, tokenizer, name, log) -> dict:
                 f"({rep['rows']}; {rep['truncation']})"
             )
         recipe.add_split(split, encoded, rep)
-        report[split] = rep
-        log(f"{split}: {rep['rows']}; {rep['truncation']}")
+        report[split] = recipe.reports[split]
+        log(f"{split}: " + "; ".join(report[split].values()))
     if "eval" not in report:
         log(
             f"eval: no {config.dataset_test_split!r} split in {config.dataset_name} and "
@@ -222,23 +225,41 @@ def _hold_out(rows, fraction: float, seed: int):
     return [rows[int(i)] for i in kept], [rows[int(i)] for i in held]
 
 
-def _models(name, config, mesh):
+def _check_positions(config, recipe, model) -> None:
+    """Prompt + sampled tokens fit the policy's positions (before any rollout)."""
+    policy = model.actor if isinstance(model, ActorCritic) else model
+    limit = policy.config.max_position_embeddings
+    longest = max(int(recipe.lengths(split).max()) for split in recipe.data)
+    if longest + config.max_new_tokens > limit:
+        raise ValueError(
+            f"max_new_tokens: prompts of up to {longest} tokens + {config.max_new_tokens} new "
+            f"tokens exceed the model's max_position_embeddings={limit}; lower --max_new_tokens "
+            "or --max_prompt_length"
+        )
+
+
+def model_options(config: TrainConfig) -> dict:
+    """How every model of a run is built: storage dtype (the compute dtype is applied by the
+    trainer's cast), remat policy, scanned layers."""
     dtype = jax.numpy.dtype(config.param_dtype)
+    return dict(dtype=dtype, remat=config.remat, scan_layers=config.scan_layers)
+
+
+def _models(name, config, mesh):
+    opts = model_options(config)
     path = config.model_name_or_path
     if name == "reward":
-        model = llm.reward_model_from_pretrained(path, dtype=dtype, mesh=mesh, seed=config.seed)
+        model = llm.reward_model_from_pretrained(path, mesh=mesh, seed=config.seed, **opts)
     else:
-        model = llm.from_pretrained(path, dtype=dtype, mesh=mesh)
+        model = llm.from_pretrained(path, mesh=mesh, **opts)
     if name == "rlhf":
-        return _actor_critic(config, model, mesh, dtype)
+        return _actor_critic(config, model, mesh, opts)
     if config.use_peft:
         add_lora(model, config, mesh)
     frozen = {}
     if name in ("dpo", "online-dpo") and reference_mode(config) != "adapters_off":
         if config.ref_model_name_or_path:
-            frozen["ref"] = llm.from_pretrained(
-                config.ref_model_name_or_path, dtype=dtype, mesh=mesh
-            )
+            frozen["ref"] = llm.from_pretrained(config.ref_model_name_or_path, mesh=mesh, **opts)
         elif config.use_peft and reference_mode(config) == "precomputed":
             frozen = {}  # precomputed with the adapters off
         else:
@@ -246,13 +267,13 @@ def _models(name, config, mesh):
     return model, frozen
 
 
-def _actor_critic(config: RLHFConfig, actor, mesh, dtype):
+def _actor_critic(config: RLHFConfig, actor, mesh, opts):
     """PPO's actor and critic (the critic from the reward model); RLOO has no critic. The
     reference: the actor with its adapters off under LoRA, else a frozen copy."""
     critic = None
     if config.algorithm == "ppo":
         path = config.critic_model_path or config.reward_model_path
-        critic = llm.reward_model_from_pretrained(path, dtype=dtype, mesh=mesh, seed=config.seed)
+        critic = llm.reward_model_from_pretrained(path, mesh=mesh, seed=config.seed, **opts)
     frozen = {} if config.use_peft else {"ref": copy_module(actor)}
     model = ActorCritic(actor, critic)
     if config.use_peft:
