@@ -11,7 +11,6 @@ and reproduces the golden scores. Run with torch (never a jaxpref dependency)::
 
 import argparse
 import pathlib
-
 import sys
 
 import numpy as np
