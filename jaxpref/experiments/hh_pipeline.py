@@ -34,6 +34,7 @@ from jaxpref.data import (
     shipped_hh_rows,
     write_splits,
 )
+from jaxpref.train.mesh import data_parallel_mesh
 from jaxpref.train.models import init_model_dir, small_llama
 
 
@@ -117,12 +118,13 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
         max_positions=max(512, cfg.max_length + cfg.gen_tokens),
     )
     init_model_dir(base, small_llama(tok, **shape), tok, seed=cfg.seed)
+    mesh, per_device = data_parallel_mesh(cfg.batch_size)
     common = dict(
         dataset_name=str(data),
         max_length=cfg.max_length,
         max_prompt_length=cfg.max_prompt_length,
-        per_device_train_batch_size=max(1, cfg.batch_size // jax.device_count()),
-        per_device_eval_batch_size=max(1, 2 * cfg.batch_size // jax.device_count()),
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=2 * per_device,
         max_steps=cfg.max_steps,
         eval_steps=cfg.eval_steps,
         eval_on_start=True,
@@ -133,7 +135,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
         overwrite=True,  # the experiment owns its folder (the CLI refuses a finished one)
         warmup_ratio=0.05,
     )
-    quiet = dict(log=lambda _: None)
+    quiet = dict(log=lambda _: None, mesh=mesh)
     stages = {}
     sft = train(
         SFTConfig(

@@ -30,6 +30,7 @@ from jaxpref.data import (
     shipped_hh_rows,
     write_splits,
 )
+from jaxpref.train.mesh import data_parallel_mesh
 from jaxpref.train.models import init_model_dir, small_llama
 
 COLUMNS = ("pm_divergence", "pm_squared_gap", "length", "perplexity", "entropy", "kl")
@@ -135,17 +136,18 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
         max_positions=512,
     )
     init_model_dir(root / "base", small_llama(tok, **shape), tok, seed=cfg.seed)
+    mesh, per_device = data_parallel_mesh(cfg.batch_size)
     common = dict(
         max_length=cfg.max_length,
         max_prompt_length=cfg.max_prompt_length,
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_device,
         save_steps=0,
         disable_tqdm=True,
         overwrite=True,  # the experiment owns its folder (the CLI refuses a finished one)
         logging_steps=max(1, cfg.rl_steps // 10),
         seed=cfg.seed,
     )
-    quiet = dict(log=lambda _: None)
+    quiet = dict(log=lambda _: None, mesh=mesh)
     train(
         SFTConfig(
             model_name_or_path=str(root / "base"),
@@ -170,7 +172,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
         **quiet,
     )
     tick(1)
-    evaluation = _Evaluation(cfg, root, tok)
+    evaluation = _Evaluation(cfg, root, tok, mesh)
     results = []
     for spec in runs(cfg):
         name = f"{spec['method']}_a{spec['alpha']}_b{spec['beta']}_s{spec['seed']}"
@@ -206,7 +208,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
 class _Evaluation:
     """The held-out prompts and human responses, the SFT reference and the oracle, built once."""
 
-    def __init__(self, cfg: Config, root: pathlib.Path, tok):
+    def __init__(self, cfg: Config, root: pathlib.Path, tok, mesh):
         from jaxpref.train.config import SamplingOptions
         from jaxpref.train.oracle import RewardOracle
         from jaxpref.train.rollout import encode_prompts
@@ -220,18 +222,20 @@ class _Evaluation:
             max_length=cfg.max_length,
             max_prompt_length=cfg.max_prompt_length,
         )
-        self.ref = llm.from_pretrained(root / "sft")
+        self.ref = llm.from_pretrained(root / "sft", mesh=mesh)
         self.oracle = RewardOracle(
-            root / "rm", policy_tokenizer=tok, max_length=cfg.max_prompt_length + cfg.max_new_tokens
+            root / "rm",
+            policy_tokenizer=tok,
+            mesh=mesh,
+            max_length=cfg.max_prompt_length + cfg.max_new_tokens,
         )
         self.sampling = SamplingOptions(
             reward_model_path=str(root / "rm"), max_new_tokens=cfg.max_new_tokens
         )
-        self.tok, self.rows = tok, min(16, cfg.eval_prompts)
+        self.tok, self.rows, self.mesh = tok, cfg.batch_size, mesh  # the policies' mesh
 
     def __call__(self, policy, beta: float, seed: int) -> dict:
         from jaxpref.train.alignment_eval import alignment_columns
-        from jaxpref.train.mesh import make_mesh
 
         return alignment_columns(
             policy,
@@ -242,7 +246,7 @@ class _Evaluation:
             beta=beta,
             sampling=self.sampling,
             tokenizer=self.tok,
-            mesh=make_mesh(),
+            mesh=self.mesh,
             seed=seed + 100,
             batch_rows=self.rows,
         )

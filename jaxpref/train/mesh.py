@@ -97,3 +97,14 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
         return jax.device_put(x, sharding)
 
     return jax.tree_util.tree_map_with_path(put, batch)
+
+
+def data_parallel_mesh(global_batch: int, devices: Sequence[Any] | None = None) -> tuple[Mesh, int]:
+    """``(mesh, per-device batch)``: data parallelism over the most devices that split
+    ``global_batch`` evenly, so a run's global batch (and its results) do not depend on how many
+    devices the machine has."""
+    devices = list(jax.devices() if devices is None else devices)
+    if global_batch < 1:
+        raise ValueError(f"global_batch: must be >= 1, got {global_batch}")
+    n = max(k for k in range(1, len(devices) + 1) if global_batch % k == 0 and len(devices) >= k)
+    return make_mesh(n, 1, 1, devices=devices[:n]), global_batch // n
