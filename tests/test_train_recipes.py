@@ -303,9 +303,12 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(task, tmp_path):
         logging_steps=1,
         **NO_EVAL,
     )
+    lines = []
     with pytest.raises(NonFiniteError, match="step 3: the loss or gradient was not finite in 3"):
-        train(config, on_step=lambda s, m: seen.append(m["nonfinite"]), **QUIET)
+        train(config, on_step=lambda s, m: seen.append(m["nonfinite"]), log=lines.append)
     assert seen == [1, 1, 1]
+    skipped = [line for line in lines if "update skipped" in line]
+    assert [line.split(":")[0] for line in skipped] == ["step 1", "step 2", "step 3"]
     assert not (tmp_path / "run").exists()  # nothing worth keeping: no checkpoint yet
 
 

@@ -381,6 +381,11 @@ class Trainer:
             run.on_step(step, metrics)
         run.streak = run.streak + 1 if metrics["nonfinite"] else 0
         run.nonfinite_total += int(metrics["nonfinite"])
+        if metrics["nonfinite"]:
+            self.log(
+                f"step {step}: non-finite loss or gradient (a reward, log-prob or update "
+                f"overflowed); update skipped ({run.nonfinite_total} so far)"
+            )
         if run.streak >= config.max_nonfinite_steps:
             raise NonFiniteError(
                 f"step {step}: the loss or gradient was not finite in {run.streak} consecutive "
