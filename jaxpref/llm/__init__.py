@@ -7,6 +7,7 @@ Typical use::
     model = llm.from_pretrained("path/to/hf_dir", mesh=mesh)      # any of llm.MODEL_TYPES
     rm = llm.reward_model_from_pretrained("path/to/reward_dir")   # *ForSequenceClassification
     summed, per_token = llm.sequence_logps(model, ids, mask, response_mask)
+    phi = llm.sequence_features(model, ids, mask)                   # (B, E) float32
     out = llm.generate(model, prompts, prompt_mask, key=key, max_new_tokens=64)
 """
 
@@ -17,6 +18,12 @@ from jaxpref.llm.config import (
     RopeConfig,
     load_config,
     load_generation_config,
+)
+from jaxpref.llm.features import (
+    POOLINGS,
+    features_and_logps,
+    pair_offsets,
+    sequence_features,
 )
 from jaxpref.llm.generate import GenerationOutput, generate, sample_logits
 from jaxpref.llm.hf_io import from_pretrained, save_pretrained
@@ -44,6 +51,7 @@ __all__ = [
     "ATTENTION_IMPLS",
     "LOGICAL_RULES",
     "MODEL_TYPES",
+    "POOLINGS",
     "REMAT_POLICIES",
     "Decoder",
     "DecoderConfig",
@@ -58,6 +66,7 @@ __all__ = [
     "check_loss_mask",
     "constrain",
     "create_model",
+    "features_and_logps",
     "from_pretrained",
     "generate",
     "last_token_index",
@@ -65,12 +74,14 @@ __all__ = [
     "load_generation_config",
     "logical_to_spec",
     "merge_lora",
+    "pair_offsets",
     "param_map",
     "position_ids",
     "reward_model_from_pretrained",
     "sample_logits",
     "save_pretrained",
     "save_reward_model",
+    "sequence_features",
     "sequence_logps",
     "shard_model",
     "token_logps",

@@ -113,6 +113,19 @@ def sequence_logps(
     Returns:
       ``(summed (B,), per_token (B, L))`` in at least float32; ``per_token`` is zero off the mask.
     """
+    check_logps_args(input_ids, attention_mask, loss_mask, chunk_size)
+    if segment_ids is not None and not hasattr(model, "hidden_states"):
+        raise ValueError("segment_ids: the model has no hidden_states to pack rows into")
+    if hasattr(model, "hidden_states") and hasattr(model, "head"):
+        extra = {} if segment_ids is None else {"segment_ids": segment_ids}
+        hidden = model.hidden_states(input_ids, attention_mask, **extra)
+        return response_logps(model, hidden, input_ids, attention_mask, loss_mask, chunk_size)
+    per_token = token_logps(model(input_ids, attention_mask), input_ids)
+    return _masked_sum(per_token, attention_mask, loss_mask)
+
+
+def check_logps_args(input_ids, attention_mask, loss_mask, chunk_size) -> None:
+    """The checks of :func:`sequence_logps`: shapes, ``chunk_size``, the mask convention."""
     check_same_shape(input_ids=input_ids, attention_mask=attention_mask, loss_mask=loss_mask)
     shape = shape_of("input_ids", input_ids)
     if len(shape) != 2:
@@ -121,16 +134,18 @@ def sequence_logps(
         raise ValueError(f"chunk_size: must be an integer ≥ 1, got {chunk_size!r}")
     if is_concrete(attention_mask) and is_concrete(loss_mask):
         check_loss_mask(attention_mask, loss_mask)
-    if segment_ids is not None and not hasattr(model, "hidden_states"):
-        raise ValueError("segment_ids: the model has no hidden_states to pack rows into")
-    if hasattr(model, "hidden_states") and hasattr(model, "head"):
-        extra = {} if segment_ids is None else {"segment_ids": segment_ids}
-        hidden = model.hidden_states(input_ids, attention_mask, **extra)
-        vocab = model.config.vocab_size
-        size = chunk_size or default_chunk_size(shape[0], shape[1], vocab)
-        per_token = chunked_token_logps(model, hidden, jnp.asarray(input_ids), int(size))
-    else:
-        per_token = token_logps(model(input_ids, attention_mask), input_ids)
+
+
+def response_logps(model, hidden_BxLxE, input_ids, attention_mask, loss_mask, chunk_size=None):
+    """:func:`sequence_logps` from hidden states already computed (one forward pass shared with
+    e.g. :func:`~jaxpref.llm.features.features_and_logps`): ``(summed (B,), per_token (B, L))``."""
+    b, length = np.shape(input_ids)
+    size = chunk_size or default_chunk_size(b, length, model.config.vocab_size)
+    per_token = chunked_token_logps(model, hidden_BxLxE, jnp.asarray(input_ids), int(size))
+    return _masked_sum(per_token, attention_mask, loss_mask)
+
+
+def _masked_sum(per_token, attention_mask, loss_mask):
     mask = (jnp.asarray(loss_mask) * jnp.asarray(attention_mask)).astype(bool)
     per_token = jnp.where(mask, per_token, 0.0)
     return per_token.sum(axis=-1), per_token

@@ -1,0 +1,157 @@
+"""Sequence features of a causal LM: the final hidden state pooled over a row's real tokens.
+
+φ(x, y) of the ADPO paper's LLM experiments (Kveton et al., "Active Learning for Direct
+Preference Optimization", arXiv:2503.01076, §6.2) is "the embedding of the concatenated prompt
+and response" from the last layer. Here that is ``Decoder.hidden_states`` (after the final norm,
+what the LM head reads) at the row's last real token (``pooling="last"``), or its mean over the
+real tokens (``pooling="mean"``), in float32 whatever the compute dtype. Rows may be left or
+right padded: positions come from the mask, so a padded row gives its unpadded run's features.
+
+:func:`features_and_logps` returns, from one forward pass, the features and the summed
+log-probs of the response tokens under the same model, so the offsets of a preference pair,
+b_i = log π₀(y_w | x) − log π₀(y_l | x), come with φ at no second pass.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpref._checks import check_same_shape, is_concrete, shape_of
+from jaxpref.llm.logps import check_logps_args, response_logps
+from jaxpref.llm.sharding import constrain
+
+POOLINGS = ("last", "mean")
+
+
+def _check(input_ids, attention_mask, pooling, segment_ids):
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: unknown {pooling!r}; choices: {POOLINGS}")
+    check_same_shape(input_ids=input_ids, attention_mask=attention_mask)
+    shape = shape_of("input_ids", input_ids)
+    if len(shape) != 2:
+        raise ValueError(f"input_ids: expected shape (B, L), got {shape}")
+    if segment_ids is not None:
+        check_same_shape(input_ids=input_ids, segment_ids=segment_ids)
+    if is_concrete(attention_mask) and segment_ids is None:
+        empty = ~np.asarray(attention_mask).astype(bool).any(-1)
+        if empty.any():
+            raise ValueError(
+                f"attention_mask: row {int(np.argmax(empty))} has no real token "
+                f"({int(empty.sum())} such row(s))"
+            )
+
+
+def _num_segments(segment_ids, num_segments):
+    if num_segments is not None:
+        if int(num_segments) != num_segments or num_segments < 1:
+            raise ValueError(f"num_segments: must be an integer ≥ 1, got {num_segments!r}")
+        return int(num_segments)
+    if not is_concrete(segment_ids):
+        raise ValueError("num_segments: required with segment_ids inside jit (a static size)")
+    return max(int(np.max(np.asarray(segment_ids))), 1)
+
+
+def pool_hidden(hidden_BxLxE, attention_mask_BxL, pooling: str = "last"):
+    """(B, E) float32: each row's hidden state at its last real token, or the mean over its
+    real tokens (left or right padding)."""
+    h = hidden_BxLxE.astype(jnp.promote_types(hidden_BxLxE.dtype, jnp.float32))
+    mask_BxL = attention_mask_BxL.astype(bool)
+    if pooling == "last":
+        positions = jnp.arange(mask_BxL.shape[1])
+        last_B = jnp.max(jnp.where(mask_BxL, positions, -1), axis=1).clip(0)
+        return jnp.take_along_axis(h, last_B[:, None, None], axis=1)[:, 0]
+    weights_BxL = mask_BxL.astype(h.dtype)
+    total_BxE = jnp.sum(h * weights_BxL[..., None], axis=1)
+    return total_BxE / jnp.maximum(weights_BxL.sum(1, keepdims=True), 1.0)
+
+
+def pool_segments(hidden_BxLxE, segment_ids_BxL, num_segments: int, pooling: str = "last"):
+    """(B, S, E) float32: :func:`pool_hidden` of each packed segment s = 1..S of each row (a
+    segment absent from a row gives zeros)."""
+    ids_S = jnp.arange(1, num_segments + 1)
+    member_BxSxL = segment_ids_BxL[:, None, :] == ids_S[None, :, None]
+    b, s, length = member_BxSxL.shape
+    h = jnp.broadcast_to(hidden_BxLxE[:, None], (b, s, length, hidden_BxLxE.shape[-1]))
+    pooled = pool_hidden(h.reshape(b * s, length, -1), member_BxSxL.reshape(b * s, length), pooling)
+    present_BxS = member_BxSxL.any(-1)
+    return jnp.where(present_BxS[..., None], pooled.reshape(b, s, -1), 0.0)
+
+
+def _pooled(hidden, attention_mask, pooling, segment_ids, num_segments):
+    if segment_ids is None:
+        return constrain(pool_hidden(hidden, jnp.asarray(attention_mask), pooling), ("batch", None))
+    seg = jnp.where(jnp.asarray(attention_mask).astype(bool), jnp.asarray(segment_ids), 0)
+    return pool_segments(hidden, seg, num_segments, pooling)
+
+
+def sequence_features(
+    model, input_ids, attention_mask, *, pooling="last", segment_ids=None, num_segments=None
+):
+    """φ(x, y): the final-normed hidden state of each row, pooled over its real tokens.
+
+    Args:
+      model: a :class:`~jaxpref.llm.Decoder` (anything with ``hidden_states``), scanned or not,
+        sharded or not (the batch is constrained to the ``batch`` logical axis).
+      input_ids: (B, L) int tokens of prompt + response, left or right padded.
+      attention_mask: (B, L) 1 for real tokens, 0 for padding (no row may be all padding).
+      pooling: ``"last"`` (the last real token, as the ADPO paper's "embedding of the
+        concatenated prompt+response") or ``"mean"`` (the mean over the real tokens).
+      segment_ids: (B, L) packed rows (see ``Decoder.hidden_states``); the output is then
+        (B, S, E), one feature vector per segment 1..S.
+      num_segments: S with ``segment_ids`` (inferred from concrete ids; required under jit).
+    Returns:
+      (B, E) float32 features (E = ``config.embed_width``); (B, S, E) with ``segment_ids``.
+    """
+    _check(input_ids, attention_mask, pooling, segment_ids)
+    extra = {}
+    if segment_ids is not None:
+        num_segments = _num_segments(segment_ids, num_segments)
+        extra = {"segment_ids": segment_ids}
+    hidden = model.hidden_states(input_ids, attention_mask, **extra)
+    return _pooled(hidden, attention_mask, pooling, segment_ids, num_segments)
+
+
+def features_and_logps(
+    model, input_ids, attention_mask, loss_mask, *, pooling="last", chunk_size=None
+):
+    """Features and summed response log-probs of each row from one forward pass.
+
+    ``features`` is :func:`sequence_features`; ``logps`` equals
+    ``llm.sequence_logps(model, input_ids, attention_mask, loss_mask)[0]`` (the LM head runs in
+    chunks of the sequence on the same hidden states). For a preference pair laid out as rows
+    (chosen, rejected), b = logps[chosen] − logps[rejected] is the offset of the log-linear DPO
+    policy (ADPO paper, §6.2: b_i = log π₀(y_w | x) − log π₀(y_l | x)).
+
+    Args:
+      model: a :class:`~jaxpref.llm.Decoder` (with ``hidden_states`` and ``head``).
+      input_ids, attention_mask, loss_mask: (B, L), as in :func:`~jaxpref.llm.sequence_logps`.
+      pooling: ``"last"`` or ``"mean"``.
+      chunk_size: positions per chunk of the LM head (default: 16 MiB of float32 logits).
+    Returns:
+      ``(features (B, E) float32, logps (B,) at least float32)``.
+    """
+    _check(input_ids, attention_mask, pooling, None)
+    check_logps_args(input_ids, attention_mask, loss_mask, chunk_size)
+    if not (hasattr(model, "hidden_states") and hasattr(model, "head")):
+        raise ValueError("model: needs hidden_states and head (a jaxpref.llm.Decoder)")
+    hidden = model.hidden_states(input_ids, attention_mask)
+    summed, _ = response_logps(model, hidden, input_ids, attention_mask, loss_mask, chunk_size)
+    return _pooled(hidden, attention_mask, pooling, None, None), summed
+
+
+def pair_offsets(logps_chosen, logps_rejected):
+    """b = log π₀(y_w | x) − log π₀(y_l | x) (ADPO paper, §6.2), in float32 or wider."""
+    check_same_shape(logps_chosen=logps_chosen, logps_rejected=logps_rejected)
+    diff = jnp.asarray(logps_chosen) - jnp.asarray(logps_rejected)
+    return diff.astype(jnp.promote_types(diff.dtype, jnp.float32))
+
+
+__all__ = [
+    "POOLINGS",
+    "features_and_logps",
+    "pair_offsets",
+    "pool_hidden",
+    "pool_segments",
+    "sequence_features",
+]
