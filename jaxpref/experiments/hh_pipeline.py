@@ -117,7 +117,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
         num_heads=cfg.num_heads,
         max_positions=max(512, cfg.max_length + cfg.gen_tokens),
     )
-    init_model_dir(base, small_llama(tok, **shape), tok, seed=cfg.seed)
+    init_model_dir(base, small_llama(tok, **shape), tok, seed=cfg.seed, overwrite=True)
     mesh, per_device = data_parallel_mesh(cfg.batch_size)
     common = dict(
         dataset_name=str(data),

@@ -135,7 +135,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
         num_heads=cfg.num_heads,
         max_positions=512,
     )
-    init_model_dir(root / "base", small_llama(tok, **shape), tok, seed=cfg.seed)
+    init_model_dir(root / "base", small_llama(tok, **shape), tok, seed=cfg.seed, overwrite=True)
     mesh, per_device = data_parallel_mesh(cfg.batch_size)
     common = dict(
         max_length=cfg.max_length,

@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import shutil
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxpref.llm import model_dir
 from jaxpref.llm.config import (
     DecoderConfig,
     GenerationConfig,
@@ -52,8 +55,17 @@ class _Checkpoint:
     """Tensor name → file lookup over a single or sharded safetensors checkpoint."""
 
     def __init__(self, path: pathlib.Path):
+        if (path / model_dir.SAVING).exists():
+            raise ValueError(
+                f"path: {path} holds {model_dir.SAVING}: a save_pretrained was interrupted "
+                "there and the folder mixes two saves; save the model again"
+            )
+        if (path / INDEX).exists() and (path / SINGLE).exists():
+            raise ValueError(
+                f"path: {path} holds both {SINGLE} and {INDEX} (one is stale); remove one"
+            )
         if (path / INDEX).exists():
-            weight_map = json.loads((path / INDEX).read_text())["weight_map"]
+            weight_map = _weight_map(path)
         elif (path / SINGLE).exists():
             weight_map = {k: SINGLE for k in SafetensorsFile(path / SINGLE).keys()}
         else:
@@ -73,6 +85,24 @@ class _Checkpoint:
         if name not in self.files[file].keys():
             raise ValueError(f"checkpoint: tensor {name!r} is not in its shard {file}")
         return self.files[file].get(name)
+
+
+def _weight_map(path: pathlib.Path) -> dict[str, str]:
+    """The index's tensor → file map; every file must be a plain name inside ``path``."""
+    index = path / INDEX
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ValueError(f"{index}: not a safetensors index ({err!r})") from None
+    if not isinstance(weight_map, dict):
+        raise ValueError(f"{index}: weight_map is not a JSON object")
+    for name, file in weight_map.items():
+        plain = isinstance(file, str) and pathlib.PurePosixPath(file).name == file
+        if not plain or file in ("", ".", "..") or "\\" in file:
+            raise ValueError(
+                f"{index}: tensor {name!r} names file {file!r} outside the checkpoint folder"
+            )
+    return weight_map
 
 
 def _hf_name(name: str, config: DecoderConfig, available: set[str]) -> str:
@@ -109,6 +139,10 @@ def _host_copy(view: np.ndarray, dtype) -> np.ndarray:
     return np.array(view, dtype=jnp.dtype(dtype), copy=True)
 
 
+def _all_finite(host: np.ndarray) -> bool:
+    return not jnp.issubdtype(host.dtype, jnp.inexact) or bool(np.isfinite(host).all())
+
+
 def from_pretrained(
     path,
     *,
@@ -140,7 +174,10 @@ def from_pretrained(
       ignore: tensor names of the checkpoint that are not the decoder's (a reward head).
     Raises:
       ValueError: unsupported architecture or config field, missing/unexpected tensor, shape
-        mismatch, missing shard, or a mesh axis that does not divide the dimension it shards.
+        mismatch, missing shard, a malformed safetensors file (header longer than the file,
+        out-of-range or overlapping ``data_offsets``), an index naming a file outside ``path``,
+        a folder left by an interrupted save, or a mesh axis that does not divide the dimension
+        it shards. Non-finite weights load with a ``RuntimeWarning`` naming file and tensor.
     """
     path = pathlib.Path(path)
     config = load_config(path) if config is None else config
@@ -172,20 +209,29 @@ def from_pretrained(
                 f"checkpoint: tensor {hf!r} has shape {tuple(raw.shape)}, expected "
                 f"{want} (for {name} of model_type={config.model_type!r})"
             )
-        return src.to_ours(raw)  # still a view of the memory-mapped file
+        return src.to_ours(raw), f"{path / ckpt.weight_map[hf]}: tensor {hf!r}"
+
+    warned: set[str] = set()
+
+    def copy(view, where, index):
+        host = _host_copy(view[index], store)
+        if where not in warned and not _all_finite(host):
+            warned.add(where)
+            warnings.warn(f"{where} holds non-finite values (NaN or inf)", RuntimeWarning)
+        return host
 
     def load(key, var):
         name, shape = path_name(key), var.get_value().shape
         names = layer_names(name, config.num_layers) if scan_layers else None
         if names is None:
             view = view_of(name, shape)
-            read = lambda index: _host_copy(view[index], store)  # noqa: E731
+            read = lambda index: copy(*view, index)  # noqa: E731
         else:  # stacked: index 0 picks layers, each read on its own
             views = [view_of(n, shape[1:]) for n in names]
 
             def read(index):
                 layers = range(config.num_layers)[index[0]]
-                return np.stack([_host_copy(views[i][index[1:]], store) for i in layers])
+                return np.stack([copy(*views[i], index[1:]) for i in layers])
 
         full = tuple(slice(None) for _ in shape)
         if mesh is None:
@@ -260,12 +306,19 @@ def save_pretrained(
     max_shard_bytes: int | None = None,
     extra_tensors: dict[str, np.ndarray] | None = None,
     config_updates: dict | None = None,
+    overwrite: bool = False,
 ) -> None:
     """Write ``config.json`` and HF-named safetensors (sharded with an index when larger than
     ``max_shard_bytes``) that transformers' ``from_pretrained`` reads.
 
     ``extra_tensors`` (HF name → host array) and ``config_updates`` (``config.json`` keys) let a
     wrapper save what is not the decoder's, e.g. a reward model's ``score.weight``.
+
+    The save is atomic (:mod:`jaxpref.llm.model_dir`): it is written into a temporary folder
+    beside ``path`` and then made visible at once, so a process killed at any moment leaves the
+    old checkpoint or the new one, whole. A folder that already holds a checkpoint is refused
+    unless ``overwrite=True``; then the old checkpoint's files (an index, extra shards) are
+    removed, and other files in the folder (a tokenizer, a run's checkpoints) are kept.
 
     Each parameter is gathered to the host one at a time (``jax.device_get``), which needs every
     shard addressable: on several hosts, save training state with Orbax instead and export from
@@ -274,14 +327,24 @@ def save_pretrained(
     _check_adapters_merged(model)
     hf = model.config.to_hf_dict()  # refuses configs the HF class cannot express, before writing
     hf["dtype"] = str(jnp.dtype(model.param_dtype))
-    path = pathlib.Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     hf.update(config_updates or {})
+    path = pathlib.Path(path).absolute()
+    model_dir.check_target(path, overwrite)
+    staged = model_dir.staging_dir(path)
+    try:
+        _write_checkpoint(model, staged, hf, extra_tensors or {}, max_shard_bytes)
+        model_dir.commit(staged, path)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+
+
+def _write_checkpoint(model: Decoder, path: pathlib.Path, hf: dict, extra, max_shard_bytes):
     (path / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True))
     generation = _generation_json(model)
     if generation is not None:
         (path / "generation_config.json").write_text(json.dumps(generation, indent=2))
-    export = _Export(model, extra_tensors or {})
+    export = _Export(model, extra)
     shards = _split_shards({hf: export.nbytes(hf) for hf in export.parts}, max_shard_bytes)
     if len(shards) == 1:
         save_file({hf: export.fetch(hf) for hf in shards[0]}, path / SINGLE)

@@ -117,8 +117,11 @@ def reward_model_from_pretrained(
     return model
 
 
-def save_reward_model(model: RewardModel, path, *, max_shard_bytes: int | None = None) -> None:
-    """Write a ``*ForSequenceClassification`` directory (``num_labels = 1``) transformers loads."""
+def save_reward_model(
+    model: RewardModel, path, *, max_shard_bytes: int | None = None, overwrite: bool = False
+) -> None:
+    """Write a ``*ForSequenceClassification`` directory (``num_labels = 1``) transformers loads
+    (atomically; an existing checkpoint only with ``overwrite``, as :func:`save_pretrained`)."""
     config = model.backbone.config
     if config.pad_token_id is None or config.pad_token_id == config.eos_token_id:
         raise ValueError(
@@ -138,4 +141,5 @@ def save_reward_model(model: RewardModel, path, *, max_shard_bytes: int | None =
         max_shard_bytes=max_shard_bytes,
         extra_tensors={SCORE: score},
         config_updates=updates,
+        overwrite=overwrite,
     )

@@ -36,11 +36,14 @@ def tokenizer_for(config: TrainConfig):
     return load_tokenizer(path)
 
 
-def init_model_dir(path, config: llm.DecoderConfig, tokenizer, *, seed: int = 0) -> pathlib.Path:
+def init_model_dir(
+    path, config: llm.DecoderConfig, tokenizer, *, seed: int = 0, overwrite: bool = False
+) -> pathlib.Path:
     """A randomly initialised model of ``config`` saved with ``tokenizer`` as a HF directory
-    (the starting point of a pipeline trained from scratch)."""
+    (the starting point of a pipeline trained from scratch); an existing checkpoint in ``path``
+    is replaced only with ``overwrite``."""
     path = pathlib.Path(path)
-    llm.save_pretrained(llm.create_model(config, seed=seed), path)
+    llm.save_pretrained(llm.create_model(config, seed=seed), path, overwrite=overwrite)
     tokenizer.save_pretrained(str(path))
     return path
 

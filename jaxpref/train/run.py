@@ -315,25 +315,27 @@ def _summary(name, config, trainer: Trainer, model) -> str:
 
 
 def _export(name, config, trainer: Trainer, tokenizer, out: pathlib.Path):
+    """The trained model as a HF directory in the run folder (which the run owns: a resumed run
+    replaces its earlier export, atomically, keeping the run's other files)."""
     t, state = trainer.trainable, trainer.state
     model = nnx.merge(t.graphdef, state.params, state.rest)
     if name == "rlhf":
         if config.use_peft:
             llm.merge_lora(model)
-        llm.save_pretrained(model.actor, out)
+        llm.save_pretrained(model.actor, out, overwrite=True)
         if model.critic is not None:
-            llm.save_reward_model(model.critic, out / "critic")
+            llm.save_reward_model(model.critic, out / "critic", overwrite=True)
         tokenizer.save_pretrained(str(out))
         return model.actor
     if name == "reward":
         if config.use_peft:
             llm.merge_lora(model)
-        llm.save_reward_model(model, out)
+        llm.save_reward_model(model, out, overwrite=True)
     else:
         if config.use_peft:
             if config.save_adapters:
                 save_adapters(model, config, out / "adapters")
             llm.merge_lora(model)
-        llm.save_pretrained(model, out)
+        llm.save_pretrained(model, out, overwrite=True)
     tokenizer.save_pretrained(str(out))
     return model
