@@ -30,3 +30,30 @@ from jaxpref.design.active import (  # noqa: E402
 )
 
 __all__ += ["ActiveResult", "adpo", "adpo_plus", "apo", "certainty", "design_vectors", "uniform"]
+from jaxpref.design.gradient_uncertainty import (  # noqa: E402
+    NORMALIZATIONS,
+    GradientDesignState,
+    GradientSelection,
+    gradient_design_init,
+    gradient_design_update,
+    gradient_uncertainty_batch,
+    pair_features,
+)
+from jaxpref.design.sketch import (  # noqa: E402
+    projected_inner_product_variance,
+    projection_matrix,
+    random_projection,
+)
+
+__all__ += [
+    "NORMALIZATIONS",
+    "GradientDesignState",
+    "GradientSelection",
+    "gradient_design_init",
+    "gradient_design_update",
+    "gradient_uncertainty_batch",
+    "pair_features",
+    "projected_inner_product_variance",
+    "projection_matrix",
+    "random_projection",
+]
