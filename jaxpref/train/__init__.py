@@ -7,7 +7,11 @@ the pure losses of ``jaxpref.losses``. ``train(config)`` runs a recipe end to en
 dataclasses drive the ``jaxpref train`` command.
 """
 
-from jaxpref.train.checkpoint import Checkpointer, CheckpointExistsError
+from jaxpref.train.checkpoint import (
+    CheckpointCorruptError,
+    Checkpointer,
+    CheckpointExistsError,
+)
 from jaxpref.train.config import (
     DPOConfig,
     OnlineDPOConfig,
@@ -53,6 +57,7 @@ __all__ = [
     "AXES",
     "BATCH_AXES",
     "CheckpointExistsError",
+    "CheckpointCorruptError",
     "Checkpointer",
     "DPOConfig",
     "FitResult",
