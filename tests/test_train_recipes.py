@@ -304,7 +304,10 @@ def test_nonfinite_steps_are_skipped_then_stop_the_run(task, tmp_path):
         **NO_EVAL,
     )
     lines = []
-    with pytest.raises(NonFiniteError, match="step 3: the loss or gradient was not finite in 3"):
+    with (
+        pytest.warns(RuntimeWarning, match="'model.norm.weight' holds non-finite"),
+        pytest.raises(NonFiniteError, match="step 3: the loss or gradient was not finite in 3"),
+    ):
         train(config, on_step=lambda s, m: seen.append(m["nonfinite"]), log=lines.append)
     assert seen == [1, 1, 1]
     skipped = [line for line in lines if "update skipped" in line]
