@@ -339,11 +339,26 @@ class OnlineDPOConfig(SamplingOptions, DPOConfig):
     ref_update_steps: int = field(
         0, "refresh the reference to the current policy every N steps (0: the initial policy)"
     )
+    robust_rho: float | None = field(
+        None,
+        "oracle-robust online DPO (robust SAIL): each pair's preference is known only within "
+        "+- rho of the oracle's probability and the pair loss is its worst case, rho in "
+        "[0, 0.5] (none: nominal online DPO)",
+    )
 
     def __post_init__(self):
         super().__post_init__()
         self.check_sampling()
         _non_negative(self, "ref_update_steps")
+        if self.robust_rho is not None:
+            if not 0.0 <= self.robust_rho <= 0.5:
+                raise ValueError(f"robust_rho: must lie in [0, 0.5], got {self.robust_rho!r}")
+            if self.loss_type != ("sigmoid",) or self.label_smoothing:
+                raise ValueError(
+                    "robust_rho: the worst-case pair loss is the logistic (sigmoid) DPO loss; "
+                    f"got loss_type={','.join(self.loss_type)}, "
+                    f"label_smoothing={self.label_smoothing}"
+                )
         if self.precompute_ref_log_probs:
             raise ValueError("precompute_ref_log_probs: online pairs are new every step")
         if self.ref_model_name_or_path:

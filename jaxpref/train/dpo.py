@@ -116,6 +116,10 @@ class DPO(Recipe):
         summed, _ = llm.sequence_logps(ref, *pair_rows(micro))
         return tuple(jnp.split(jax.lax.stop_gradient(summed), 2))
 
+    def pair_terms(self, micro, logits) -> dict:
+        """Extra summed terms of a subclass from the pairs' DPO logits h = β(ρ_w − ρ_l) (B,)."""
+        return {}
+
     def stats(self, model, frozen, micro):
         ids, attention, loss_mask = pair_rows(micro)
         summed, per_token = llm.sequence_logps(model, ids, attention, loss_mask)
@@ -136,11 +140,15 @@ class DPO(Recipe):
             out[f"loss/{loss_type}"] = weighted_sum(w, dpo_loss(pc, pr, rc, rr, **kwargs))
         beta = self.config.beta
         chosen, rejected = beta * (pc - rc), beta * (pr - rr)
-        return out | {
-            "rewards/chosen": weighted_sum(w, chosen),
-            "rewards/rejected": weighted_sum(w, rejected),
-            "rewards/accuracies": weighted_sum(w, (chosen > rejected).astype(chosen.dtype)),
-            "rewards/margins": weighted_sum(w, chosen - rejected),
-            "logps/chosen": weighted_sum(w, pc),
-            "logps/rejected": weighted_sum(w, pr),
-        }
+        return (
+            out
+            | self.pair_terms(micro, chosen - rejected)
+            | {
+                "rewards/chosen": weighted_sum(w, chosen),
+                "rewards/rejected": weighted_sum(w, rejected),
+                "rewards/accuracies": weighted_sum(w, (chosen > rejected).astype(chosen.dtype)),
+                "rewards/margins": weighted_sum(w, chosen - rejected),
+                "logps/chosen": weighted_sum(w, pc),
+                "logps/rejected": weighted_sum(w, pr),
+            }
+        )
