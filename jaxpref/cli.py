@@ -36,6 +36,10 @@ EXPERIMENTS = {
         "jaxpref.experiments.hh_pipeline",
         "SFT -> reward model -> DPO on the shipped HH-RLHF split with a small Llama",
     ),
+    "adpo_llm": (
+        "jaxpref.experiments.adpo_llm",
+        "ADPO/ADPO+ vs baselines on small-Llama features of HH-RLHF pairs (arXiv 2503.01076 §6.2)",
+    ),
 }
 
 
@@ -48,14 +52,21 @@ def _load(name: str):
         raise SystemExit(f"jaxpref: experiment {name!r} is not available ({err})") from err
 
 
-def run_experiment(name: str, scale: str, out=None, *, overwrite: bool = False, quiet=False):
-    """Run one experiment end to end; returns (results, output folder)."""
+def run_experiment(
+    name: str, scale: str, out=None, *, overwrite: bool = False, quiet=False, overrides=None
+):
+    """Run one experiment end to end; returns (results, output folder). ``overrides``: config
+    fields to replace in the scale's config."""
     from tqdm.auto import tqdm
 
     from jaxpref.experiments import _io
 
     module = _load(name)
     cfg = module.config(scale)
+    if overrides:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, **overrides)
     out_dir = _io.new_output_dir(name, out, overwrite=overwrite)
     t0 = time.perf_counter()
     with tqdm(

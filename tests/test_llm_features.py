@@ -137,3 +137,22 @@ def test_bad_input_is_named():
         llm.features_and_logps(model, ids, mask, mask)
     with pytest.raises(ValueError, match="shape mismatch: logps_chosen"):
         llm.pair_offsets(jnp.zeros(2), jnp.zeros(3))
+
+
+def test_bucketed_pass_equals_one_call_per_row():
+    model = llm.create_model(CONFIG, seed=2, dtype=jnp.float64)
+    rng = np.random.default_rng(5)
+    prompts = [list(rng.integers(1, 90, n)) for n in (3, 9, 2, 6, 4)]
+    responses = [list(rng.integers(1, 90, n)) for n in (2, 4, 7, 1, 3)]
+    feats, logps = llm.bucketed_features_and_logps(
+        model, prompts, responses, pad_id=0, batch_size=2, bucket=4
+    )
+    assert feats.shape == (5, CONFIG.embed_width) and feats.dtype == np.float32
+    for p, r, f, lp in zip(prompts, responses, feats, logps):
+        ids = jnp.asarray([p + r])
+        loss = jnp.asarray([[0] * len(p) + [1] * len(r)])
+        want_f, want_lp = llm.features_and_logps(model, ids, jnp.ones_like(ids), loss)
+        np.testing.assert_allclose(f, np.asarray(want_f[0]), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(lp, float(want_lp[0]), rtol=1e-10)
+    with pytest.raises(ValueError, match="responses: an empty response"):
+        llm.bucketed_features_and_logps(model, [[1]], [[]], pad_id=0)

@@ -21,6 +21,7 @@ from jaxpref.llm.config import (
 )
 from jaxpref.llm.features import (
     POOLINGS,
+    bucketed_features_and_logps,
     features_and_logps,
     pair_offsets,
     sequence_features,
@@ -63,6 +64,7 @@ __all__ = [
     "RewardModel",
     "RopeConfig",
     "apply_lora",
+    "bucketed_features_and_logps",
     "check_loss_mask",
     "constrain",
     "create_model",

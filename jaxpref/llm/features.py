@@ -14,12 +14,14 @@ b_i = log π₀(y_w | x) − log π₀(y_l | x), come with φ at no second pass.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from jaxpref._checks import check_same_shape, is_concrete, shape_of
 from jaxpref.llm.logps import check_logps_args, response_logps
-from jaxpref.llm.sharding import constrain
+from jaxpref.llm.sharding import constrain, logical_to_spec
 
 POOLINGS = ("last", "mean")
 
@@ -147,8 +149,84 @@ def pair_offsets(logps_chosen, logps_rejected):
     return diff.astype(jnp.promote_types(diff.dtype, jnp.float32))
 
 
+def bucketed_features_and_logps(
+    model,
+    prompts,
+    responses,
+    *,
+    pad_id: int,
+    pooling: str = "last",
+    batch_size: int = 32,
+    bucket: int = 32,
+    mesh=None,
+):
+    """:func:`features_and_logps` of many ``prompt + response`` token lists in one jitted pass.
+
+    Rows are sorted by length and cut into batches of ``batch_size`` (the last one filled with
+    copies of a real row, dropped afterwards), each right-padded to a multiple of ``bucket``, so
+    the pass compiles one program per distinct bucket. With a ``mesh`` each batch is split over
+    its ``batch`` axes (``batch_size`` must divide by their size).
+
+    Returns: ``(features (M, E) float32, logps (M,) float64)`` as NumPy arrays, in input order;
+    ``logps`` sums the response tokens' log-probs.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: unknown {pooling!r}; choices: {POOLINGS}")
+    for name, value in (("batch_size", batch_size), ("bucket", bucket)):
+        if int(value) != value or value < 1:
+            raise ValueError(f"{name}: must be an integer ≥ 1, got {value!r}")
+    if len(prompts) != len(responses) or not len(prompts):
+        raise ValueError(
+            f"prompts, responses: need the same non-zero length, got {len(prompts)} and "
+            f"{len(responses)}"
+        )
+    if any(len(r) == 0 for r in responses):
+        raise ValueError("responses: an empty response has no log-prob to sum")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("prompts: an empty prompt leaves the first response token unpredicted")
+    lengths = np.array([len(p) + len(r) for p, r in zip(prompts, responses)])
+    order = np.argsort(lengths, kind="stable")
+
+    @nnx.jit
+    def fn(m, ids, attn, loss):
+        return features_and_logps(m, ids, attn, loss, pooling=pooling)
+
+    sharding = None
+    if mesh is not None:
+        sharding = jax.sharding.NamedSharding(mesh, logical_to_spec(("batch", None)))
+    feats, logps = [], []
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        rows = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+        width = -(-int(lengths[rows].max()) // bucket) * bucket
+        arrays = _right_padded(
+            [prompts[i] for i in rows], [responses[i] for i in rows], width, pad_id
+        )
+        if sharding is not None:
+            with jax.set_mesh(mesh):
+                f, lp = fn(model, *jax.device_put(arrays, sharding))
+        else:
+            f, lp = fn(model, *arrays)
+        feats.append(np.asarray(f, np.float32))
+        logps.append(np.asarray(lp, np.float64))
+    inverse = np.argsort(order)  # padding copies sit past len(order), at the very end
+    return np.concatenate(feats)[inverse], np.concatenate(logps)[inverse]
+
+
+def _right_padded(prompts, responses, width, pad_id):
+    """(ids, attention mask, response mask) of ``prompt + response`` rows, (B, width) int32."""
+    out = np.zeros((3, len(prompts), width), np.int32)
+    out[0] = pad_id
+    for b, (p, r) in enumerate(zip(prompts, responses)):
+        out[0, b, : len(p) + len(r)] = [*p, *r]
+        out[1, b, : len(p) + len(r)] = 1
+        out[2, b, len(p) : len(p) + len(r)] = 1
+    return tuple(out)
+
+
 __all__ = [
     "POOLINGS",
+    "bucketed_features_and_logps",
     "features_and_logps",
     "pair_offsets",
     "pool_hidden",

@@ -1,0 +1,444 @@
+"""ADPO §6.2 on a language model's features: the shipped HH-RLHF pairs through a small Llama.
+
+Protocol (Kveton et al., arXiv 2503.01076, §6.2), on the shipped Anthropic HH-RLHF harmless-base
+split (2,312 rows; the 9 malformed ones are reported and dropped, as are pairs that truncation
+leaves empty or identical):
+
+1. Features, once per pool: every (prompt, chosen) and (prompt, rejected) row goes through the
+   model in one jitted, length-bucketed pass (:func:`jaxpref.llm.bucketed_features_and_logps`),
+   which returns the final-normed hidden state at the last real token and the summed response
+   log-probs. φ_i = φ(x_i, y_w) − φ(x_i, y_l) (optionally through a random projection to
+   ``proj_dim``; then rescaled so max ‖φ_i‖ = 1, Assumption 2), b_i = log π₀(y_w|x_i) −
+   log π₀(y_l|x_i), and the label of every pair is s_i = 1 (the winner comes first).
+2. θ* = the DPO MLE on all N labels; each method (ADPO, ADPO+, APO, certainty, uniform) selects
+   n_max pairs in order on the cached matrix; for each n of the grid θ̂_n is the DPO MLE on the
+   first n, scored over all N pairs by accuracy, margin and NLL
+   (:func:`jaxpref.metrics.preference_fit.pair_fit_metrics`) and by the max logit error against
+   θ* (:func:`jaxpref.metrics.logit_errors`).
+
+The model is a randomly initialised small Llama with the shipped tokenizer (``sft_steps > 0``
+first fine-tunes it on the pool's chosen responses, as the HH pipeline's SFT stage does), or any
+Hugging Face directory given as ``model_name_or_path``. Seeds change the random methods (uniform
+and ADPO's candidate subsets); ADPO+, APO and certainty are deterministic on a fixed pool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpref import llm
+from jaxpref.data import encode_preferences, load_tokenizer, pairs_from_rows, shipped_hh_rows
+from jaxpref.experiments.logit_error import METHODS, select
+from jaxpref.losses.mle import fit_dpo_mle
+from jaxpref.metrics import logit_errors
+from jaxpref.metrics.preference_fit import pair_fit_metrics
+
+DETERMINISTIC = ("ADPO+", "APO", "certainty")
+FIELDS = ("accuracy", "margin", "nll", "max_logit_error")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    model_name_or_path: str | None = None  # None: a random small Llama of the sizes below
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    sft_steps: int = 0  # > 0: SFT the random model on the pool's chosen responses first
+    sft_lr: float = 1e-3
+    num_pairs: int | None = None  # a random subset of the valid pairs (None: all of them)
+    max_length: int = 256
+    max_prompt_length: int = 192
+    pooling: str = "last"
+    proj_dim: int | None = None  # a random Gaussian projection of φ to this dimension
+    batch_size: int = 32  # rows per forward batch
+    bucket: int = 32  # padded lengths are multiples of this
+    log2_n: tuple[int, int] = (4, 10)  # budgets n = 2^k
+    seeds: int = 3
+    beta: float = 1.0
+    gamma: float = 1.0  # ridge of every fit, and H_0 = γI
+    alpha: float = 3.0  # ADPO / ADPO+ UCB stabiliser (App. B; 3 in §6)
+    num_candidates: int | None = 256  # ADPO's random candidate subset (paper: 256)
+    timing_dims: tuple[int, ...] = ()  # extra widths d whose selection stage is timed
+    seed: int = 0
+
+    @property
+    def grid(self) -> np.ndarray:
+        return 2 ** np.arange(self.log2_n[0], self.log2_n[1] + 1)
+
+
+_CONFIGS = {
+    "test": Config(
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        num_pairs=40,
+        max_length=64,
+        max_prompt_length=48,
+        batch_size=16,
+        bucket=16,
+        log2_n=(2, 5),
+        seeds=2,
+        num_candidates=8,
+    ),
+    "quickstart": Config(hidden_size=64, num_layers=2, num_pairs=512, log2_n=(3, 8), seeds=2),
+    "small": Config(log2_n=(3, 11), seeds=3),
+    "full": Config(
+        hidden_size=256, num_layers=6, num_heads=8, sft_steps=300, max_length=384, seeds=5
+    ),
+}
+
+
+def config(scale: str) -> Config:
+    if scale not in _CONFIGS:
+        raise ValueError(f"scale: must be one of {tuple(_CONFIGS)}, got {scale!r}")
+    return _CONFIGS[scale]
+
+
+def num_units(cfg: Config) -> int:
+    return 2 + cfg.seeds * len(METHODS)  # pool + features, then every (seed, method)
+
+
+# ---------------------------------------------------------------- pool and features
+def build_pool(rows, tokenizer, cfg: Config) -> tuple[list, dict]:
+    """Encoded valid pairs and the report of every dropped row (malformed, then truncation)."""
+    data = pairs_from_rows(rows)
+    encoded, trunc = encode_preferences(
+        tokenizer, data.pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length
+    )
+    report = {
+        "rows": data.num_rows,
+        "valid_pairs": len(data.pairs),
+        "malformed": data.malformed_counts(),
+        "malformed_rows": [m.index for m in data.malformed],
+        "truncated": trunc.num_truncated,
+        "dropped_empty_after_truncation": list(trunc.empty),
+        "dropped_identical_after_truncation": list(trunc.identical),
+    }
+    if cfg.num_pairs is not None and cfg.num_pairs < len(encoded):
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(encoded), cfg.num_pairs, False))
+        encoded = [encoded[i] for i in keep]
+    report["pool_pairs"] = len(encoded)
+    return encoded, report
+
+
+def _check(cfg: Config, num_pairs: int, width: int, projection) -> None:
+    """Everything that can be refused before the forward pass."""
+    if cfg.pooling not in llm.POOLINGS:
+        raise ValueError(f"pooling: unknown {cfg.pooling!r}; choices: {llm.POOLINGS}")
+    if num_pairs < 2:
+        raise ValueError(f"rows: the pool has {num_pairs} valid pair(s); need at least 2")
+    if cfg.grid[-1] > num_pairs:
+        raise ValueError(
+            f"log2_n: the largest budget n = {cfg.grid[-1]} exceeds the pool's {num_pairs} pairs"
+        )
+    if projection is not None:
+        shape = np.shape(projection)
+        if len(shape) != 2 or shape[0] != width:
+            raise ValueError(
+                f"projection: expected shape ({width}, d) to match the model's feature width "
+                f"{width}, got {shape}"
+            )
+        if cfg.proj_dim is not None and shape[1] != cfg.proj_dim:
+            raise ValueError(f"projection: has {shape[1]} columns but proj_dim is {cfg.proj_dim}")
+
+
+def _model_dir(cfg: Config, root: Path, tok, rows) -> Path:
+    from jaxpref.train.models import init_model_dir, small_llama
+
+    base = root / "base_model"
+    shape = dict(hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads)
+    init_model_dir(base, small_llama(tok, max_positions=512, **shape), tok, seed=cfg.seed)
+    if cfg.sft_steps <= 0:
+        return base
+    from jaxpref.data import write_splits
+    from jaxpref.train import SFTConfig, train
+    from jaxpref.train.mesh import data_parallel_mesh
+
+    write_splits(rows, root / "data", {"train": -1}, seed=cfg.seed)
+    mesh, per_device = data_parallel_mesh(16)
+    sft = SFTConfig(
+        model_name_or_path=str(base),
+        output_dir=str(root / "sft"),
+        dataset_name=str(root / "data"),
+        learning_rate=cfg.sft_lr,
+        max_steps=cfg.sft_steps,
+        max_length=cfg.max_length,
+        max_prompt_length=cfg.max_prompt_length,
+        per_device_train_batch_size=per_device,
+        save_steps=0,
+        seed=cfg.seed,
+        disable_tqdm=True,
+        overwrite=True,
+        warmup_ratio=0.05,
+    )
+    train(sft, log=lambda _: None, mesh=mesh)
+    return root / "sft"
+
+
+def pool_features(model, encoded, *, pad_id: int, cfg: Config, mesh=None):
+    """``(features_w (N, E), features_l (N, E), logps_w (N,), logps_l (N,))`` of the pool's
+    winners and losers, from one bucketed pass over all 2N rows."""
+    prompts = [e.prompt for e in encoded] * 2
+    responses = [e.chosen for e in encoded] + [e.rejected for e in encoded]
+    feats, logps = llm.bucketed_features_and_logps(
+        model,
+        prompts,
+        responses,
+        pad_id=pad_id,
+        pooling=cfg.pooling,
+        batch_size=cfg.batch_size,
+        bucket=cfg.bucket,
+        mesh=mesh,
+    )
+    n = len(encoded)
+    return feats[:n], feats[n:], logps[:n], logps[n:]
+
+
+def design_matrix(features_w, features_l, projection=None):
+    """φ_i = (f_w − f_l) P, rescaled so that max_i ‖φ_i‖ = 1 (ADPO Assumption 2), float64."""
+    phi = np.asarray(features_w, np.float64) - np.asarray(features_l, np.float64)
+    if projection is not None:
+        phi = phi @ np.asarray(projection, np.float64)
+    top = np.linalg.norm(phi, axis=1).max()
+    if not np.isfinite(top) or top == 0:
+        raise ValueError("features: every pair has identical winner and loser features")
+    return phi / top
+
+
+def random_projection(width: int, dim: int, seed: int = 0) -> np.ndarray:
+    """(width, dim) Gaussian N(0, 1/dim) entries (Johnson–Lindenstrauss)."""
+    return np.random.default_rng(seed).normal(size=(width, dim)) / np.sqrt(dim)
+
+
+# ---------------------------------------------------------------- selection and scores
+def picks(phi, b, cfg: Config, seed: int, method: str, cache: dict | None = None) -> np.ndarray:
+    """The ``method``'s first n_max picks on the cached matrix (all labels 1: winner first)."""
+    if cache is not None and method in DETERMINISTIC and method in cache:
+        return cache[method]
+    labels = np.ones(phi.shape[0])
+    order = select(method, jax.random.key(seed), phi, labels, b, int(cfg.grid[-1]), cfg)
+    if cache is not None and method in DETERMINISTIC:
+        cache[method] = order
+    return order
+
+
+def scores_on_prefixes(order, phi, b, theta_star, cfg: Config) -> dict:
+    """Each metric of θ̂_n (the MLE on order[:n]) over all N pairs, for every n of the grid."""
+    out = {f: [] for f in FIELDS}
+    labels = np.ones(phi.shape[0])
+    for n in cfg.grid:
+        w = np.zeros(phi.shape[0])
+        w[np.asarray(order[:n])] = 1.0
+        kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b, weights=w)
+        theta = fit_dpo_mle(phi, labels, **kw).theta
+        m = pair_fit_metrics(theta, phi, b, beta=cfg.beta)
+        err = logit_errors(theta, theta_star, phi, b, beta=cfg.beta)
+        for field, value in zip(FIELDS, (m.accuracy, m.margin, m.nll, err.max)):
+            out[field].append(float(value))
+    return out
+
+
+def analyse(phi, b, cfg: Config, progress=None) -> dict:
+    """Picks and curves of every method and seed on a cached (φ, b), in float64."""
+    tick = progress or (lambda _: None)
+    with jax.enable_x64(True):
+        phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
+        t0 = time.perf_counter()
+        star = fit_dpo_mle(
+            phi, jnp.ones(phi.shape[0]), beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b
+        )
+        theta_star = star.theta
+        times = {"fit_all_labels_s": time.perf_counter() - t0}
+        full = pair_fit_metrics(theta_star, phi, b, beta=cfg.beta)
+        cache, all_picks = {}, {m: [] for m in METHODS}
+        curves = {m: {f: [] for f in FIELDS} for m in METHODS}
+        for seed in range(cfg.seeds):
+            for method in METHODS:
+                t0 = time.perf_counter()
+                order = picks(phi, b, cfg, seed, method, cache)
+                times.setdefault(f"select_{method}_s", []).append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                res = scores_on_prefixes(order, phi, b, theta_star, cfg)
+                times.setdefault("fits_and_metrics_s", []).append(time.perf_counter() - t0)
+                all_picks[method].append(np.asarray(order).tolist())
+                for f in FIELDS:
+                    curves[method][f].append(res[f])
+                tick(1)
+    return {
+        "picks": all_picks,
+        "methods": {m: _summary(c) for m, c in curves.items()},
+        "all_labels": {"accuracy": full.accuracy, "margin": full.margin, "nll": full.nll},
+        "times": {k: (float(np.sum(v)) if isinstance(v, list) else v) for k, v in times.items()},
+    }
+
+
+def _summary(curves: dict) -> dict:
+    out = {}
+    for f, runs in curves.items():
+        arr = np.asarray(runs)  # (seeds, G)
+        out[f] = {"mean": arr.mean(0), "std": arr.std(0), "runs": arr}
+    return out
+
+
+def time_selection(phi, b, cfg: Config) -> dict:
+    """Seconds of each method's n_max picks and of one MLE fit on them, at phi's width."""
+    out = {"d": int(phi.shape[1])}
+    with jax.enable_x64(True):
+        phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
+        for method in METHODS:
+            t0 = time.perf_counter()
+            order = picks(phi, b, cfg, 0, method)
+            out[f"select_{method}_s"] = time.perf_counter() - t0
+        w = np.zeros(phi.shape[0])
+        w[np.asarray(order)] = 1.0
+        t0 = time.perf_counter()
+        jax.block_until_ready(
+            fit_dpo_mle(
+                phi,
+                jnp.ones(phi.shape[0]),
+                beta=cfg.beta,
+                gamma=cfg.gamma,
+                ref_logratio=b,
+                weights=jnp.asarray(w),
+            ).theta
+        )
+        out["one_fit_s"] = time.perf_counter() - t0
+    return out
+
+
+# ---------------------------------------------------------------- run
+def run(
+    cfg: Config, *, progress=None, work_dir=None, rows=None, projection=None, model=None
+) -> dict:
+    """The protocol end to end. ``rows``: dataset rows (default the shipped HH split);
+    ``projection``: an (E, d) matrix applied to φ (default: a random one when ``proj_dim`` is
+    set); ``model``: a :class:`~jaxpref.llm.Decoder` to use instead of loading one."""
+    tick = progress or (lambda _: None)
+    root = pathlib.Path(work_dir) if work_dir else pathlib.Path(tempfile.mkdtemp("adpo_llm"))
+    times = {}
+    t0 = time.perf_counter()
+    rows = shipped_hh_rows() if rows is None else list(rows)
+    tok = (
+        load_tokenizer()
+        if cfg.model_name_or_path is None
+        else load_tokenizer(cfg.model_name_or_path)
+    )
+    encoded, report = build_pool(rows, tok, cfg)
+    if model is not None:
+        width = model.config.embed_width
+    elif cfg.model_name_or_path is not None:
+        width = llm.load_config(cfg.model_name_or_path).embed_width
+    else:
+        width = cfg.hidden_size
+    _check(cfg, len(encoded), width, projection)
+    times["pool_s"] = time.perf_counter() - t0
+    tick(1)
+    t0 = time.perf_counter()
+    mesh = None
+    if model is None:
+        from jaxpref.train.mesh import data_parallel_mesh
+
+        mesh, _ = data_parallel_mesh(cfg.batch_size)
+        path = cfg.model_name_or_path or _model_dir(cfg, root, tok, rows)
+        model = llm.from_pretrained(path, mesh=mesh)
+    times["model_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fw, fl, lw, ll = pool_features(model, encoded, pad_id=_pad(tok), cfg=cfg, mesh=mesh)
+    times["features_s"] = time.perf_counter() - t0
+    if projection is None and cfg.proj_dim is not None:
+        projection = random_projection(width, cfg.proj_dim, cfg.seed)
+    phi, b = design_matrix(fw, fl, projection), np.asarray(lw - ll, np.float64)
+    np.savez(root / "features.npz", phi=phi, ref_logratio=b, features_w=fw, features_l=fl)
+    tick(1)
+    result = analyse(phi, b, cfg, tick)
+    timing = [
+        time_selection(design_matrix(fw, fl, random_projection(width, d, cfg.seed)), b, cfg)
+        for d in cfg.timing_dims
+    ]
+    return {
+        "config": dataclasses.asdict(cfg),
+        "n": cfg.grid.tolist(),
+        "pool": report
+        | {
+            "N": int(phi.shape[0]),
+            "d": int(phi.shape[1]),
+            "feature_width": int(width),
+            "abs_ref_logratio": {"max": float(np.abs(b).max()), "mean": float(np.abs(b).mean())},
+        },
+        "stage_times_s": times | result.pop("times"),
+        "timing_at_other_d": timing,
+        "features_file": str(root / "features.npz"),
+        **result,
+    }
+
+
+def _pad(tok) -> int:
+    from jaxpref.data import pad_id
+
+    return pad_id(tok)
+
+
+# ---------------------------------------------------------------- report
+def table(results: dict) -> str:
+    n, pool = results["n"], results["pool"]
+    lines = [
+        f"pool: {pool['N']} pairs (of {pool['rows']} rows), d = {pool['d']}; metrics over all "
+        f"N at n = {n[-1]} (mean ± std over {results['config']['seeds']} seeds)",
+        f"{'method':10s} {'accuracy':>16s} {'margin':>18s} {'NLL':>16s} {'max logit err':>16s}",
+    ]
+    for m, r in results["methods"].items():
+        cells = [f"{r[f]['mean'][-1]:8.4f} ± {r[f]['std'][-1]:6.4f}" for f in FIELDS]
+        lines.append(f"{m:10s} " + " ".join(cells))
+    a = results["all_labels"]
+    lines.append(
+        f"{'all labels':10s} {a['accuracy']:8.4f}          {a['margin']:8.4f}            "
+        f"{a['nll']:8.4f}"
+    )
+    return "\n".join(lines)
+
+
+def plot(results: dict, out_dir) -> list[Path]:
+    """Fig. 2 of the paper: each metric against n, one line per method, ± one standard error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = np.asarray(results["n"])
+    labels = {
+        "accuracy": "accuracy",
+        "margin": "margin",
+        "nll": "negative log-likelihood",
+        "max_logit_error": "max logit error",
+    }
+    fig, axes = plt.subplots(1, len(FIELDS), figsize=(4.2 * len(FIELDS), 3.6))
+    seeds = results["config"]["seeds"]
+    for ax, f in zip(axes, FIELDS):
+        for m, r in results["methods"].items():
+            mu = np.asarray(r[f]["mean"], float)
+            se = np.asarray(r[f]["std"], float) / np.sqrt(seeds)
+            ax.errorbar(n, mu, yerr=se, marker="o", ms=3, capsize=2, label=m)
+        if f != "max_logit_error":
+            ax.axhline(results["all_labels"][f], color="k", ls="--", lw=0.8, label="all labels")
+        ax.set_xscale("log", base=2)
+        if f == "max_logit_error":
+            ax.set_yscale("log")
+        ax.set_xlabel("budget n")
+        ax.set_title(labels[f])
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    pool = results["pool"]
+    fig.suptitle(f"HH-RLHF harmless-base, N = {pool['N']}, d = {pool['d']}", fontsize=10)
+    fig.tight_layout()
+    path = Path(out_dir) / "adpo_llm.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
