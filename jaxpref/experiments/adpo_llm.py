@@ -155,7 +155,8 @@ def _model_dir(cfg: Config, root: Path, tok, rows) -> Path:
 
     base = root / "base_model"
     shape = dict(hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads)
-    init_model_dir(base, small_llama(tok, max_positions=512, **shape), tok, seed=cfg.seed)
+    config = small_llama(tok, max_positions=512, **shape)
+    init_model_dir(base, config, tok, seed=cfg.seed, overwrite=True)  # the run owns its folder
     if cfg.sft_steps <= 0:
         return base
     from jaxpref.data import write_splits
