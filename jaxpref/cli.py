@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pathlib
 import sys
 import time
 
@@ -52,14 +53,25 @@ def _load(name: str):
         raise SystemExit(f"jaxpref: experiment {name!r} is not available ({err})") from err
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``jaxpref run``; the message says how far it got."""
+
+
 def run_experiment(
     name: str, scale: str, out=None, *, overwrite: bool = False, quiet=False, overrides=None
 ):
     """Run one experiment end to end; returns (results, output folder). ``overrides``: config
-    fields to replace in the scale's config."""
+    fields to replace in the scale's config.
+
+    The output folder is chosen, checked writable and claimed before any work; figures and then
+    ``results.json`` are written atomically at the end. A Ctrl-C raises :class:`Interrupted`
+    ("interrupted after N of M runs; nothing written") and removes a folder the run created.
+    """
+    import inspect
+
     from tqdm.auto import tqdm
 
-    from jaxpref.experiments import _io
+    from jaxpref.experiments import _io, _meta
 
     module = _load(name)
     cfg = module.config(scale)
@@ -67,32 +79,86 @@ def run_experiment(
         import dataclasses
 
         cfg = dataclasses.replace(cfg, **overrides)
-    out_dir = _io.new_output_dir(name, out, overwrite=overwrite)
+    out_dir = _io.choose_output_dir(name, out, overwrite=overwrite)
     t0 = time.perf_counter()
-    with tqdm(
-        total=module.num_units(cfg),
-        desc=f"{name} [{scale}]",
-        disable=quiet,
-        unit="run",
-        file=sys.stderr,
-    ) as bar:
-        import inspect
-
-        extra = (
-            {"work_dir": out_dir} if "work_dir" in inspect.signature(module.run).parameters else {}
+    with _io.OutputClaim(out_dir, overwrite=overwrite):
+        bar = tqdm(
+            total=module.num_units(cfg),
+            desc=f"{name} [{scale}]",
+            disable=quiet,
+            unit="run",
+            file=sys.stderr,
         )
-        results = module.run(cfg, progress=bar.update, **extra)
-    results.setdefault("meta", {}).update(
-        experiment=name, scale=scale, wall_seconds=round(time.perf_counter() - t0, 2)
-    )
-    _io.write_json(out_dir / "results.json", results)
-    figures = module.plot(results, out_dir)
+        try:
+            with bar:
+                wants_dir = "work_dir" in inspect.signature(module.run).parameters
+                extra = {"work_dir": out_dir} if wants_dir else {}
+                results = module.run(cfg, progress=bar.update, **extra)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted after {bar.n} of {bar.total} runs; nothing written"
+            ) from None
+        results.setdefault("meta", {}).update(
+            _meta.run_metadata(name, scale, cfg), wall_seconds=round(time.perf_counter() - t0, 2)
+        )
+        figures = _io.write_figures(module.plot, results, out_dir)
+        _io.write_json(out_dir / "results.json", results)
     if not quiet:
         print(module.table(results))
         print(f"\nwrote {out_dir / 'results.json'}")
         for f in figures:
             print(f"wrote {f}")
     return results, out_dir
+
+
+SCALE_HELP = (
+    "how big a run (default: small): test (seconds; what the test suite runs), quickstart "
+    "(about 1-2 min), small (seen on a 2-core CPU: 21 s for pm_rlhf to 8.5 min for pbpo; the "
+    "LLM experiments longer), full (the figure of the experiment's README: 3 min and more). "
+    "The wall times seen are in experiments/*/README.md"
+)
+
+
+def _add_run_flags(parser) -> None:
+    parser.add_argument("--scale", choices=SCALES, default="small", help=SCALE_HELP)
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder for results.json and the figures (default: a new "
+        "runs/<experiment>-<time> folder); refused if it already holds results.json",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results in an existing --out"
+    )
+
+
+def _run(prog: str, name: str, scale: str, out, overwrite: bool) -> int:
+    """The run path: one line on stderr for a refused folder (exit 1) or a Ctrl-C (exit 130)."""
+    from jaxpref.experiments._io import OutputError
+
+    try:
+        run_experiment(name, scale, out, overwrite=overwrite)
+    except Interrupted as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 130
+    except OutputError as err:
+        return _fail(prog, f"--{err}", 1)
+    except OSError as err:  # the disk filled or a folder vanished while writing
+        return _fail(prog, f"--out: cannot write results ({err})", 1)
+    return 0
+
+
+def experiment_main(name: str, argv=None) -> int:
+    """``experiments/<name>/main.py``: the flags of ``jaxpref run <name>`` under the script's
+    own name."""
+    prog = pathlib.Path(sys.argv[0]).as_posix() if sys.argv[0] else f"{name}/main.py"
+    parser = argparse.ArgumentParser(
+        prog=f"python {prog}",
+        description=f"{EXPERIMENTS[name][1]} (the same as `jaxpref run {name}`)",
+    )
+    _add_run_flags(parser)
+    args = parser.parse_args(argv)
+    return _run(f"python {prog}", name, args.scale, args.out, args.overwrite)
 
 
 def main(argv=None) -> int:
@@ -103,11 +169,14 @@ def main(argv=None) -> int:
     )
     q.add_argument("--out", help="output folder (default: a new runs/logit_error-<time> folder)")
     q.add_argument("--overwrite", action="store_true", help="replace results in an existing --out")
-    r = sub.add_parser("run", help="run one experiment")
-    r.add_argument("name", choices=sorted(EXPERIMENTS))
-    r.add_argument("--scale", choices=SCALES, default="small")
-    r.add_argument("--out")
-    r.add_argument("--overwrite", action="store_true")
+    r = sub.add_parser(
+        "run",
+        help="run one experiment",
+        description="Run one experiment: a progress bar on stderr, a table on stdout, "
+        "results.json and figures in --out.",
+    )
+    r.add_argument("name", choices=sorted(EXPERIMENTS), help="the experiment (see `jaxpref list`)")
+    _add_run_flags(r)
     sub.add_parser("list", help="list the experiments")
     recipe_parsers = _add_train(sub)
     args, unknown = parser.parse_known_args(argv)
@@ -123,10 +192,8 @@ def main(argv=None) -> int:
             print(f"{name:14s} {desc}")
         return 0
     if args.command == "quickstart":
-        run_experiment("logit_error", "quickstart", args.out, overwrite=args.overwrite)
-        return 0
-    run_experiment(args.name, args.scale, args.out, overwrite=args.overwrite)
-    return 0
+        return _run("jaxpref quickstart", "logit_error", "quickstart", args.out, args.overwrite)
+    return _run(f"jaxpref run {args.name}", args.name, args.scale, args.out, args.overwrite)
 
 
 TRAIN_HELP = {

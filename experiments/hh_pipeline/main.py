@@ -7,7 +7,7 @@ Usage: python experiments/hh_pipeline/main.py [--scale {test,quickstart,small,fu
 
 import sys
 
-from jaxpref.cli import main
+from jaxpref.cli import experiment_main
 
 if __name__ == "__main__":
-    sys.exit(main(["run", "hh_pipeline", *sys.argv[1:]]))
+    sys.exit(experiment_main("hh_pipeline"))

@@ -7,7 +7,7 @@ Usage: python experiments/logit_error/main.py [--scale {test,quickstart,small,fu
 
 import sys
 
-from jaxpref.cli import main
+from jaxpref.cli import experiment_main
 
 if __name__ == "__main__":
-    sys.exit(main(["run", "logit_error", *sys.argv[1:]]))
+    sys.exit(experiment_main("logit_error"))

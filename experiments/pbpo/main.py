@@ -7,7 +7,7 @@ Usage: python experiments/pbpo/main.py [--scale {test,quickstart,small,full}] [-
 
 import sys
 
-from jaxpref.cli import main
+from jaxpref.cli import experiment_main
 
 if __name__ == "__main__":
-    sys.exit(main(["run", "pbpo", *sys.argv[1:]]))
+    sys.exit(experiment_main("pbpo"))

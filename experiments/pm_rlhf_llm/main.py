@@ -7,7 +7,7 @@ Usage: python experiments/pm_rlhf_llm/main.py [--scale {test,quickstart,small,fu
 
 import sys
 
-from jaxpref.cli import main
+from jaxpref.cli import experiment_main
 
 if __name__ == "__main__":
-    sys.exit(main(["run", "pm_rlhf_llm", *sys.argv[1:]]))
+    sys.exit(experiment_main("pm_rlhf_llm"))

@@ -7,7 +7,7 @@ Usage: python experiments/robust_sail/main.py [--scale {test,quickstart,small,fu
 
 import sys
 
-from jaxpref.cli import main
+from jaxpref.cli import experiment_main
 
 if __name__ == "__main__":
-    sys.exit(main(["run", "robust_sail", *sys.argv[1:]]))
+    sys.exit(experiment_main("robust_sail"))
