@@ -59,12 +59,32 @@ from jaxpref.data.tokenize import (
 TOKENIZER_DIR = Path(__file__).parent / "tokenizer"
 
 
+def _transformers():
+    """``transformers``, imported without its import-time advice ("PyTorch was not found…"),
+    which says nothing about tokenizers, the only part jaxpref uses. Whoever sets
+    ``TRANSFORMERS_VERBOSITY`` or ``TRANSFORMERS_NO_ADVISORY_WARNINGS`` keeps their choice."""
+    import os
+    import sys
+
+    if "transformers" in sys.modules:
+        return sys.modules["transformers"]
+    asked = {"TRANSFORMERS_VERBOSITY", "TRANSFORMERS_NO_ADVISORY_WARNINGS"} & set(os.environ)
+    if not asked:
+        os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+    try:
+        import transformers
+    finally:
+        if not asked:
+            del os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"]
+    return transformers
+
+
 def load_tokenizer(path: str | Path = TOKENIZER_DIR):
     """``transformers.AutoTokenizer`` from a local directory (the shipped HH BPE by default).
 
     Remote code is never run (``trust_remote_code=False``) and nothing is downloaded.
     """
-    from transformers import AutoTokenizer
+    AutoTokenizer = _transformers().AutoTokenizer
 
     path = Path(path)
     if not path.is_dir():
