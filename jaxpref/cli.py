@@ -202,6 +202,7 @@ TRAIN_HELP = {
     "dpo": "offline DPO and its loss family against a frozen reference (TRL's `trl dpo`)",
     "rlhf": "PPO or RLOO against a reward model with the KL, PM or conditional-PM penalty",
     "online-dpo": "online DPO: fresh pairs from the policy each step, labelled by a reward model",
+    "active-dpo": "ActiveDPO's rounds: generate, select pairs (--selector), label, DPO-train",
 }
 
 
@@ -210,9 +211,11 @@ def _add_train(sub) -> dict:
     from jaxpref.train.config import RECIPE_CONFIGS
 
     parsers = {}
-    t = sub.add_parser("train", help="train a language model: sft, reward, dpo, rlhf or online-dpo")
+    t = sub.add_parser(
+        "train", help="train a language model: sft, reward, dpo, rlhf, online-dpo or active-dpo"
+    )
     recipes = t.add_subparsers(
-        dest="recipe", required=True, metavar="{sft,reward,dpo,rlhf,online-dpo}"
+        dest="recipe", required=True, metavar="{sft,reward,dpo,rlhf,online-dpo,active-dpo}"
     )
     for name, cls in RECIPE_CONFIGS.items():
         p = recipes.add_parser(
@@ -221,7 +224,7 @@ def _add_train(sub) -> dict:
             description=f"{TRAIN_HELP[name]}. Options may also come from --config FILE.yaml "
             "(keys are the option names); flags given on the command line win.",
             usage=f"jaxpref train {name} --model_name_or_path DIR --dataset_name PATH "
-            + ("--reward_model_path DIR " if name in ("rlhf", "online-dpo") else "")
+            + ("--reward_model_path DIR " if name in ("rlhf", "online-dpo", "active-dpo") else "")
             + "--output_dir DIR [options]",
         )
         add_config_flags(p, cls)

@@ -13,6 +13,7 @@ from jaxpref.train.checkpoint import (
     CheckpointExistsError,
 )
 from jaxpref.train.config import (
+    ActiveDPOConfig,
     DPOConfig,
     OnlineDPOConfig,
     RewardConfig,
@@ -64,6 +65,7 @@ __all__ = [
     "Interrupted",
     "NonFiniteError",
     "OnlineDPOConfig",
+    "ActiveDPOConfig",
     "RLHFConfig",
     "RewardConfig",
     "RunDirError",

@@ -365,12 +365,88 @@ class OnlineDPOConfig(SamplingOptions, DPOConfig):
             raise ValueError("ref_model_name_or_path: online DPO's reference is the policy")
 
 
+SELECTORS = ("activedpo", "adpo_plus", "apo", "aplp", "uniform")
+PAST_FEATURES = ("recompute", "stored")
+
+
+@dataclasses.dataclass(frozen=True)
+class ActiveDPOConfig(OnlineDPOConfig):
+    """``jaxpref train active-dpo``: Algorithm 1 of ActiveDPO (Lin et al., arXiv 2505.19241).
+    Each of ``rounds`` rounds samples ``prompts_per_round`` prompts, generates
+    ``responses_per_prompt`` responses each with the current policy (all pairs are candidates),
+    selects ``budget`` pairs with ``selector``, labels them with the reward-model oracle and
+    DPO-trains the policy for ``epochs_per_round`` epochs on them (π_ref = the initial model).
+    Steps: rounds × ⌈epochs · budget / rows per step⌉ (``--max_steps`` is set from it)."""
+
+    learning_rate: float = field(1e-4, "peak learning rate of AdamW (the paper's LoRA 1e-4)")
+    lr_scheduler_type: str = field("constant", "learning-rate schedule", choices=LR_SCHEDULERS)
+    use_peft: bool = field(True, "train LoRA adapters (ActiveDPO's features are LoRA gradients)")
+    selector: str = field(
+        "activedpo",
+        "activedpo: LoRA-gradient uncertainty; adpo_plus: D-optimal on last-layer features with "
+        "MLE refits; apo: D-optimal on a fixed pool; aplp: entropy + certainty; uniform",
+        choices=SELECTORS,
+    )
+    rounds: int = field(4, "T, selection rounds")
+    budget: int = field(50, "B, pairs selected and labelled per round")
+    prompts_per_round: int = field(64, "prompts sampled per round (the paper: 1000)")
+    responses_per_prompt: int = field(3, "responses per prompt; every pair is a candidate")
+    epochs_per_round: int = field(4, "E, DPO epochs on each round's labelled pairs")
+    projection_dim: int = field(8192, "k, the random-projection dimension of the gradients")
+    projection: str = field(
+        "rademacher", "random-projection entries", choices=("rademacher", "gaussian")
+    )
+    projection_seed: int = field(0, "key of the projection (fixed across rounds)")
+    grad_normalization: str = field(
+        "response",
+        "normalise each response's projected gradient, each difference, or none",
+        choices=("response", "difference", "none"),
+    )
+    design_lambda: float = field(1.0, "λ > 0 of V = λI + Σ φφᵀ (and γ of the rivals)")
+    past_features: str = field(
+        "recompute",
+        "past pairs' features recomputed at the current policy (Prop. 1) or stored",
+        choices=PAST_FEATURES,
+    )
+    grad_block_size: int = field(8, "rows per vmap of per-example gradients (memory ∝ it)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        _positive(self, "rounds", "budget", "prompts_per_round", "epochs_per_round")
+        _positive(self, "projection_dim", "design_lambda", "grad_block_size")
+        if self.responses_per_prompt < 2:
+            raise ValueError(
+                "responses_per_prompt: needs at least 2 to form a pair, "
+                f"got {self.responses_per_prompt}"
+            )
+        k = self.responses_per_prompt
+        pool = self.prompts_per_round * k * (k - 1) // 2
+        if self.selector == "apo":
+            pool *= self.rounds  # one fixed pool for every round
+        needed = self.budget * (self.rounds if self.selector == "apo" else 1)
+        if needed > pool:
+            raise ValueError(
+                f"budget: {needed} pairs exceed the pool of {pool} candidate pairs "
+                f"({self.prompts_per_round} prompts × C({k}, 2))"
+            )
+        if self.ref_update_steps:
+            raise ValueError("ref_update_steps: ActiveDPO's reference is the initial model")
+        if self.resume:
+            raise ValueError(
+                "resume: active-dpo rounds (their sampled pools and labels) are not checkpointed; "
+                "start the run again"
+            )
+        if self.selector == "activedpo" and not self.use_peft:
+            raise ValueError("use_peft: the activedpo selector takes gradients of LoRA adapters")
+
+
 RECIPE_CONFIGS = {
     "sft": SFTConfig,
     "reward": RewardConfig,
     "dpo": DPOConfig,
     "rlhf": RLHFConfig,
     "online-dpo": OnlineDPOConfig,
+    "active-dpo": ActiveDPOConfig,
 }
 
 # Fields a resumed run may change: they do not alter what is computed.

@@ -142,6 +142,18 @@ def response_logps(model, samples_tokens, mask, response_mask):
     return per_token
 
 
+def sampling_kwargs(config, tokenizer, pad: int) -> dict:
+    """:func:`sample`'s options from a config's sampling fields and the tokenizer's EOS."""
+    return dict(
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_k=config.top_k,
+        top_p=config.top_p,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad,
+    )
+
+
 def sample_and_score(policy, prompts, idx, key, *, config, tokenizer, oracle, mesh):
     """Responses of ``policy`` to ``prompts[idx]`` (``-1``: a padding row of weight 0) and the
     oracle's scores: ``(samples, scores (B,), weight (B,))``; padding rows' response masks are 0.
@@ -151,18 +163,7 @@ def sample_and_score(policy, prompts, idx, key, *, config, tokenizer, oracle, me
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids, mask = left_padded(prompts, idx, pad)
     with jax.set_mesh(mesh):
-        samples = sample(
-            policy,
-            ids,
-            mask,
-            key=key,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_k=config.top_k,
-            top_p=config.top_p,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=pad,
-        )
+        samples = sample(policy, ids, mask, key=key, **sampling_kwargs(config, tokenizer, pad))
         weight = jnp.asarray(idx >= 0, jnp.float32)
         response_mask = samples.response_mask * weight[:, None].astype(samples.mask.dtype)
         samples = samples._replace(response_mask=response_mask)

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from typing import Any, Callable
 
@@ -26,7 +27,9 @@ from flax import nnx
 
 from jaxpref import llm
 from jaxpref.data import check_columns, load_splits, load_tokenizer, split_rows
+from jaxpref.train.active_dpo import ActiveDPO, steps_per_round
 from jaxpref.train.config import (
+    ActiveDPOConfig,
     DPOConfig,
     OnlineDPOConfig,
     RewardConfig,
@@ -38,7 +41,7 @@ from jaxpref.train.config import (
 )
 from jaxpref.train.dpo import DPO
 from jaxpref.train.fit import FitResult, MetricsWriter, Trainable, Trainer
-from jaxpref.train.mesh import make_mesh
+from jaxpref.train.mesh import BATCH_AXES, make_mesh
 from jaxpref.train.models import (
     add_lora,
     check_model_dir,
@@ -60,6 +63,7 @@ NEEDED = {
     "dpo": (("chosen", "rejected"),),
     "rlhf": (("prompt",), ("chosen",), ("messages",)),
     "online-dpo": (("prompt",), ("chosen",), ("messages",)),
+    "active-dpo": (("prompt",), ("chosen",), ("messages",)),
 }
 
 
@@ -81,6 +85,7 @@ class TrainResult:
 
 def recipe_name(config: TrainConfig) -> str:
     for name, cls in (
+        ("active-dpo", ActiveDPOConfig),
         ("online-dpo", OnlineDPOConfig),
         ("dpo", DPOConfig),
         ("reward", RewardConfig),
@@ -117,6 +122,10 @@ def train(
         if getattr(config, flag, None):
             check_model_dir(flag, getattr(config, flag))
     mesh = make_mesh(**parse_mesh(config.mesh)) if mesh is None else mesh
+    if name == "active-dpo":  # the step count follows from rounds, budget and epochs
+        rows = config.per_device_train_batch_size * config.gradient_accumulation_steps
+        rows *= math.prod(mesh.shape[a] for a in BATCH_AXES)
+        config = config.replace(max_steps=config.rounds * steps_per_round(config, rows))
     with RunDir(config, name) as run:
         tokenizer = tokenizer_for(config)
         recipe = _recipe(name, config, tokenizer, mesh)
@@ -146,7 +155,7 @@ def _recipe(name, config, tokenizer, mesh):
         return SFT(config, tokenizer)
     if name == "reward":
         return Reward(config, tokenizer)
-    if name in ("rlhf", "online-dpo"):
+    if name in ("rlhf", "online-dpo", "active-dpo"):
         reward_tok = None
         if config.reward_tokenizer_path:
             reward_tok = load_tokenizer(config.reward_tokenizer_path)
@@ -159,6 +168,8 @@ def _recipe(name, config, tokenizer, mesh):
         )
         if name == "rlhf":
             return RLHF(config, tokenizer, oracle)
+        if name == "active-dpo":
+            return ActiveDPO(config, tokenizer, oracle, reference=reference_mode(config))
         return OnlineDPO(config, tokenizer, oracle, reference=reference_mode(config))
     return DPO(config, tokenizer, reference=reference_mode(config))
 
@@ -257,7 +268,7 @@ def _models(name, config, mesh):
     if config.use_peft:
         add_lora(model, config, mesh)
     frozen = {}
-    if name in ("dpo", "online-dpo") and reference_mode(config) != "adapters_off":
+    if name in ("dpo", "online-dpo", "active-dpo") and reference_mode(config) != "adapters_off":
         if config.ref_model_name_or_path:
             frozen["ref"] = llm.from_pretrained(config.ref_model_name_or_path, mesh=mesh, **opts)
         elif config.use_peft and reference_mode(config) == "precomputed":
