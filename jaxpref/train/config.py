@@ -431,6 +431,8 @@ class ActiveDPOConfig(OnlineDPOConfig):
             )
         if self.ref_update_steps:
             raise ValueError("ref_update_steps: ActiveDPO's reference is the initial model")
+        if self.robust_rho is not None:
+            raise ValueError("robust_rho: not supported by active-dpo (use online-dpo)")
         if self.resume:
             raise ValueError(
                 "resume: active-dpo rounds (their sampled pools and labels) are not checkpointed; "
