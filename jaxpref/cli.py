@@ -203,6 +203,8 @@ TRAIN_HELP = {
     "rlhf": "PPO or RLOO against a reward model with the KL, PM or conditional-PM penalty",
     "online-dpo": "online DPO: fresh pairs from the policy each step, labelled by a reward model",
     "active-dpo": "ActiveDPO's rounds: generate, select pairs (--selector), label, DPO-train",
+    "pbpo": "PbPO: a confidence set of linear rewards on frozen features, reward-agnostic "
+    "exploration and a pessimistic policy step by RLOO (arXiv 2511.12867)",
 }
 
 
@@ -212,10 +214,11 @@ def _add_train(sub) -> dict:
 
     parsers = {}
     t = sub.add_parser(
-        "train", help="train a language model: sft, reward, dpo, rlhf, online-dpo or active-dpo"
+        "train",
+        help="train a language model: sft, reward, dpo, rlhf, online-dpo, active-dpo or pbpo",
     )
     recipes = t.add_subparsers(
-        dest="recipe", required=True, metavar="{sft,reward,dpo,rlhf,online-dpo,active-dpo}"
+        dest="recipe", required=True, metavar="{sft,reward,dpo,rlhf,online-dpo,active-dpo,pbpo}"
     )
     for name, cls in RECIPE_CONFIGS.items():
         p = recipes.add_parser(
@@ -224,7 +227,11 @@ def _add_train(sub) -> dict:
             description=f"{TRAIN_HELP[name]}. Options may also come from --config FILE.yaml "
             "(keys are the option names); flags given on the command line win.",
             usage=f"jaxpref train {name} --model_name_or_path DIR --dataset_name PATH "
-            + ("--reward_model_path DIR " if name in ("rlhf", "online-dpo", "active-dpo") else "")
+            + (
+                "--reward_model_path DIR "
+                if name in ("rlhf", "online-dpo", "active-dpo", "pbpo")
+                else ""
+            )
             + "--output_dir DIR [options]",
         )
         add_config_flags(p, cls)

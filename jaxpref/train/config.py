@@ -442,6 +442,86 @@ class ActiveDPOConfig(OnlineDPOConfig):
             raise ValueError("use_peft: the activedpo selector takes gradients of LoRA adapters")
 
 
+EXPLORATIONS = ("enhancer", "uniform")
+POLICY_OBJECTIVES = ("pessimistic", "greedy")
+RADIUS_RULES = ("guaranteed", "kappa_free")
+REF_REFRESH = ("episode", "fixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class PbPOConfig(RLHFConfig):
+    """``jaxpref train pbpo``: PbPO on a language model (Jia, arXiv 2511.12867): a linear reward
+    ⟨θ, φ(τ)⟩ on frozen features (a reward backbone's last hidden state at the last real token),
+    the BTL MLE θ̂ and Gram matrix of the pairs labelled so far, reward-agnostic exploration by
+    best-of-N on the bonus ‖φ(τ¹) − φ(τ⁰)‖²_{Σ̂⁻¹}, and a pessimistic policy step by RLOO."""
+
+    algorithm: str = field("rloo", "policy-gradient estimator (pbpo: rloo only)", choices=("rloo",))
+    learning_rate: float = field(1e-5, "peak learning rate of AdamW")
+    lr_scheduler_type: str = field("constant", "learning-rate schedule", choices=LR_SCHEDULERS)
+    weight_decay: float = field(0.0, "AdamW decoupled weight decay (matrices only)")
+    clip_reward_value: float = field(1e6, "clip the per-response value to +- this")
+    feature_model_path: str | None = field(
+        None, "the reward backbone of φ: a *ForSequenceClassification dir (default: the oracle)"
+    )
+    feature_dim: int | None = field(
+        None, "expected dimension d of φ (checked against the backbone's hidden size)"
+    )
+    num_episodes: int = field(4, "K: episodes of (explore, label, refit, policy steps)")
+    episode_steps: int = field(4, "policy (RLOO) steps per episode")
+    pairs_per_episode: int = field(8, "prompts explored and labelled per episode")
+    num_candidates: int = field(4, "N of the best-of-N enhancer (policy samples per prompt)")
+    exploration: str = field(
+        "enhancer",
+        "enhancer: the best of N samples on the bonus; uniform: the first sample",
+        choices=EXPLORATIONS,
+    )
+    policy_objective: str = field(
+        "pessimistic",
+        "pessimistic: θ̂ᵀΔφ − radius·‖Δφ‖_{Σ̂⁻¹} per response vs π_ref's; greedy: θ̂ᵀΔφ",
+        choices=POLICY_OBJECTIVES,
+    )
+    delta: float = field(0.05, "δ: the confidence set covers θ* with probability >= 1 − δ")
+    radius_rule: str = field(
+        "guaranteed",
+        "guaranteed: β_k(δ) with κ (carries the coverage); kappa_free: κ = 1 (a heuristic)",
+        choices=RADIUS_RULES,
+    )
+    radius: float | None = field(None, "a fixed confidence radius instead of the rule (> 0)")
+    ridge: float = field(1.0, "λ, the ridge of the BTL MLE and of Σ̂ = λI + Σ ΔφΔφᵀ")
+    bound_theta: float = field(1.0, "B >= ‖θ*‖ in the radius")
+    bound_delta_phi: float | None = field(
+        None, "L >= ‖Δφ‖ in the radius (default: the largest ‖Δφ‖ of the pairs so far)"
+    )
+    labeller: str = field(
+        "bradley_terry",
+        "how two oracle scores become a label: a Bradley-Terry draw (PbPO's BTL model) or "
+        "the higher",
+        choices=LABELLERS,
+    )
+    ref_refresh: str = field(
+        "episode",
+        "episode: π_ref^k is the policy at the start of episode k; fixed: the initial policy",
+        choices=REF_REFRESH,
+    )
+
+    def __post_init__(self):
+        if self.max_steps <= 0:  # the episodes set the length of the run
+            object.__setattr__(self, "max_steps", self.num_episodes * self.episode_steps)
+        super().__post_init__()
+        _positive(self, "num_episodes", "episode_steps", "pairs_per_episode", "num_candidates")
+        if self.max_steps != self.num_episodes * self.episode_steps:
+            raise ValueError(
+                f"max_steps: must equal num_episodes * episode_steps = "
+                f"{self.num_episodes * self.episode_steps} (or be unset), got {self.max_steps}"
+            )
+        if not 0.0 < self.delta < 1.0:
+            raise ValueError(f"delta: the confidence level must lie in (0, 1), got {self.delta!r}")
+        _positive(self, "ridge", "bound_theta")
+        for name in ("radius", "bound_delta_phi", "feature_dim"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+
+
 RECIPE_CONFIGS = {
     "sft": SFTConfig,
     "reward": RewardConfig,
@@ -449,6 +529,7 @@ RECIPE_CONFIGS = {
     "rlhf": RLHFConfig,
     "online-dpo": OnlineDPOConfig,
     "active-dpo": ActiveDPOConfig,
+    "pbpo": PbPOConfig,
 }
 
 # Fields a resumed run may change: they do not alter what is computed.

@@ -104,20 +104,25 @@ class RLHF(Recipe):
 
         return source
 
-    def rollout(self, trainer, split: str, idx: np.ndarray, key):
-        """One rollout of the prompts ``idx`` of ``split`` with the current policy."""
-        idx = np.repeat(idx, self.samples_per_prompt)
+    def scored_samples(self, trainer, split: str, idx: np.ndarray, key):
+        """``(samples, scores (B,), weight (B,), metrics)``: ``samples_per_prompt`` responses of
+        the current policy to each prompt ``idx`` of ``split`` and their rewards (the oracle's)."""
         model, _ = trainer.models()
         samples, scores, weight = sample_and_score(
             model.actor,
             self.data[split],
-            idx,
+            np.repeat(idx, self.samples_per_prompt),
             key,
             config=self.config,
             tokenizer=self.tokenizer,
             oracle=self.oracle,
             mesh=trainer.mesh,
         )
+        return samples, scores, weight, {}
+
+    def rollout(self, trainer, split: str, idx: np.ndarray, key):
+        """One rollout of the prompts ``idx`` of ``split`` with the current policy."""
+        samples, scores, weight, extra = self.scored_samples(trainer, split, idx, key)
         with jax.set_mesh(trainer.mesh):
             batch, metrics = self._jitted_experience(trainer)(
                 trainer.state.params,
@@ -130,7 +135,7 @@ class RLHF(Recipe):
                 weight,
             )
         batch = {k: v[None] for k, v in batch.items()}  # one micro-batch per step
-        return batch, {k: float(v) for k, v in jax.device_get(metrics).items()}
+        return batch, {k: float(v) for k, v in jax.device_get(metrics).items()} | extra
 
     def _jitted_experience(self, trainer):
         """:meth:`experience` over the trainer's variables, jitted once per trainer."""

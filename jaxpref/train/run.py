@@ -32,6 +32,7 @@ from jaxpref.train.config import (
     ActiveDPOConfig,
     DPOConfig,
     OnlineDPOConfig,
+    PbPOConfig,
     RewardConfig,
     RLHFConfig,
     SamplingOptions,
@@ -52,6 +53,7 @@ from jaxpref.train.models import (
 )
 from jaxpref.train.online_dpo import OnlineDPO
 from jaxpref.train.oracle import RewardOracle
+from jaxpref.train.pbpo import FeatureOracle, PbPO, check_feature_dim
 from jaxpref.train.reward import Reward
 from jaxpref.train.rlhf import RLHF, ActorCritic
 from jaxpref.train.run_dir import RunDir, write_json_atomic
@@ -64,6 +66,7 @@ NEEDED = {
     "rlhf": (("prompt",), ("chosen",), ("messages",)),
     "online-dpo": (("prompt",), ("chosen",), ("messages",)),
     "active-dpo": (("prompt",), ("chosen",), ("messages",)),
+    "pbpo": (("prompt",), ("chosen",), ("messages",)),
 }
 
 
@@ -89,6 +92,7 @@ def recipe_name(config: TrainConfig) -> str:
         ("online-dpo", OnlineDPOConfig),
         ("dpo", DPOConfig),
         ("reward", RewardConfig),
+        ("pbpo", PbPOConfig),
         ("rlhf", RLHFConfig),
         ("sft", SFTConfig),
     ):
@@ -118,9 +122,11 @@ def train(
     check_model_dir("model_name_or_path", config.model_name_or_path)
     if isinstance(config, DPOConfig) and config.ref_model_name_or_path:
         check_model_dir("ref_model_name_or_path", config.ref_model_name_or_path)
-    for flag in ("reward_model_path", "critic_model_path"):
+    for flag in ("reward_model_path", "critic_model_path", "feature_model_path"):
         if getattr(config, flag, None):
             check_model_dir(flag, getattr(config, flag))
+    if name == "pbpo":
+        check_feature_dim(config)
     mesh = make_mesh(**parse_mesh(config.mesh)) if mesh is None else mesh
     if name == "active-dpo":  # the step count follows from rounds, budget and epochs
         rows = config.per_device_train_batch_size * config.gradient_accumulation_steps
@@ -155,17 +161,24 @@ def _recipe(name, config, tokenizer, mesh):
         return SFT(config, tokenizer)
     if name == "reward":
         return Reward(config, tokenizer)
-    if name in ("rlhf", "online-dpo", "active-dpo"):
+    if name in ("rlhf", "online-dpo", "active-dpo", "pbpo"):
         reward_tok = None
         if config.reward_tokenizer_path:
             reward_tok = load_tokenizer(config.reward_tokenizer_path)
-        oracle = RewardOracle(
-            config.reward_model_path,
+        oracle_kw = dict(
             policy_tokenizer=tokenizer,
             tokenizer=reward_tok,
             mesh=mesh,
             max_length=(config.max_prompt_length or 1024) + config.max_new_tokens,
         )
+        oracle = RewardOracle(config.reward_model_path, **oracle_kw)
+        if name == "pbpo":
+            if config.feature_model_path:
+                oracle_kw["tokenizer"] = None  # the feature model's own tokenizer
+            features = FeatureOracle(
+                config.feature_model_path or config.reward_model_path, **oracle_kw
+            )
+            return PbPO(config, tokenizer, oracle, features)
         if name == "rlhf":
             return RLHF(config, tokenizer, oracle)
         if name == "active-dpo":
@@ -265,6 +278,8 @@ def _models(name, config, mesh):
         model = llm.from_pretrained(path, mesh=mesh, **opts)
     if name == "rlhf":
         return _actor_critic(config, model, mesh, opts)
+    if name == "pbpo":
+        return _pbpo_policy(config, model, mesh)
     if config.use_peft:
         add_lora(model, config, mesh)
     frozen = {}
@@ -290,6 +305,16 @@ def _actor_critic(config: RLHFConfig, actor, mesh, opts):
     if config.use_peft:
         add_lora(model, config, mesh)
     return model, frozen
+
+
+def _pbpo_policy(config: PbPOConfig, actor, mesh):
+    """PbPO's policy (RLOO, no critic) and its reference: a frozen copy when it is refreshed
+    per episode or without LoRA, else the policy with its adapters off."""
+    model = ActorCritic(actor, None)
+    if config.use_peft:
+        add_lora(model, config, mesh)
+    refreshed = config.ref_refresh == "episode"
+    return model, ({"ref": copy_module(actor)} if refreshed or not config.use_peft else {})
 
 
 def _wrt(name, config):
@@ -330,7 +355,7 @@ def _export(name, config, trainer: Trainer, tokenizer, out: pathlib.Path):
     replaces its earlier export, atomically, keeping the run's other files)."""
     t, state = trainer.trainable, trainer.state
     model = nnx.merge(t.graphdef, state.params, state.rest)
-    if name == "rlhf":
+    if name in ("rlhf", "pbpo"):
         if config.use_peft:
             llm.merge_lora(model)
         llm.save_pretrained(model.actor, out, overwrite=True)
