@@ -143,20 +143,37 @@ def _mu(x):
     return 1 / (1 + np.exp(-x))
 
 
-def adpo_reference(phi, s, b, n, beta, gamma):
-    """ADPO written out directly: re-fit at t = 2^i on queried labels, full rescoring, slogdet."""
+def adpo_reference(phi, s, b, n, beta, gamma, alpha=0.0, key=None, num_candidates=None):
+    """ADPO written out directly: re-fit at t = 2^i on queried labels, full rescoring, slogdet.
+
+    UCB (App. B, Eq. 13): z_i = max(|β(φ_iᵀθ̂ − b_i)| − α√(φ_iᵀP⁻¹φ_i), 0) with P the
+    regularised Hessian at θ̂ on the queried pairs. Candidate subsets: at each step the m
+    unselected pairs with the smallest uniform draw u_i (the same keys as the library's draws).
+    """
     N, d = phi.shape
     H, chosen, theta = gamma * np.eye(d), [], np.zeros(d)
+    P = gamma * np.eye(d)
     for t in range(1, n + 1):
         if t & (t - 1) == 0:
             w = np.isin(np.arange(N), chosen).astype(float)
-            theta = np.asarray(
-                fit_dpo_mle(phi, s, beta=beta, gamma=gamma, ref_logratio=b, weights=w).theta
+            fit = fit_dpo_mle(phi, s, beta=beta, gamma=gamma, ref_logratio=b, weights=w)
+            theta, P = np.asarray(fit.theta), np.asarray(fit.hessian) + gamma * np.eye(d)
+        z = np.abs(beta * (phi @ theta - b))
+        if alpha:
+            z = np.maximum(
+                z - alpha * np.sqrt(np.einsum("nd,de,ne->n", phi, np.linalg.inv(P), phi)), 0
             )
-        m = _mu(beta * (phi @ theta - b))
+        m = _mu(z)
         V = beta * np.sqrt(m * (1 - m))[:, None] * phi
+        allowed = np.ones(N, bool)
+        if num_candidates is not None:
+            key, sub = jax.random.split(key)
+            u = np.array(jax.random.uniform(sub, (N,)), np.float64)
+            u[chosen] = np.inf
+            allowed[:] = False
+            allowed[np.argsort(u, kind="stable")[:num_candidates]] = True
         vals = [
-            np.linalg.slogdet(H + np.outer(v, v))[1] if i not in chosen else -np.inf
+            np.linalg.slogdet(H + np.outer(v, v))[1] if allowed[i] and i not in chosen else -np.inf
             for i, v in enumerate(V)
         ]
         i = int(np.argmax(vals))
@@ -185,10 +202,14 @@ def test_adpo_only_reads_queried_labels(pool):
 
 
 def test_adpo_candidate_subsets_and_ucb(pool):
+    """The UCB stabiliser and the random candidate subsets against the direct implementation
+    (a wrong Σ̂, a wrong width or a subset drawn differently would change the picks)."""
     phi, s, b = pool
-    res = design.adpo(jax.random.key(1), phi, s, b, 30, alpha=3.0, num_candidates=16)
-    idx = np.asarray(res.indices)
-    assert len(set(idx.tolist())) == 30
+    for alpha, m in ((3.0, None), (0.0, 16), (3.0, 16)):
+        key = jax.random.key(1)
+        res = design.adpo(key, phi, s, b, 30, alpha=alpha, num_candidates=m, gamma=0.5)
+        ref = adpo_reference(phi, s, b, 30, 1.0, 0.5, alpha=alpha, key=key, num_candidates=m)
+        np.testing.assert_array_equal(res.indices, ref, err_msg=f"alpha={alpha}, m={m}")
     with pytest.raises(ValueError, match="num_candidates"):
         design.adpo(jax.random.key(1), phi, s, b, 30, num_candidates=len(s) - 28)
 

@@ -285,15 +285,72 @@ def test_link_maximiser_brute_force(link):
     )
 
 
-def test_theorem_3_verbatim_matches_pl_only_for_exp():
+def test_theorem_3_verbatim_matches_pl_for_exponential_links_only():
+    """Eq. (3.14) with s = 1 is PM for every g = c·e^{ar} (g⁻¹(Sπ) − g⁻¹(π) is a constant), and
+    not for the sigmoid link."""
     r = jnp.array([0.6, 0.1, -0.3])
-    np.testing.assert_allclose(
-        R.link_pm_maximiser(r, R.exp_link), R.generalized_pl_policy(r, R.exp_link), atol=1e-10
+    scaled_exp = R.make_link(
+        "2exp(r/2)",
+        lambda x: 2.0 * jnp.exp(0.5 * x),
+        lambda p: 2.0 * jnp.log(0.5 * p),
+        lambda x: 4.0 * jnp.exp(0.5 * x),
     )
+    for link in (R.exp_link, scaled_exp):
+        np.testing.assert_allclose(
+            R.link_pm_maximiser(r, link), R.generalized_pl_policy(r, link), atol=1e-10
+        )
     gap = jnp.max(
         jnp.abs(R.link_pm_maximiser(r, R.sigmoid_link) - R.generalized_pl_policy(r, R.sigmoid_link))
     )
     assert float(gap) > 0.02  # eq. (3.14) with s = 1 is not PM for the sigmoid link
+
+
+def test_link_maximiser_is_a_distribution_or_raises():
+    """Guards the bisection bracket: the old [lo − max r, hi − min r] missed the root (sums of
+    0.135 and 20.08); every answer must now be a distribution satisfying the first-order
+    condition g⁻¹(sπ_k) − r_k = c, and impossible cases must raise."""
+    rng = np.random.default_rng(0)
+    for link, scales in (
+        (R.exp_link, (1.0, np.exp(-12.0), np.exp(12.0))),
+        (R.sigmoid_link, (0.5, 2.5)),
+        (R.arctan_link, (1.0, 5.0)),
+        (R.linear_link, (40.0,)),
+    ):
+        for _ in range(3):
+            r = jnp.asarray(
+                rng.uniform(-12, 12, size=4) if link is not R.linear_link else rng.uniform(0, 3, 4)
+            )
+            for scale in scales:
+                p = np.asarray(R.link_pm_maximiser(r, link, scale=scale))
+                assert abs(p.sum() - 1) < 1e-6 and np.all(p > 0), (link.name, scale, p)
+                c = np.asarray(link.g_inv(scale * jnp.asarray(p))) - np.asarray(r)
+                np.testing.assert_allclose(c, c[0], atol=1e-5)
+    with pytest.raises(ValueError, match="no maximiser"):  # σ < 1: Σσ(r + c) = 1 needs K > 1
+        R.link_pm_maximiser(jnp.array([0.3]), R.sigmoid_link)
+    with pytest.raises(ValueError, match="no maximiser"):  # linear, s = 1: some r_k + c < 0
+        R.link_pm_maximiser(jnp.array([3.0, 0.1, 0.2]), R.linear_link)
+
+
+def test_generalized_pl_policy_is_stable():
+    """With the exp link it is a stabilised softmax: rewards [89, 0] overflow e^r in float32."""
+    p = R.generalized_pl_policy(jnp.array([89.0, 0.0], jnp.float32), R.exp_link)
+    assert np.all(np.isfinite(p)) and float(p[0]) == pytest.approx(1.0)
+    assert float(p[1]) == pytest.approx(np.exp(-89.0), abs=1e-37)  # float32 subnormal range
+    fast = R.make_link("exp2", lambda x: jnp.exp(2 * x), lambda q: 0.5 * jnp.log(q), jnp.exp)
+    with pytest.raises(ValueError, match="rewards"):  # a link without a stable form: overflow
+        R.generalized_pl_policy(jnp.array([1e3, 0.0], jnp.float32), fast)
+
+
+def test_eq_5_3_outside_the_range_of_f_prime_raises():
+    """Eq. (5.3) is undefined once r/β reaches sup f′ (log 2 for JS, 0 for forward KL)."""
+    ok = R.f_rlhf_pairwise_preference(0.5, 0.6, 0.1, 1.0, R.jensen_shannon)
+    assert np.isfinite(float(ok))
+    with pytest.raises(ValueError, match="reward_1.*log|reward_1"):
+        R.f_rlhf_pairwise_preference(0.5, 0.7, 0.1, 1.0, R.jensen_shannon)  # 0.7 ≥ log 2
+    with pytest.raises(ValueError, match="reward_2"):
+        R.f_rlhf_pairwise_preference(0.5, -1.0, 0.5, 1.0, R.forward_kl)
+    with pytest.raises(ValueError, match="reward_1"):
+        R.f_rlhf_pairwise_preference(0.5, 2.1, 0.0, 1.0, R.alpha_divergence(0.5))  # sup = 2
 
 
 # ------------------------------------------------------------------ bad input

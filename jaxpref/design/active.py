@@ -80,14 +80,19 @@ def _adpo(key, phi, labels, b, beta, gamma, alpha, n, num_candidates):
 
         def refit(_):
             th, prec = _refit(phi, labels, b, state.selected, beta, gamma)
-            return th, prec, design_vectors(th, phi, b, beta=beta, alpha=alpha, precision=prec)
+            V = design_vectors(th, phi, b, beta=beta, alpha=alpha, precision=prec)
+            # new design vectors: re-score every candidate once, O(N·d²), log₂ n times
+            scores = (
+                state.scores if num_candidates is not None else linalg.quad_form(state.H_inv, V)
+            )
+            return th, prec, V, scores
 
-        theta, precision, V = jax.lax.cond(
-            _is_refit_time(t), refit, lambda _: (theta, precision, V), None
+        theta, precision, V, scores = jax.lax.cond(
+            _is_refit_time(t), refit, lambda _: (theta, precision, V, state.scores), None
         )
+        state = state._replace(scores=scores)
         if num_candidates is None:
-            state = state._replace(scores=linalg.quad_form(state.H_inv, V))
-            state, i = doptimal_update(state, V)
+            state, i = doptimal_update(state, V)  # O(N·d): rank-one score update (doptimal_add)
         else:
             key, sub = jax.random.split(key)
             state, i = _subset_step(sub, state, V, num_candidates)

@@ -3,9 +3,17 @@
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.metrics.logit_error import (
     LogitErrors,
+    design_bound,
     design_constants,
     logit_error_bound,
     logit_errors,
 )
 
-__all__ = ["LogitErrors", "design_constants", "logit_error_bound", "logit_errors", "loglog_slope"]
+__all__ = [
+    "LogitErrors",
+    "design_bound",
+    "design_constants",
+    "logit_error_bound",
+    "logit_errors",
+    "loglog_slope",
+]

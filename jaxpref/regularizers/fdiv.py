@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from jaxpref import _checks
@@ -26,6 +27,7 @@ class FDivergence(NamedTuple):
     f: Callable[[Array], Array]  # u ↦ f(u), u > 0
     f_prime: Callable[[Array], Array]  # u ↦ f'(u), increasing
     f_prime_inv: Callable[[Array], Array]  # v ↦ (f')⁻¹(v) ≥ 0, +inf above the range of f'
+    f_prime_sup: float = float("inf")  # sup of the range of f' ((f')⁻¹ is finite below it)
 
 
 def _inf_above(v, vmax, value):
@@ -45,12 +47,14 @@ forward_kl = FDivergence(
     lambda u: -jnp.log(u),
     lambda u: -1.0 / u,
     lambda v: _inf_above(v, 0.0, 1.0 / _safe(-v)),
+    0.0,
 )
 jensen_shannon = FDivergence(
     "jensen_shannon",
     lambda u: u * jnp.log(u) - (1.0 + u) * jnp.log(0.5 * (1.0 + u)),
     lambda u: jnp.log(2.0 * u / (1.0 + u)),
     lambda v: _inf_above(v, jnp.log(2.0), jnp.exp(v) / _safe(2.0 - jnp.exp(v))),
+    float(np.log(2.0)),
 )
 
 
@@ -63,6 +67,7 @@ def alpha_divergence(a: float) -> FDivergence:
         lambda u: (u**a - a * u - (1.0 - a)) / (a * (a - 1.0)),
         lambda u: (u ** (a - 1.0) - 1.0) / (a - 1.0),
         lambda v: _inf_above(v, vmax, _safe(1.0 + (a - 1.0) * v) ** (1.0 / (a - 1.0))),
+        vmax,
     )
 
 
@@ -136,8 +141,12 @@ def f_rlhf_pairwise_preference(
     .. math:: p^f_{\rm reward}(y_1) = \frac{(f')^{-1}(r_1/\beta)}
               {(f')^{-1}(r_1/\beta)+(f')^{-1}(r_2/\beta)}
 
+    Eq. (5.3) is defined only while r/β stays below the supremum of f′'s range (e.g.
+    r/β < log 2 for Jensen–Shannon, r/β < 0 for forward KL): outside it (f')⁻¹ has no value and
+    this raises ``ValueError`` (checked on concrete inputs).
+
     Args:
-      p_ref: p_ref(y₁) ∈ [0, 1]. reward_1, reward_2: rewards (in the domain of (f')⁻¹(·/β)).
+      p_ref: p_ref(y₁) ∈ [0, 1]. reward_1, reward_2: rewards with r/β < ``f_prime_sup``.
       beta: β > 0. divergence: f.
     Returns:
       p^f_rlhf(y₁), broadcast shape.
@@ -147,6 +156,14 @@ def f_rlhf_pairwise_preference(
     _validate.finite(p_ref=p_ref, reward_1=reward_1, reward_2=reward_2)
     _checks.check_in_range("p_ref", p_ref, 0.0, 1.0)
     _validate.beta(beta)
+    for name, r in (("reward_1", reward_1), ("reward_2", reward_2)):
+        if _checks.is_concrete(r) and _checks.is_concrete(beta):
+            v = np.asarray(r, np.float64) / float(beta)
+            if np.any(v >= divergence.f_prime_sup):
+                raise ValueError(
+                    f"{name}: eq. (5.3) needs r/β < {divergence.f_prime_sup:.4g} (the range of "
+                    f"f′ for {divergence.name}), got max r/β = {float(v.max()):.4g}"
+                )
     h1 = divergence.f_prime_inv(jnp.asarray(reward_1) / beta)
     h2 = divergence.f_prime_inv(jnp.asarray(reward_2) / beta)
     q = h1 / (h1 + h2)

@@ -3,8 +3,9 @@
 A generalised PL model prices response y at g(r(x, y)) for a positive increasing g:
 P(y | y₁..y_k) = g(r(y)) / Σ_j g(r(y_j)). Theorem 3 of Xiao et al. gives the regularizer
 R(π) = −g⁻¹(π) + C₁ + (G(g⁻¹(π)) + C₂)/π with G = ∫g. Its maximiser is π_k = g(r_k + c) with
-one shift c (derivation in ``theory/pm_rlhf.md``): that equals g(r)/Σ g(r) when g = exp or
-when Σ_j g(r_j) = 1, and in general only after scaling π by S = Σ_j g(r_j) inside R, which
+one shift c (derivation in ``theory/pm_rlhf.md``): that equals g(r)/Σ g(r) for every
+exponential link g = c·e^{ar} (c, a > 0; g⁻¹(Sπ) = g⁻¹(π) + log(S)/a) or when Σ_j g(r_j) = 1,
+and in general only after scaling π by S = Σ_j g(r_j) inside R, which
 ``link_pm_regularizer(..., scale=S)`` provides.
 """
 
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from jaxpref import _checks
 from jaxpref.regularizers import _validate
 
 
@@ -76,7 +78,8 @@ def link_pm_regularizer(
 
     With ``scale`` s = 1 this is eq. (3.14) verbatim. Its maximiser of E_π[r + R(π)] is
     π_k = g(r_k + c)/s for the shift c that normalises; with s = Σ_j g(r_j) that is the
-    generalised PL policy g(r)/Σ g(r). For g = exp every s gives the same maximiser.
+    generalised PL policy g(r)/Σ g(r). For an exponential link g = c·e^{ar} every s gives the
+    same maximiser (so eq. (3.14) verbatim is PM for those links, not only for exp).
 
     Args:
       probs: π ∈ (0, 1] with s·π in the range of g. link: a checked ``Link``.
@@ -96,13 +99,27 @@ def link_pm_regularizer(
 def generalized_pl_policy(rewards: Float[Array, " K"], link: Link) -> Float[Array, " K"]:
     r"""The generalised PL policy :math:`\pi_k = g(r_k)/\sum_j g(r_j)` (Section 3.4), as probs.
 
+    For the exp link this is a max-shifted softmax (rewards [89, 0] overflow e^r in float32);
+    for other links g(r) is evaluated as is and a non-finite or zero normaliser raises.
+
     References: Xiao et al., arXiv 2405.16455, Section 3.4.
     """
     _validate.vector("rewards", rewards)
     _validate.finite(rewards=rewards)
     check_link(link)
+    rewards = jnp.asarray(rewards)
+    if link is exp_link:
+        return _softmax(rewards)  # Sec. 3.4 with g = exp: the PL model, stabilised
     w = link.g(rewards)
-    return w / jnp.sum(w)  # Sec. 3.4, generalised PL model
+    total = jnp.sum(w)
+    if _checks.is_concrete(total) and not (np.isfinite(float(total)) and float(total) > 0):
+        raise ValueError(
+            f"rewards: Σ g(r) = {float(total)} for the {link.name} link (overflow or underflow)"
+        )
+    return w / total  # Sec. 3.4, generalised PL model
+
+
+_softmax = jax.jit(jax.nn.softmax)
 
 
 def link_pm_maximiser(
@@ -111,12 +128,18 @@ def link_pm_maximiser(
     r"""Exact maximiser of E_π[r + R(π)] for R = ``link_pm_regularizer(·, link, scale=s)``.
 
     First-order condition (πR)'(π) = −g⁻¹(sπ) + C₁ gives π_k = g(r_k + c)/s, with c found by
-    bisection so that Σ_k π_k = 1 (the objective is strictly concave since (πR)'' < 0).
+    bisection so that Σ_k π_k = 1 (the objective is strictly concave since (πR)'' < 0). The
+    bracket is exact: at c = g⁻¹(s/K) − max r every term is ≤ 1/K, at g⁻¹(s/K) − min r every
+    term is ≥ 1/K. A solution exists iff s/K lies in the range of g (and, for a link defined on
+    part of the line only, every r_k + c lies in its domain); otherwise ``ValueError``.
 
     Args:
       rewards: (K,) r. link: a ``Link``. scale: s > 0. iters: bisection steps.
     Returns:
-      (K,) probabilities.
+      (K,) probabilities (non-negative, summing to 1).
+    Raises:
+      ValueError: when no interior maximiser exists (checked on concrete inputs; under a
+        caller's ``jit`` the result is NaN there instead).
 
     References: Xiao et al., arXiv 2405.16455, Theorem 3 and Appendix B.1.
     """
@@ -124,14 +147,25 @@ def link_pm_maximiser(
     _validate.finite(rewards=rewards)
     _validate.beta(scale, "scale")
     check_link(link)
-    return _link_pm_maximiser(rewards, link, scale, iters)
+    rewards = jnp.asarray(rewards)
+    probs = _link_pm_maximiser(rewards, link, jnp.asarray(scale, rewards.dtype), iters)
+    if _checks.is_concrete(probs) and not np.all(np.isfinite(np.asarray(probs))):
+        raise ValueError(
+            f"rewards: no maximiser of E_π[r + R(π)] for the {link.name} link with "
+            f"scale={float(scale)!r}: Σ_k g(r_k + c)/s = 1 has no solution with every "
+            f"g(r_k + c) > 0 (s/K = {float(scale) / probs.size:.4g} must lie in the range of g)"
+        )
+    return probs
 
 
 @jax.jit(static_argnames=("link", "iters"))
 def _link_pm_maximiser(rewards, link, scale, iters):
     mass = lambda c: jnp.sum(link.g(rewards + c)) / scale  # noqa: E731
-    c = _bisect_increasing(mass, 1.0, link.lo - jnp.max(rewards), link.hi - jnp.min(rewards), iters)
-    return link.g(rewards + c) / scale  # App. B.1 first-order condition: g⁻¹(sπ_k) = r_k + c
+    u = link.g_inv(scale / rewards.size)  # NaN/inf when s/K is outside the range of g
+    c = _bisect_increasing(mass, 1.0, u - jnp.max(rewards), u - jnp.min(rewards), iters)
+    p = link.g(rewards + c) / scale  # App. B.1 first-order condition: g⁻¹(sπ_k) = r_k + c
+    ok = jnp.isfinite(u) & jnp.all(p >= 0) & (jnp.abs(jnp.sum(p) - 1) < 1e-4)
+    return jnp.where(ok, p, jnp.nan)
 
 
 def _bisect_increasing(fn, target, lo, hi, iters):
