@@ -7,7 +7,9 @@ Sections, each averaged over seeds (a fresh environment and θ* per seed):
 2. regret vs d at fixed K (theory: linear in d for both the upper and the lower bound);
 3. regret vs H at fixed K on the linear token-level MDP (theory: between H (lower bound
    Ω(dH√K)) and H^{3/2} (upper bound Õ(κ d H^{3/2} √K)));
-4. the ablation the summary proposes: reward-agnostic only / reward-aware only / both.
+4. the ablation the summary proposes: reward-agnostic only / reward-aware only / both;
+5. PbPO's regret vs K under each named radius of ``jaxpref.pbpo.RADII`` (κ certified / local /
+   heuristic, one compile: the radius is linear in κ, so each is a ``radius_scale``).
 
 The stated rates carry unknown constants, so the plotted rate curves are shapes anchored at the
 first measured point; what is compared is the measured exponent.
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref.metrics.fits import loglog_slope
-from jaxpref.pbpo import envs, loop
+from jaxpref.pbpo import RADII, envs, loop, radius_kappa
 
 BASELINES = ("pbpo", "greedy", "uniform", "onpolicy", "optimism")
 ABLATION = ("agnostic_only", "aware_only", "pbpo")
@@ -42,8 +44,9 @@ class Config:
     vocab: int = 2  # token MDP vocabulary (Y = V^H sequences)
     methods: tuple[str, ...] = BASELINES
     ablation: tuple[str, ...] = ABLATION
-    radius_scale: float = 1.0  # β used = scale · β_k(δ) with κ below
-    kappa: float = 1.0  # practical κ (theory: kappa_btl(B, L), see README)
+    radius_scale: float = 1.0  # β used = scale · β_k(δ) with the κ of `radius`
+    radius: str = "certified"  # a name in jaxpref.pbpo.RADII (κ: certified, local 4, heuristic 1)
+    radii: tuple[str, ...] = tuple(RADII)  # section 5: PbPO under each of these radii
     delta: float = 0.1
 
     @property
@@ -77,10 +80,13 @@ _CONFIGS = {
 }
 
 
-def config(scale: str) -> Config:
+def config(scale: str, radius: str = "certified") -> Config:
+    """The named scale's settings; ``radius`` picks κ of β_k(δ) (``jaxpref.pbpo.RADII``)."""
+    if radius not in RADII:
+        raise ValueError(f"radius: must be one of {tuple(RADII)}, got {radius!r}")
     if scale not in _CONFIGS:
         raise ValueError(f"scale: must be one of {tuple(_CONFIGS)}, got {scale!r}")
-    return _CONFIGS[scale]
+    return dataclasses.replace(_CONFIGS[scale], radius=radius)
 
 
 def num_units(cfg: Config) -> int:
@@ -110,7 +116,7 @@ def _regrets(cfg: Config, env_list, prm_list) -> list[np.ndarray]:
     env_b = jax.tree.map(lambda *a: jnp.concatenate(a), *env_list)
     prm_b = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), s, axis=0), *prm_list)
     keys = jnp.tile(jax.random.split(jax.random.PRNGKey(1), s), (g, 1))
-    lcfg = loop.LoopConfig(num_episodes=cfg.k_max, delta=cfg.delta, kappa=cfg.kappa)
+    lcfg = loop.LoopConfig(num_episodes=cfg.k_max, delta=cfg.delta, kappa=RADII[cfg.radius])
     out = np.asarray(_run_flat(keys, env_b, prm_b, lcfg), dtype=np.float64)
     return list(out.reshape(g, s, -1))
 
@@ -184,6 +190,21 @@ def _settings(cfg: Config):
         )
         for h in cfg.h_grid
     ]
+    base = radius_kappa(cfg.radius, 1.0, 2.0)  # κ of the loop (LoopConfig: B = 1, bandit L = 2)
+    out += [
+        (
+            "radius",
+            r,
+            _env_batch(_bandit(cfg, cfg.dim), cfg.seeds, 1),  # the environments of section 1
+            loop.loop_params(
+                "pbpo",
+                dim=cfg.dim,
+                radius_scale=cfg.radius_scale * float(radius_kappa(r, 1.0, 2.0)) / float(base),
+            ),
+        )
+        for r in cfg.radii
+        if r != cfg.radius  # that one is section 1's PbPO run
+    ]
     return out
 
 
@@ -222,6 +243,14 @@ def run(cfg: Config, *, progress=None) -> dict:
             "slope": loglog_slope(cfg.h_grid, vs_h)[0],
         },
         "ablation": {m: final["K"][m] for m in cfg.ablation},
+        "regret_vs_radius": {
+            "K": list(cfg.k_grid),
+            "kappa": {r: float(radius_kappa(r, 1.0, 2.0)) for r in cfg.radii},
+            "methods": {
+                r: _summary(by.get("radius", {}).get(r, by["K"]["pbpo"]), cfg.k_grid)
+                for r in cfg.radii
+            },
+        },
         "rates": {"upper": "O~(kappa d H^1.5 sqrt(K))", "lower": "Omega(d H sqrt(K))"},
     }
 
@@ -231,10 +260,12 @@ def _anchored(x, y0, power):
     return y0 * (x / x[0]) ** power
 
 
-def _plot_k(ax, res):
+def _plot_k(ax, res, radii):
     ks = res["K"]
     for m, s in res["methods"].items():
         ax.errorbar(ks, s["mean"], yerr=s["se"], marker="o", label=f"{m} (slope {s['slope']:.2f})")
+    for r, s in radii["methods"].items():
+        ax.plot(ks, s["mean"], ":", marker=".", label=f"PbPO, {r} radius (slope {s['slope']:.2f})")
     first = res["methods"]["pbpo"]["mean"][0]
     ax.plot(ks, _anchored(ks, first, 0.5), "k--", label="√K shape (both bounds)")
     ax.set(
@@ -266,7 +297,7 @@ def plot(results: dict, out_dir) -> list[Path]:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
-    _plot_k(axes[0], results["regret_vs_K"])
+    _plot_k(axes[0], results["regret_vs_K"], results["regret_vs_radius"])
     rd, rh = results["regret_vs_d"], results["regret_vs_H"]
     _plot_grid(axes[1], rd["d"], rd["regret"], rd["slope"], "d", [(1.0, "d (upper & lower)")])
     _plot_grid(
@@ -306,4 +337,11 @@ def table(results: dict) -> str:
         f"(slope {rh['slope']:.2f}; bounds: 1 to 1.5)"
     )
     lines.append("ablation: " + ", ".join(f"{m}={v:.2f}" for m, v in results["ablation"].items()))
+    rr = results["regret_vs_radius"]
+    for r, s in rr["methods"].items():
+        lines.append(
+            f"PbPO, {r} radius (κ={rr['kappa'][r]:.2f}): "
+            + "  ".join(f"{v:8.2f}" for v in s["mean"])
+            + f"  slope {s['slope']:.3f}"
+        )
     return "\n".join(lines)

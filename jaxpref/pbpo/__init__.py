@@ -2,6 +2,7 @@
 optimisation, exploration, and testbeds with a hidden θ*. See `theory/pbpo.md`."""
 
 from jaxpref.pbpo.confidence import (
+    RADII,
     ConfidenceState,
     confidence_init,
     confidence_update,
@@ -12,6 +13,7 @@ from jaxpref.pbpo.confidence import (
     likelihood_ratio_threshold,
     optimistic_value,
     pessimistic_value,
+    radius_kappa,
 )
 from jaxpref.pbpo.envs import (
     PreferenceEnv,
@@ -42,6 +44,7 @@ from jaxpref.pbpo.reward import (
 
 __all__ = [
     "METHODS",
+    "RADII",
     "ConfidenceState",
     "LoopConfig",
     "LoopParams",
@@ -69,6 +72,7 @@ __all__ = [
     "optimistic_value",
     "pessimistic_value",
     "policy_value",
+    "radius_kappa",
     "run_loop",
     "sequence_reward",
     "stackelberg_init",
