@@ -60,9 +60,12 @@ def test_cached_features_and_offsets_are_the_models(outcome):
             logps.append(float(llm.sequence_logps(model, ids, jnp.ones_like(ids), loss)[0][0]))
         np.testing.assert_allclose(cached["features_w"][i], feats[0], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(cached["features_l"][i], feats[1], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(cached["ref_logratio"][i], logps[0] - logps[1], rtol=1e-5)
+        np.testing.assert_allclose(cached["logps_w"][i], logps[0], rtol=1e-5)
+        np.testing.assert_allclose(cached["logps_l"][i], logps[1], rtol=1e-5)
     raw = cached["features_w"].astype(np.float64) - cached["features_l"]
     np.testing.assert_allclose(cached["phi"], raw / np.linalg.norm(raw, axis=1).max())
+    b = cached["logps_w"] - cached["logps_l"]  # Assumption 2: rescaled to max |b_i| = 1
+    np.testing.assert_allclose(cached["ref_logratio"], b / np.abs(b).max())
 
 
 def test_picks_equal_the_selectors_on_the_cached_matrix(outcome):
@@ -125,6 +128,7 @@ def test_pair_fit_metrics_against_a_loop():
         ({}, {"projection": np.zeros((31, 8))}, r"projection: expected shape \(32, d\)"),
         ({"proj_dim": 4}, {"projection": np.zeros((32, 8))}, "projection: has 8 columns"),
         ({"pooling": "max"}, {}, "pooling: unknown 'max'"),
+        ({"offset_scale": "sum"}, {}, "offset_scale: unknown 'sum'"),
     ],
 )
 def test_bad_input_is_refused_before_any_forward_pass(tmp_path, change, kwargs, message):

@@ -58,6 +58,7 @@ class Config:
     max_prompt_length: int = 192
     pooling: str = "last"
     proj_dim: int | None = None  # a random Gaussian projection of φ to this dimension
+    offset_scale: str = "max"  # "max": b_i / max_j |b_j| (Assumption 2); "none": raw b_i
     batch_size: int = 32  # rows per forward batch
     bucket: int = 32  # padded lengths are multiples of this
     log2_n: tuple[int, int] = (4, 10)  # budgets n = 2^k
@@ -133,6 +134,8 @@ def _check(cfg: Config, num_pairs: int, width: int, projection) -> None:
     """Everything that can be refused before the forward pass."""
     if cfg.pooling not in llm.POOLINGS:
         raise ValueError(f"pooling: unknown {cfg.pooling!r}; choices: {llm.POOLINGS}")
+    if cfg.offset_scale not in OFFSET_SCALES:
+        raise ValueError(f"offset_scale: unknown {cfg.offset_scale!r}; choices: {OFFSET_SCALES}")
     if num_pairs < 2:
         raise ValueError(f"rows: the pool has {num_pairs} valid pair(s); need at least 2")
     if cfg.grid[-1] > num_pairs:
@@ -214,6 +217,20 @@ def design_matrix(features_w, features_l, projection=None):
     return phi / top
 
 
+OFFSET_SCALES = ("max", "none")
+
+
+def scaled_offsets(logps_w, logps_l, scale: str = "max") -> np.ndarray:
+    """b_i = log π₀(y_w|x_i) − log π₀(y_l|x_i), divided by max_j |b_j| with ``scale="max"``
+    (Assumption 2's |b_i| ≤ 1: the reference enters as π₀^{1/c}, c = max_j |b_j|, a departure
+    from the paper, whose b_i are raw; see the README for why), float64."""
+    if scale not in OFFSET_SCALES:
+        raise ValueError(f"offset_scale: unknown {scale!r}; choices: {OFFSET_SCALES}")
+    b = np.asarray(logps_w, np.float64) - np.asarray(logps_l, np.float64)
+    top = np.abs(b).max()
+    return b / top if scale == "max" and top > 0 else b
+
+
 def random_projection(width: int, dim: int, seed: int = 0) -> np.ndarray:
     """(width, dim) Gaussian N(0, 1/dim) entries (Johnson–Lindenstrauss)."""
     return np.random.default_rng(seed).normal(size=(width, dim)) / np.sqrt(dim)
@@ -276,7 +293,7 @@ def analyse(phi, b, cfg: Config, progress=None) -> dict:
     return {
         "picks": all_picks,
         "methods": {m: _summary(c) for m, c in curves.items()},
-        "all_labels": {"accuracy": full.accuracy, "margin": full.margin, "nll": full.nll},
+        "all_labels": {f: float(getattr(full, f)) for f in ("accuracy", "margin", "nll")},
         "times": {k: (float(np.sum(v)) if isinstance(v, list) else v) for k, v in times.items()},
     }
 
@@ -289,30 +306,44 @@ def _summary(curves: dict) -> dict:
     return out
 
 
-def time_selection(phi, b, cfg: Config) -> dict:
-    """Seconds of each method's n_max picks and of one MLE fit on them, at phi's width."""
-    out = {"d": int(phi.shape[1])}
+def time_selection(phi, b, cfg: Config, *, methods=METHODS, log=None) -> dict:
+    """Seconds of each method's n_max picks and of one MLE fit on them, at phi's width (each
+    first call, so compile time included, as a run pays it)."""
+    out = {"d": int(phi.shape[1]), "N": int(phi.shape[0]), "n": int(cfg.grid[-1])}
     with jax.enable_x64(True):
         phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
-        for method in METHODS:
+        for method in methods:
             t0 = time.perf_counter()
             order = picks(phi, b, cfg, 0, method)
             out[f"select_{method}_s"] = time.perf_counter() - t0
+            if log is not None:
+                log(f"d={out['d']}: {method} picks {out['n']} in {out[f'select_{method}_s']:.1f} s")
         w = np.zeros(phi.shape[0])
         w[np.asarray(order)] = 1.0
         t0 = time.perf_counter()
-        jax.block_until_ready(
-            fit_dpo_mle(
-                phi,
-                jnp.ones(phi.shape[0]),
-                beta=cfg.beta,
-                gamma=cfg.gamma,
-                ref_logratio=b,
-                weights=jnp.asarray(w),
-            ).theta
-        )
+        kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b, weights=jnp.asarray(w))
+        jax.block_until_ready(fit_dpo_mle(phi, jnp.ones(phi.shape[0]), **kw).theta)
         out["one_fit_s"] = time.perf_counter() - t0
     return out
+
+
+def time_at_width(run_dir, dim: int, *, methods=METHODS, log=print) -> dict:
+    """:func:`time_selection` on a finished run's cached features through a random projection
+    to ``dim`` (the paper's d = 4096 from a narrower model), with that run's config."""
+    import json
+
+    run_dir = Path(run_dir)
+    cfg_dict = json.loads((run_dir / "results.json").read_text())["config"]
+    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
+    cached = np.load(run_dir / "features.npz")
+    t0 = time.perf_counter()
+    width = cached["features_w"].shape[1]
+    phi = design_matrix(
+        cached["features_w"], cached["features_l"], random_projection(width, dim, cfg.seed)
+    )
+    out = {"project_s": time.perf_counter() - t0}
+    b = scaled_offsets(cached["logps_w"], cached["logps_l"], cfg.offset_scale)
+    return out | time_selection(phi, b, cfg, methods=methods, log=log)
 
 
 # ---------------------------------------------------------------- run
@@ -356,8 +387,16 @@ def run(
     times["features_s"] = time.perf_counter() - t0
     if projection is None and cfg.proj_dim is not None:
         projection = random_projection(width, cfg.proj_dim, cfg.seed)
-    phi, b = design_matrix(fw, fl, projection), np.asarray(lw - ll, np.float64)
-    np.savez(root / "features.npz", phi=phi, ref_logratio=b, features_w=fw, features_l=fl)
+    phi, b = design_matrix(fw, fl, projection), scaled_offsets(lw, ll, cfg.offset_scale)
+    np.savez(
+        root / "features.npz",
+        phi=phi,
+        ref_logratio=b,
+        features_w=fw,
+        features_l=fl,
+        logps_w=lw,
+        logps_l=ll,
+    )
     tick(1)
     result = analyse(phi, b, cfg, tick)
     timing = [
@@ -372,7 +411,10 @@ def run(
             "N": int(phi.shape[0]),
             "d": int(phi.shape[1]),
             "feature_width": int(width),
-            "abs_ref_logratio": {"max": float(np.abs(b).max()), "mean": float(np.abs(b).mean())},
+            "abs_ref_logratio_raw": {
+                "max": float(np.abs(lw - ll).max()),
+                "mean": float(np.abs(lw - ll).mean()),
+            },
         },
         "stage_times_s": times | result.pop("times"),
         "timing_at_other_d": timing,
