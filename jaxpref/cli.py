@@ -13,6 +13,10 @@ from jaxpref.experiments import SCALES
 
 # name -> (module, one-line description)
 EXPERIMENTS = {
+    "activedpo": (
+        "jaxpref.experiments.activedpo",
+        "ActiveDPO vs ADPO+, APO, APLP, uniform: reward vs labelled pairs (arXiv 2505.19241)",
+    ),
     "logit_error": (
         "jaxpref.experiments.logit_error",
         "ADPO/ADPO+ vs baselines: max logit error vs budget n (arXiv 2503.01076 §6.1)",

@@ -28,10 +28,9 @@ from jaxpref.data import (
     load_splits,
     load_tokenizer,
     shipped_hh_rows,
-    write_splits,
 )
+from jaxpref.experiments._stages import base_model, stage_folders
 from jaxpref.train.mesh import data_parallel_mesh
-from jaxpref.train.models import init_model_dir, small_llama
 
 COLUMNS = ("pm_divergence", "pm_squared_gap", "length", "perplexity", "entropy", "kl")
 
@@ -124,20 +123,9 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     rows = shipped_hh_rows()
     rest = len(rows) - cfg.num_eval  # the paper's 20 / 40 / 40 of what is not held out
     parts = {"test": cfg.num_eval, "sft": round(0.2 * rest), "rm": round(0.4 * rest), "rl": -1}
-    sizes = write_splits(rows, root / "data_all", parts, seed=cfg.seed)
-    for stage in ("sft", "rm", "rl"):  # one folder per stage, each with the same test split
-        folder = root / f"data_{stage}"
-        folder.mkdir(exist_ok=True)
-        (folder / "train.jsonl").write_text((root / "data_all" / f"{stage}.jsonl").read_text())
-        (folder / "test.jsonl").write_text((root / "data_all" / "test.jsonl").read_text())
+    sizes = stage_folders(rows, root, parts, ("sft", "rm", "rl"), seed=cfg.seed)
     tok = load_tokenizer()
-    shape = dict(
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        num_heads=cfg.num_heads,
-        max_positions=512,
-    )
-    init_model_dir(root / "base", small_llama(tok, **shape), tok, seed=cfg.seed, overwrite=True)
+    base_model(root, tok, cfg, max_positions=512, seed=cfg.seed)
     mesh, per_device = data_parallel_mesh(cfg.batch_size)
     common = dict(
         max_length=cfg.max_length,
