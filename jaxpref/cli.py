@@ -45,6 +45,14 @@ EXPERIMENTS = {
         "jaxpref.experiments.adpo_llm",
         "ADPO/ADPO+ vs baselines on small-Llama features of HH-RLHF pairs (arXiv 2503.01076 §6.2)",
     ),
+    "robust_sail_llm": (
+        "jaxpref.experiments.robust_sail_llm",
+        "robust vs nominal online DPO on a small Llama with a noisy reward-model oracle",
+    ),
+    "pbpo_llm": (
+        "jaxpref.experiments.pbpo_llm",
+        "PbPO vs uniform exploration, greedy and online DPO on a small Llama (arXiv 2511.12867)",
+    ),
 }
 
 

@@ -1,0 +1,155 @@
+"""What the oracle-based LLM experiments (robust_sail_llm, pbpo_llm) share: the shipped HH-RLHF
+split cut into SFT / reward-model / RL data with a held-out test part, a small Llama fine-tuned
+on it, its reward model as the true oracle, and the evaluation of a policy against the SFT
+reference under that oracle (mean reward, win-rate, sampled KL)."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpref import llm
+from jaxpref.data import load_splits, load_tokenizer, shipped_hh_rows, write_splits
+from jaxpref.train.mesh import data_parallel_mesh
+from jaxpref.train.models import init_model_dir, small_llama
+
+
+@dataclasses.dataclass
+class Pipeline:
+    root: pathlib.Path
+    tokenizer: object
+    mesh: object
+    common: dict  # train() options every stage shares
+    sizes: dict  # rows per split
+
+
+def prepare(cfg, root: pathlib.Path, log=lambda _: None) -> Pipeline:
+    """Data folders, the base model, SFT and the reward model (``root/sft``, ``root/rm``)."""
+    from jaxpref.train import RewardConfig, SFTConfig, train
+
+    rows = shipped_hh_rows()
+    rest = len(rows) - cfg.num_eval
+    parts = {"test": cfg.num_eval, "sft": round(0.2 * rest), "rm": round(0.4 * rest), "rl": -1}
+    sizes = write_splits(rows, root / "data_all", parts, seed=cfg.seed)
+    for stage in ("sft", "rm", "rl"):
+        folder = root / f"data_{stage}"
+        folder.mkdir(exist_ok=True)
+        for split, name in (("train", stage), ("test", "test")):
+            (folder / f"{split}.jsonl").write_text(
+                (root / "data_all" / f"{name}.jsonl").read_text()
+            )
+    tok = load_tokenizer()
+    shape = dict(cfg.model_shape, max_positions=512)
+    init_model_dir(root / "base", small_llama(tok, **shape), tok, seed=cfg.seed)
+    mesh, per_device = data_parallel_mesh(cfg.batch_size)
+    common = dict(
+        max_length=cfg.max_length,
+        max_prompt_length=cfg.max_prompt_length,
+        per_device_train_batch_size=per_device,
+        per_device_eval_batch_size=per_device,
+        save_steps=0,
+        disable_tqdm=True,
+        overwrite=True,
+        report_to="none",
+        seed=cfg.seed,
+    )
+    quiet = dict(log=log, mesh=mesh)
+    for stage, cls, steps, lr, src in (
+        ("sft", SFTConfig, cfg.sft_steps, cfg.sft_lr, "base"),
+        ("rm", RewardConfig, cfg.rm_steps, cfg.rm_lr, "sft"),
+    ):
+        train(
+            cls(
+                model_name_or_path=str(root / src),
+                dataset_name=str(root / f"data_{stage}"),
+                output_dir=str(root / stage),
+                max_steps=steps,
+                learning_rate=lr,
+                logging_steps=max(1, steps // 5),
+                **common,
+            ),
+            **quiet,
+        )
+    return Pipeline(root, tok, mesh, common, sizes)
+
+
+def noisy_copy(rm_dir: pathlib.Path, out: pathlib.Path, noise: float, seed: int) -> pathlib.Path:
+    """A misspecified oracle: the reward model with its head w replaced by w + noise·‖w‖·ε/√d,
+    ε ~ N(0, I) (the backbone kept)."""
+    model = llm.reward_model_from_pretrained(rm_dir)
+    w = np.asarray(model.score.kernel[...])
+    eps = np.random.default_rng([seed, 5]).normal(size=w.shape)
+    model.score.kernel[...] = jnp.asarray(w + noise * np.linalg.norm(w) * eps / np.sqrt(w.size))
+    llm.save_reward_model(model, out, overwrite=True)
+    load_tokenizer(rm_dir).save_pretrained(str(out))
+    return out
+
+
+class PolicyEval:
+    """One response per held-out prompt from a policy and from the SFT reference (fixed keys),
+    scored by the true oracle: mean reward, win-rate against the reference (ties ½), and the
+    sampled sequence KL Σ_t log π/π_ref of the policy's responses."""
+
+    def __init__(self, cfg, pipe: Pipeline, oracle_dir: pathlib.Path):
+        from jaxpref.train.config import SamplingOptions
+        from jaxpref.train.oracle import RewardOracle
+        from jaxpref.train.rollout import encode_prompts
+
+        rows = load_splits(pipe.root / "data_rl")["test"]
+        prompts, _ = encode_prompts(rows, pipe.tokenizer, max_prompt_length=cfg.max_prompt_length)
+        self.prompts = prompts[: cfg.eval_prompts]
+        self.ref = llm.from_pretrained(pipe.root / "sft", mesh=pipe.mesh)
+        self.oracle = RewardOracle(
+            oracle_dir,
+            policy_tokenizer=pipe.tokenizer,
+            mesh=pipe.mesh,
+            max_length=cfg.max_prompt_length + cfg.max_new_tokens,
+        )
+        self.sampling = SamplingOptions(
+            reward_model_path=str(oracle_dir), max_new_tokens=cfg.max_new_tokens
+        )
+        self.pipe, self.rows = pipe, cfg.batch_size
+        self.ref_scores = np.concatenate([s for s, _ in self._scored(self.ref, with_kl=False)])
+
+    def _scored(self, policy, *, with_kl: bool):
+        from jaxpref.train.rollout import response_logps, sample_and_score
+
+        n = len(self.prompts)
+        for start in range(0, n, self.rows):
+            idx = np.arange(start, start + self.rows)
+            idx = np.where(idx < n, idx, -1)
+            key = jax.random.fold_in(jax.random.key(123), start)
+            samples, scores, weight = sample_and_score(
+                policy,
+                self.prompts,
+                idx,
+                key,
+                config=self.sampling,
+                tokenizer=self.pipe.tokenizer,
+                oracle=self.oracle,
+                mesh=self.pipe.mesh,
+            )
+            real = np.asarray(weight) > 0
+            kl = np.zeros(real.sum())
+            if with_kl:
+                args = (samples.tokens, samples.mask, samples.response_mask)
+                with jax.set_mesh(self.pipe.mesh):
+                    gap = response_logps(policy, *args) - response_logps(self.ref, *args)
+                kl = np.asarray(gap.sum(-1))[real]
+            yield np.asarray(scores)[real], kl
+
+    def __call__(self, policy) -> dict:
+        parts = list(self._scored(policy, with_kl=True))
+        scores = np.concatenate([s for s, _ in parts])
+        kl = np.concatenate([k for _, k in parts])
+        wins = (scores > self.ref_scores) + 0.5 * (scores == self.ref_scores)
+        return {
+            "reward": float(scores.mean()),
+            "reference_reward": float(self.ref_scores.mean()),
+            "win_rate": float(wins.mean()),
+            "kl": float(kl.mean()),
+        }

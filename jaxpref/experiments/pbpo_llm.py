@@ -1,0 +1,222 @@
+"""PbPO on a language model against uniform exploration, greedy (no pessimism) and on-policy
+online DPO: the true oracle's reward of the policy against the number of labelled pairs.
+
+A small Llama is fine-tuned on the shipped HH-RLHF split (SFT) and a reward model is trained from
+it; that reward model is the oracle (Bradley–Terry labels) and its backbone gives the frozen
+features φ, so the linear reward ⟨θ, φ⟩ is well specified (θ* is the oracle's head). Each arm runs
+K episodes from the SFT model with LoRA (``jaxpref train pbpo``), evaluated on the held-out
+prompts after every episode; online DPO labels ``batch_size`` pairs per step for the same number
+of steps. The final policies are judged on held-out prompts (reward, win-rate against the SFT
+reference, sampled KL).
+
+References: Jia, "Bootstrapping LLMs via Preference-Based Policy Optimization", arXiv 2511.12867
+(theory/pbpo.md, [Reconstruction]); Guo et al., arXiv 2402.04792 (online DPO).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import pathlib
+import tempfile
+
+import numpy as np
+
+from jaxpref.experiments import _llm_oracle
+
+ARMS = {  # arm -> PbPO options (online_dpo is the OnlineDPO recipe)
+    "pbpo": dict(exploration="enhancer", policy_objective="pessimistic"),
+    "pbpo_kappa_free": dict(
+        exploration="enhancer", policy_objective="pessimistic", radius_rule="kappa_free"
+    ),
+    "uniform": dict(exploration="uniform", policy_objective="pessimistic"),
+    "greedy": dict(exploration="enhancer", policy_objective="greedy"),
+    "online_dpo": None,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    num_eval: int = 64
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    max_prompt_length: int = 96
+    max_length: int = 160
+    max_new_tokens: int = 32
+    batch_size: int = 8
+    sft_steps: int = 200
+    rm_steps: int = 200
+    sft_lr: float = 1e-3
+    rm_lr: float = 3e-4
+    rl_lr: float = 1e-4
+    beta: float = 0.1
+    num_episodes: int = 6
+    episode_steps: int = 4
+    pairs_per_episode: int = 16
+    num_candidates: int = 4
+    rloo_k: int = 2
+    bound_theta: float | None = None  # B ≥ ‖θ*‖ (None: the oracle head's norm, known here)
+    arms: tuple = ("pbpo", "pbpo_kappa_free", "uniform", "greedy", "online_dpo")
+    seeds: tuple = (0,)
+    eval_prompts: int = 64
+    seed: int = 0
+
+    @property
+    def model_shape(self) -> dict:
+        return dict(
+            hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads
+        )
+
+
+def config(scale: str) -> Config:
+    if scale == "test":
+        return Config(
+            num_eval=4,
+            hidden_size=32,
+            num_layers=2,
+            max_prompt_length=24,
+            max_length=40,
+            max_new_tokens=6,
+            batch_size=4,
+            sft_steps=10,
+            rm_steps=6,
+            sft_lr=3e-3,
+            rl_lr=3e-3,
+            num_episodes=2,
+            episode_steps=1,
+            pairs_per_episode=4,
+            num_candidates=2,
+            arms=("pbpo", "uniform", "greedy", "online_dpo"),
+            eval_prompts=4,
+        )
+    if scale in ("quickstart", "small"):
+        return Config()
+    if scale == "full":
+        return Config(
+            num_eval=128,
+            hidden_size=256,
+            num_layers=6,
+            num_heads=8,
+            max_new_tokens=64,
+            sft_steps=600,
+            rm_steps=600,
+            num_episodes=12,
+            seeds=(0, 1, 2),
+            eval_prompts=128,
+        )
+    raise ValueError(f"scale: unknown {scale!r}")
+
+
+def num_units(cfg: Config) -> int:
+    return 1 + len(cfg.arms) * len(cfg.seeds)
+
+
+def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
+    from jaxpref import llm
+
+    tick = progress or (lambda n: None)
+    root = pathlib.Path(work_dir or tempfile.mkdtemp("pbpo_llm"))
+    pipe = _llm_oracle.prepare(cfg, root)
+    theta_star = np.asarray(llm.reward_model_from_pretrained(root / "rm").score.kernel[...])[:, 0]
+    bound = cfg.bound_theta or float(np.linalg.norm(theta_star))
+    evaluate = _llm_oracle.PolicyEval(cfg, pipe, root / "rm")
+    tick(1)
+    results = []
+    for seed, arm in itertools.product(cfg.seeds, cfg.arms):
+        out = _train_arm(cfg, pipe, arm, seed, bound)
+        evals = [r for r in out.history if any(k.startswith("eval_") for k in r)]
+        key = "eval_score" if arm == "online_dpo" else "eval_oracle_score"
+        per_step = cfg.batch_size if arm == "online_dpo" else None
+        by_step = {r["step"]: r[key] for r in evals}  # the last step may be evaluated twice
+        pairs = (
+            (lambda s: s * per_step)
+            if per_step
+            else (lambda s: s // cfg.episode_steps * cfg.pairs_per_episode)
+        )  # noqa: E731
+        curve = [{"pairs": pairs(s), "oracle_score": v} for s, v in sorted(by_step.items())]
+        train_rows = [r for r in out.history if "loss" in r]
+        results.append(
+            {
+                "arm": arm,
+                "seed": seed,
+                "curve": curve,
+                "true_oracle": evaluate(out.model),
+                "train": train_rows,
+            }
+        )
+        tick(1)
+    return {
+        "config": dataclasses.asdict(cfg),
+        "data": pipe.sizes,
+        "bound_theta": bound,
+        "runs": results,
+        "work_dir": str(root),
+    }
+
+
+def _train_arm(cfg, pipe, arm, seed, bound):
+    from jaxpref.train import OnlineDPOConfig, PbPOConfig, train
+
+    root = pipe.root
+    steps = cfg.num_episodes * cfg.episode_steps
+    kw = dict(
+        model_name_or_path=str(root / "sft"),
+        reward_model_path=str(root / "rm"),
+        dataset_name=str(root / "data_rl"),
+        output_dir=str(root / "rl" / f"{arm}_s{seed}"),
+        beta=cfg.beta,
+        learning_rate=cfg.rl_lr,
+        lr_scheduler_type="constant",
+        max_new_tokens=cfg.max_new_tokens,
+        eval_steps=cfg.episode_steps,
+        logging_steps=1,
+        use_peft=True,
+        labeller="bradley_terry",
+        **{**pipe.common, "seed": seed},
+    )
+    if arm == "online_dpo":
+        config = OnlineDPOConfig(max_steps=steps, **kw)
+    else:
+        config = PbPOConfig(
+            num_episodes=cfg.num_episodes,
+            episode_steps=cfg.episode_steps,
+            pairs_per_episode=cfg.pairs_per_episode,
+            num_candidates=cfg.num_candidates,
+            rloo_k=cfg.rloo_k,
+            bound_theta=bound,
+            **ARMS[arm],
+            **kw,
+        )
+    return train(config, log=lambda _: None, mesh=pipe.mesh)
+
+
+def table(results: dict) -> str:
+    lines = [f"{'arm':<17}{'seed':>5}{'pairs':>7}{'reward':>10}{'win-rate':>10}{'KL':>9}"]
+    for r in results["runs"]:
+        t, pairs = r["true_oracle"], r["curve"][-1]["pairs"] if r["curve"] else 0
+        lines.append(
+            f"{r['arm']:<17}{r['seed']:>5}{pairs:>7}{t['reward']:>10.4f}{t['win_rate']:>10.3f}"
+            f"{t['kl']:>9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: dict, out_dir) -> list[pathlib.Path]:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for arm in dict.fromkeys(r["arm"] for r in results["runs"]):
+        runs = [r for r in results["runs"] if r["arm"] == arm]
+        pairs = [p["pairs"] for p in runs[0]["curve"]]
+        score = np.mean([[p["oracle_score"] for p in r["curve"]] for r in runs], axis=0)
+        ax.plot(pairs, score, marker="o", label=arm)
+    ax.set_xlabel("labelled pairs")
+    ax.set_ylabel("oracle reward of the policy (held-out prompts)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = pathlib.Path(out_dir) / "pbpo_llm.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
