@@ -80,7 +80,7 @@ def _brute_force_min(theta_hat, gram, radius, u):
     return res.fun
 
 
-@pytest.mark.parametrize("rule", [dict(radius=0.8), dict(radius_rule="kappa_free")])
+@pytest.mark.parametrize("rule", [dict(radius=0.8), dict(radius_rule="heuristic")])
 def test_pessimistic_values_equal_the_brute_force_minimum_over_the_set(enumerated, rule):
     phi, buffer, delta_phi, labels = enumerated
     recipe = _recipe(**rule)
@@ -127,12 +127,16 @@ def test_greedy_value_is_the_plug_in_reward(enumerated):
 
 
 def test_default_radius_carries_kappa():
-    assert _config().radius_rule == "guaranteed"
+    assert _config().radius_rule == "certified"
     recipe = _recipe()
     x = jnp.ones((16, 8)) * 0.1
-    guaranteed, free = recipe.radius_rule(x, 4), _recipe(radius_rule="kappa_free").radius_rule(x, 4)
+    guaranteed, free = recipe.radius_rule(x, 4), _recipe(radius_rule="heuristic").radius_rule(x, 4)
     kappa = float(pbpo.kappa_btl(1.0, float(jnp.linalg.norm(x[0]))))
     np.testing.assert_allclose(guaranteed, kappa * free, rtol=1e-6)
+    local = _recipe(radius_rule="local").radius_rule(x, 4)
+    np.testing.assert_allclose(local, 4.0 * free, rtol=1e-6)  # κ = 1/max σ′
+    with pytest.raises(ValueError, match="radius_rule: must be one of"):
+        _config(radius_rule="kappa_free")
 
 
 def test_bad_options_fail_naming_the_argument():
@@ -185,7 +189,7 @@ def test_episodes_fill_the_set_and_train(task, tmp_path):
     _, kw = task
     out = tmp_path / "run"
     config = PbPOConfig(
-        output_dir=str(out), num_episodes=2, episode_steps=2, radius_rule="kappa_free", **kw
+        output_dir=str(out), num_episodes=2, episode_steps=2, radius_rule="heuristic", **kw
     )
     result = train(config, log=lambda _: None)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

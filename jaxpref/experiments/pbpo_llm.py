@@ -26,9 +26,7 @@ from jaxpref.experiments import _llm_oracle
 
 ARMS = {  # arm -> PbPO options (online_dpo is the OnlineDPO recipe)
     "pbpo": dict(exploration="enhancer", policy_objective="pessimistic"),
-    "pbpo_kappa_free": dict(
-        exploration="enhancer", policy_objective="pessimistic", radius_rule="kappa_free"
-    ),
+    "pbpo_local": dict(exploration="enhancer", policy_objective="pessimistic", radius_rule="local"),
     "uniform": dict(exploration="uniform", policy_objective="pessimistic"),
     "greedy": dict(exploration="enhancer", policy_objective="greedy"),
     "online_dpo": None,
@@ -57,7 +55,7 @@ class Config:
     num_candidates: int = 4
     rloo_k: int = 2
     bound_theta: float | None = None  # B ≥ ‖θ*‖ (None: the oracle head's norm, known here)
-    arms: tuple = ("pbpo", "pbpo_kappa_free", "uniform", "greedy", "online_dpo")
+    arms: tuple = ("pbpo", "pbpo_local", "uniform", "greedy", "online_dpo")
     seeds: tuple = (0,)
     eval_prompts: int = 64
     seed: int = 0

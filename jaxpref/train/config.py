@@ -444,7 +444,7 @@ class ActiveDPOConfig(OnlineDPOConfig):
 
 EXPLORATIONS = ("enhancer", "uniform")
 POLICY_OBJECTIVES = ("pessimistic", "greedy")
-RADIUS_RULES = ("guaranteed", "kappa_free")
+RADIUS_RULES = ("certified", "local", "heuristic")  # pbpo.RADII
 REF_REFRESH = ("episode", "fixed")
 
 
@@ -482,8 +482,9 @@ class PbPOConfig(RLHFConfig):
     )
     delta: float = field(0.05, "δ: the confidence set covers θ* with probability >= 1 − δ")
     radius_rule: str = field(
-        "guaranteed",
-        "guaranteed: β_k(δ) with κ (carries the coverage); kappa_free: κ = 1 (a heuristic)",
+        "certified",
+        "κ in β_k(δ) (pbpo.RADII): certified = kappa_btl(B, L), carries the coverage; local: "
+        "κ = 4; heuristic: κ = 1 (neither is a certificate)",
         choices=RADIUS_RULES,
     )
     radius: float | None = field(None, "a fixed confidence radius instead of the rule (> 0)")

@@ -15,9 +15,9 @@ Episode k = 0..K−1 (``episode_steps`` optimizer steps each):
    with π_ref^k's sample as the reference: best-of-N approximates the enhancer π̂_k), or the
    first sample (``uniform``). The oracle labels o = 1{τ¹ ≻ τ⁰} (``oracle.label_pairs``).
 3. The set: θ̂ by the ridge BTL MLE (``pbpo.fit_btl_mle``), Σ̂ = λI + Σ ΔφΔφᵀ
-   (``pbpo.gram_matrix``), radius β_k(δ) by ``pbpo.ellipsoid_radius`` (κ included by default:
-   the radius that carries the coverage guarantee; ``radius_rule = kappa_free`` is κ = 1, a
-   heuristic; ``radius`` fixes it).
+   (``pbpo.gram_matrix``), radius β_k(δ) by ``pbpo.ellipsoid_radius`` with the κ of the named
+   radius ``radius_rule`` (``pbpo.radius_kappa``; the default ``certified`` carries the coverage
+   guarantee, ``local`` and ``heuristic`` do not; ``radius`` fixes it).
 4. Policy step: each step samples ``rloo_k`` responses per prompt from the policy and one from
    π_ref^k; each response's reward is its pessimistic value relative to π_ref^k's response,
    min_{θ ∈ C_k} ⟨θ, φ(τ) − φ(τ_ref)⟩ = θ̂ᵀΔφ − β_k‖Δφ‖_{Σ̂⁻¹} (``pbpo.pessimistic_value``), or
@@ -129,12 +129,12 @@ class PbPO(RLHF):
         return self._set[1]
 
     def radius_rule(self, delta_phi, k: int) -> float:
-        """β_k(δ) of ``pbpo.ellipsoid_radius``; L defaults to the largest ‖Δφ‖ stored (1
-        before any pair), κ to the guarantee's (``kappa_free``: 1)."""
+        """β_k(δ) of ``pbpo.ellipsoid_radius`` with κ = ``pbpo.radius_kappa(radius_rule, B, L)``;
+        L defaults to the largest ‖Δφ‖ stored (1 before any pair)."""
         c = self.config
         norms = jnp.linalg.norm(delta_phi[:k], axis=-1) if k else jnp.ones(1)
         bound = c.bound_delta_phi or max(float(norms.max()), 1e-6)
-        kappa = 1.0 if c.radius_rule == "kappa_free" else None
+        kappa = pbpo.radius_kappa(c.radius_rule, c.bound_theta, bound)
         return float(
             pbpo.ellipsoid_radius(
                 c.delta,
