@@ -31,13 +31,18 @@ def test_adpo_plus_max_logit_error_slope_near_minus_half(results):
     assert -0.8 <= slope <= -0.3, slope
 
 
-def test_errors_fall_with_budget_and_bound_holds(results):
+def test_errors_fall_with_budget_and_the_bound_is_only_a_reference(results):
+    """Every rule's max logit error falls with n. The Theorem 3 × 4 bound is *not* asserted
+    against these curves: the protocol's θ* leaves the unit ball (Assumption 2 fails, recorded
+    in results.json), so the bound makes no claim here; it is tested where the assumptions hold
+    (tests/test_metrics.py::test_logit_error_bound_holds_and_decays)."""
     res, _ = results
     src = res["sources"]["synthetic"]
     for m, r in src["methods"].items():
         curve = np.asarray(r["max_logit_error"]["mean"])
         assert curve[-1] < curve[0], m
-        assert np.all(curve <= np.asarray(src["bound"]["values"])), m
+    assert src["assumption_2"]["max_norm_theta_star"] > 1.0  # why the bound is not asserted
+    assert src["bound"]["kappa"] >= 1.0  # Assumption 4's κ along ADPO+'s greedy run
 
 
 def test_outputs_written_and_never_overwritten(results):

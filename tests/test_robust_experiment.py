@@ -26,9 +26,13 @@ def test_robust_beats_nominal_on_true_oracle_under_adversarial_shift(results):
 
 
 def test_convergence_slope_at_least_the_stated_rate(results):
+    """Guards the rate claim (a running minimum is non-increasing by construction, so only its
+    decay rate says something): slope of min_k≤T ‖∇M_λ‖² at least the stated −1/2 and a curve
+    that fell by more than the stated rate alone would give over the T grid."""
     conv = results["convergence"]
     curve = np.asarray(conv["min_grad_moreau_sq"])
-    assert np.all(np.diff(curve) <= 0)  # a running minimum
+    steps = np.asarray(conv["T"], float)
+    assert curve[-1] < curve[0] * (steps[-1] / steps[0]) ** -0.4
     # Õ(ε⁻²) iterations for E‖∇M_λ‖² ≤ ε  ⇔  ‖∇M_λ‖² ~ T^(-1/2) (up to logs)
     assert -1.5 < conv["slope"] < -0.4
     # the mean over k ≤ T (what the theorem bounds for a random iterate) decays too
