@@ -77,6 +77,59 @@ def test_batches_and_state_pair_continue_the_same_greedy_run():
     )
 
 
+@pytest.mark.parametrize(
+    "seed,N,d,n,gamma,block,chunk",
+    [
+        (1, 500, 6, 120, 0.1, 8, 16),
+        (2, 2000, 8, 200, 1.0, 32, 128),
+        (3, 300, 12, 300, 3.0, 4, 8),  # every candidate; tiny chunks and blocks: many run-outs
+    ],
+)
+def test_lazy_greedy_picks_identical_to_plain(seed, N, d, n, gamma, block, chunk):
+    """The default lazy method against plain greedy in float64: same picks, log-dets and κ
+    (guards the stale-bound stopping rule, the block correction and the refresh)."""
+    rng = np.random.default_rng(seed)
+    V = rng.normal(size=(N, d)) * np.geomspace(3.0, 0.1, d) * rng.uniform(0.2, 1.0, (N, 1))
+    plain = design.greedy_doptimal(V, n, gamma=gamma, method="plain")
+    (idx, logdets, kappa), stats = design.lazy_greedy_doptimal(
+        jnp.asarray(V), n, gamma=gamma, block=block, chunk=chunk
+    )
+    np.testing.assert_array_equal(idx, plain.indices)
+    np.testing.assert_allclose(logdets, plain.logdets, rtol=1e-12)
+    np.testing.assert_allclose(kappa, plain.kappa, rtol=1e-9)
+    assert int(stats.refreshes) >= n // block and int(stats.rescored) >= n
+    np.testing.assert_array_equal(design.greedy_doptimal(V, n, gamma=gamma).indices, idx)
+
+
+def test_lazy_greedy_adversarial_ties():
+    """Ties go to the lowest index. A constant pool, zero rows and one dominant direction: same
+    picks as plain greedy. Exact triplicates (equal scores at every step): same picks as the
+    slogdet brute force, which scores equal rows bitwise equally; plain greedy's accumulated
+    rank-one updates round differently for equal rows at different positions and can pick a
+    later copy (it does here at step 15), so plain is not the reference for exact duplicates."""
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(20, 4))
+    spike = np.concatenate([np.outer(rng.uniform(1, 2, 56), [1.0, 0, 0, 0]), np.eye(4) * 0.1])
+    pools = [  # one shape (60, 4), so each method compiles once
+        np.ones((60, 4)),  # all rows equal
+        np.concatenate([np.zeros((45, 4)), rng.normal(size=(15, 4))]),  # zero rows go last
+        spike,  # one dominant direction
+        np.concatenate([base, base, base]),  # every score appears three times
+    ]
+    for k, V in enumerate(pools):
+        n = 50
+        ref = (
+            brute_force_greedy(V, n, 1.0)[0]
+            if k == 3
+            else design.greedy_doptimal(V, n, method="plain").indices
+        )
+        for block, chunk in ((32, 128), (4, 8)):
+            (idx, _, _), _ = design.lazy_greedy_doptimal(
+                jnp.asarray(V), n, block=block, chunk=chunk
+            )
+            np.testing.assert_array_equal(idx, ref, err_msg=f"pool {k}, block {block}")
+
+
 def test_kappa_is_the_assumption_4_ratio():
     V = np.random.default_rng(5).normal(size=(50, 3))
     res = design.greedy_doptimal(V, 10)

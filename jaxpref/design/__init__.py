@@ -57,3 +57,7 @@ __all__ += [
     "projection_matrix",
     "random_projection",
 ]
+from jaxpref.design.greedy import GREEDY_METHODS  # noqa: E402
+from jaxpref.design.lazy import LazyStats, lazy_greedy_doptimal  # noqa: E402
+
+__all__ += ["GREEDY_METHODS", "LazyStats", "lazy_greedy_doptimal"]
