@@ -93,3 +93,27 @@ def check_int_in(name: str, value: Any, lo: int, hi: int) -> int:
     if not lo <= int(value) <= hi:
         raise ValueError(f"{name}: must lie in [{lo}, {hi}], got {value}")
     return int(value)
+
+
+def as_float(name: str, x: Any):
+    """``x`` as a JAX array of a floating dtype: integer/bool inputs are promoted to the default
+    float dtype (float32, or float64 under x64); complex inputs are refused."""
+    import jax.numpy as jnp
+
+    a = jnp.asarray(x)
+    if jnp.issubdtype(a.dtype, jnp.complexfloating):
+        raise ValueError(f"{name}: expected real values, got dtype {a.dtype}")
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        a = a.astype(jnp.result_type(float))
+    return a
+
+
+def check_not_half(name: str, x: Any) -> None:
+    """Refuse float16/bfloat16 (static dtype check, also under ``jit``): Cholesky factors and
+    solves in half precision are not accurate enough to be trusted."""
+    dt = np.dtype(x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype)
+    if dt.itemsize <= 2 and dt.kind == "f" or str(dt) == "bfloat16":
+        raise ValueError(
+            f"{name}: dtype {dt} is too imprecise for a Cholesky-based computation; "
+            "cast to float32 or float64 first"
+        )

@@ -50,7 +50,11 @@ def check_psd(name: str, A, *, strict: bool = True) -> None:
 
 
 def cholesky(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
-    """Lower Cholesky factor of a symmetric PD matrix (NaN if A is not PD; check first)."""
+    """Lower Cholesky factor of a symmetric PD matrix (NaN if A is not PD; check first).
+
+    float16/bfloat16 are refused with a ``ValueError`` (a static check, so also under ``jit``);
+    every PSD solve, inverse and log-det here goes through this function."""
+    _checks.check_not_half("A", A)
     return jnp.linalg.cholesky(symmetrize(A))
 
 

@@ -216,17 +216,23 @@ def confidence_init(capacity: int, d: int, lam, dtype=jnp.float32) -> Confidence
 def confidence_update(state: ConfidenceState, delta_phi, label, num_newton: int = 3):
     """Add one labelled pair: Σ_{k+1} = Σ_k + ΔφΔφᵀ, θ̂_{k+1} by warm-started Newton.
 
-    Jittable and scannable (``num_newton`` static). Beyond ``capacity`` pairs the write is
-    dropped by JAX's out-of-bounds rule, so size the buffer to the number of episodes.
+    Jittable and scannable (``num_newton`` static). A full buffer raises ``ValueError`` when
+    called eagerly; under ``jit``/``scan`` (count traced) the pair is not stored and Σ, θ̂ and
+    the count are left unchanged, so Σ always agrees with the stored data.
     """
     k = state.count
+    capacity = state.delta_phi.shape[0]
+    if _checks.is_concrete(k) and int(k) >= capacity:
+        raise ValueError(f"state: the buffer is full (capacity {capacity}); nothing was added")
     dp = jnp.asarray(delta_phi, state.gram.dtype)
     X = state.delta_phi.at[k].set(dp)
     o = state.labels.at[k].set(jnp.asarray(label, state.labels.dtype))
     w = state.weights.at[k].set(1.0)
     gram = linalg.symmetrize(state.gram + jnp.outer(dp, dp))  # Σ_{k+1}
     theta = reward.btl_newton(state.theta_hat, X, o, state.lam, w, num_newton)
-    return ConfidenceState(X, o, w, k + 1, gram, theta, state.lam)
+    new = ConfidenceState(X, o, w, k + 1, gram, theta, state.lam)
+    room = k < capacity  # traced case: a full buffer keeps the old state
+    return jax.tree.map(lambda a, b: jnp.where(room, a, b), new, state)
 
 
 __all__ = [

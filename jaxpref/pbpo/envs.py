@@ -53,6 +53,10 @@ def token_sequences(vocab: int, horizon: int) -> np.ndarray:
     return np.array(list(itertools.product(range(vocab), repeat=horizon)), dtype=np.int32)
 
 
+MAX_ENUMERATION = 2**27
+"""Largest X·V^H·H·d feature array `token_features` builds (512 MiB in float32)."""
+
+
 def token_features(
     key, *, num_contexts: int, vocab: int, horizon: int, d: int, dtype=jnp.float32
 ) -> Array:
@@ -68,6 +72,12 @@ def token_features(
         ("d", d),
     ):
         _checks.check_int_in(name, v, 1, 10**6)
+    size = num_contexts * vocab**horizon * horizon * d  # exact Python integers
+    if size > MAX_ENUMERATION:
+        raise ValueError(
+            f"horizon: enumerating all {vocab}^{horizon} sequences for {num_contexts} contexts "
+            f"needs {size:.3g} feature entries (> {MAX_ENUMERATION:.3g}); lower vocab or horizon"
+        )
     table = _unit_rows(key, (num_contexts, horizon, vocab, vocab, d), dtype)
     seq = token_sequences(vocab, horizon)  # (Y, H)
     prev = np.concatenate([np.zeros_like(seq[:, :1]), seq[:, :-1]], axis=1)

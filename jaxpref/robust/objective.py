@@ -48,7 +48,7 @@ def preference_problem(phi, ref_logp, pref, weights=None, beta=1.0) -> Preferenc
     _checks.check_finite("ref_logp", ref_logp)
     _checks.check_in_range("pref", pref, 0.0, 1.0)
     _checks.check_positive("beta", beta)
-    phi = jnp.asarray(phi)
+    phi = _checks.as_float("phi", phi)  # integer features would cast pref and weights to ints
     weights = jnp.full((n,), 1.0 / n, phi.dtype) if weights is None else _weights(weights, n)
     cast = lambda a: jnp.asarray(a, phi.dtype)  # noqa: E731
     return PreferenceProblem(phi, cast(ref_logp), cast(pref), cast(weights), cast(beta))
