@@ -148,7 +148,7 @@ def greedy_doptimal(
       to the lowest index), log det H_t after each pick, and the empirical κ of Assumption 4.
 
     Example:
-      >>> greedy_doptimal(jnp.eye(3) * jnp.array([1.0, 3.0, 2.0]), 2).indices
+      >>> greedy_doptimal(jnp.diag(jnp.array([1.0, 3.0, 2.0])), 2).indices
       Array([1, 2], dtype=int32)
 
     References: Kveton et al., "Active Learning for Direct Preference Optimization",

@@ -169,7 +169,8 @@ def pessimistic_value(theta_hat, gram, radius, delta_phi):
       (...,) pessimistic values.
 
     Example:
-      >>> pessimistic_value(jnp.zeros(2), jnp.eye(2), 1.0, jnp.array([3.0, 4.0]))  # −5.
+      >>> float(pessimistic_value(jnp.zeros(2), jnp.eye(2), 1.0, jnp.array([3.0, 4.0])))
+      -5.0
 
     References: Zhan et al., arXiv 2305.14816, Eq. (4) (pessimistic policy objective);
       Jia, arXiv 2511.12867, min-max step [summary].

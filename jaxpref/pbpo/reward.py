@@ -29,7 +29,8 @@ def sequence_reward(theta: Float[Array, " d"], phi: Float[Array, "... d"]) -> Fl
       (...,) rewards.
 
     Example:
-      >>> sequence_reward(jnp.array([1.0, 2.0]), jnp.array([[1.0, 1.0]]))  # [3.]
+      >>> sequence_reward(jnp.array([1.0, 2.0]), jnp.array([[1.0, 1.0]])).tolist()
+      [3.0]
 
     References: Jia, arXiv 2511.12867, sequence-level reward model (Assumption 1) [summary].
     """

@@ -9,11 +9,13 @@ input's shape and dtype.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from jaxpref import _checks
 from jaxpref.regularizers import _validate
 
 
@@ -189,14 +191,23 @@ def pm_ode_residual(
     References: Xiao et al., arXiv 2405.16455, the ODE before eq. (3.8); Appendix B.1.
     """
     _validate.probs("probs", probs)
-    gprime = (lambda p: p) if inv_link_derivative is None else inv_link_derivative
+    gprime = _identity if inv_link_derivative is None else inv_link_derivative
+    return _pm_ode_residual(regularizer, gprime, jnp.asarray(probs))
+
+
+def _identity(p):
+    return p
+
+
+@partial(jax.jit, static_argnums=(0, 1))  # compiled once per (regularizer, link) pair
+def _pm_ode_residual(regularizer, gprime, probs):
     d1 = jax.grad(regularizer)
     d2 = jax.grad(d1)
 
     def one(p):
         return p * d2(p) + 2.0 * d1(p) + 1.0 / gprime(p)  # PM ODE
 
-    return jax.jit(jax.vmap(one))(probs)
+    return jax.vmap(one)(probs)
 
 
 def pm_stationarity_constant(
@@ -217,10 +228,15 @@ def pm_stationarity_constant(
     References: Xiao et al., arXiv 2405.16455, eqs. (3.7), (3.13), Theorem 2, Proposition 3.7.
     """
     _validate.probs("probs", probs)
+    _checks.check_int_in("num_responses", num_responses, 1, 10**9)
+    return _pm_stationarity_constant(regularizer, num_responses, jnp.asarray(probs))
 
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _pm_stationarity_constant(regularizer, num_responses, probs):
     def one(p):
         vec = jnp.full((num_responses,), p)
         val, slope = jax.jvp(regularizer, (vec,), (jnp.ones_like(vec),))
         return val + p * slope + jnp.log(p)  # Eq. (3.13)
 
-    return jax.jit(jax.vmap(one))(probs)
+    return jax.vmap(one)(probs)

@@ -9,6 +9,7 @@ Maximises J(θ) = E_{y~π_θ}[r(y) + R_y(π_θ(y))] with π_θ = softmax(θ). ``
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -123,8 +124,9 @@ def reinforce_loo(
 def run_solver(update, state: SolverState, num_steps: int, key: PRNGKeyArray | None = None):
     """Scan ``update`` for ``num_steps``; returns (final state, (num_steps,) objective trace)."""
     keys = jax.random.split(jax.random.key(0) if key is None else key, num_steps)
+    return _scan(update, state, keys)
 
-    def body(s, k):
-        return update(s, k)
 
-    return jax.jit(lambda s, ks: jax.lax.scan(body, s, ks))(state, keys)
+@partial(jax.jit, static_argnums=0)  # compiled once per update function, not per call
+def _scan(update, state, keys):
+    return jax.lax.scan(update, state, keys)
