@@ -117,3 +117,15 @@ def check_not_half(name: str, x: Any) -> None:
             f"{name}: dtype {dt} is too imprecise for a Cholesky-based computation; "
             "cast to float32 or float64 first"
         )
+
+
+def check_logps(name: str, x: Any) -> None:
+    """Log-probabilities must be finite and ≤ 0 (probabilities in (0, 1])."""
+    check_finite(name, x)
+    if x is not None and is_concrete(x) and np.any(np.asarray(x) > 0):
+        raise ValueError(f"{name}: log-probabilities must be <= 0 (probabilities in (0, 1])")
+
+
+def check_all_finite(**arrays: Any) -> None:
+    for k, v in arrays.items():
+        check_finite(k, v)

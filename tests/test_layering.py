@@ -58,3 +58,49 @@ def test_no_explicit_inverse_outside_linalg():
         p for p in PKG.rglob("*.py") if p.name != "linalg.py" and "linalg.inv(" in p.read_text()
     ]
     assert not offenders, offenders
+
+
+def _package_of(path):
+    rel = path.relative_to(PKG)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _private_cross_imports(path):
+    """Names with a leading underscore imported from another jaxpref package (``_checks`` is
+    the project's shared check module, meant for every package)."""
+    own = _package_of(path)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxpref"):
+            for alias in node.names:
+                segs = f"{node.module}.{alias.name}".split(".")[1:]
+                if segs[0] in (own, "_checks"):
+                    continue
+                if own in ("cli", "experiments") and segs[0] in ("cli", "experiments"):
+                    continue  # the application layer: the CLI and its runners are one package
+                if any(s.startswith("_") and not s.startswith("__") for s in segs):
+                    yield ".".join(["jaxpref", *segs])
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_no_private_cross_package_imports(path):
+    bad = list(_private_cross_imports(path))
+    assert not bad, f"{path.relative_to(PKG)} imports private names of another package: {bad}"
+
+
+@pytest.mark.parametrize(
+    "layer,forbidden",
+    [
+        ("llm", ("jaxpref.train", "jaxpref.cli", "jaxpref.experiments")),
+        ("data", ("jaxpref.train", "jaxpref.cli", "jaxpref.experiments")),
+        ("train", ("jaxpref.cli", "jaxpref.experiments")),
+    ],
+)
+def test_upper_layers(layer, forbidden):
+    """ARCHITECTURE.md: llm and data never import train; train never imports cli or experiments."""
+    bad = [
+        (str(p.relative_to(PKG)), m)
+        for p in sorted((PKG / layer).rglob("*.py"))
+        for m in _imports(p)
+        if m.startswith(forbidden)
+    ]
+    assert not bad, bad

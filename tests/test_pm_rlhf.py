@@ -38,7 +38,7 @@ def test_toy_language_enumerates_every_sequence():
     np.testing.assert_allclose(jnp.sum(jnp.exp(exp.sequence_logps(table, lang_j))), 1.0, rtol=1e-12)
 
 
-def test_conditional_pm_beats_kl_on_pm_divergence(results):
+def test_conditional_pm_beats_kl_onpm_divergence_unchecked(results):
     """Table 2: conditional PM RLHF has a smaller PM divergence than KL RLHF (every β, α)."""
     for beta, rows in _by_beta(results).items():
         kl = rows["KL RLHF"]["exact"]["pm_divergence"]

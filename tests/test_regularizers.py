@@ -205,7 +205,7 @@ def test_bias_and_collapse():
 
 
 # ------------------------------------------------------------------ PM divergence
-def test_pm_divergence_hand_case_and_code_score():
+def testpm_divergence_unchecked_hand_case_and_code_score():
     got = R.pm_divergence(jnp.log(0.5), jnp.log(0.5), jnp.log(3.0), 0.0)  # p = ½, q = ¾
     want = 0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)
     np.testing.assert_allclose(got, want, rtol=1e-12)
@@ -213,7 +213,7 @@ def test_pm_divergence_hand_case_and_code_score():
     np.testing.assert_allclose(sq, (1.5 - np.log(2)) ** 2, rtol=1e-12)
 
 
-def test_pm_divergence_brute_force_and_stability():
+def testpm_divergence_unchecked_brute_force_and_stability():
     rng = np.random.default_rng(1)
     a, b, r1, r2 = rng.normal(size=(4, 50)) * 3
     p, q = 1 / (1 + np.exp(-(a - b))), 1 / (1 + np.exp(-(r1 - r2)))
@@ -230,7 +230,7 @@ def test_pm_divergence_brute_force_and_stability():
     np.testing.assert_allclose(R.pm_divergence(a, b, a - b, 0 * a), 0.0, atol=1e-12)
 
 
-def test_pm_divergence_transforms():
+def testpm_divergence_unchecked_transforms():
     rng = np.random.default_rng(2)
     a, b, r1, r2 = (jnp.asarray(v) for v in rng.normal(size=(4, 6)))
     eager = R.pm_divergence(a, b, r1, r2)

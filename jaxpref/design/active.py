@@ -17,7 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from jaxpref import _checks, linalg
 from jaxpref.design.greedy import DOptimalState, doptimal_init, doptimal_update, greedy_doptimal
-from jaxpref.losses.mle import _fit, dpo_hessian
+from jaxpref.losses.mle import dpo_hessian, dpo_mle_newton
 from jaxpref.policies.loglinear import dpo_logit
 
 _MLE_ITERS = 50
@@ -58,7 +58,7 @@ def design_vectors(
 def _refit(phi, labels, b, selected, beta, gamma):
     """θ̂ on the labels queried so far and its regularised Hessian (the precision of θ̂)."""
     w = selected.astype(phi.dtype)
-    theta = _fit(phi, labels, b, w, beta, gamma, _MLE_ITERS).theta
+    theta = dpo_mle_newton(phi, labels, b, w, beta, gamma, _MLE_ITERS).theta
     precision = dpo_hessian(theta, phi, beta=beta, ref_logratio=b, weights=w)
     return theta, precision + gamma * jnp.eye(phi.shape[1], dtype=phi.dtype)
 

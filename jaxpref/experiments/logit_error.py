@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref import design, linalg
-from jaxpref.losses.mle import _fit, fit_dpo_mle
+from jaxpref.losses.mle import dpo_mle_newton, fit_dpo_mle
 from jaxpref.metrics import logit_error_bound, logit_errors, loglog_slope
 
 METHODS = ("ADPO", "ADPO+", "APO", "certainty", "uniform")
@@ -159,7 +159,7 @@ def _errors_on_prefixes(order, grid, phi, labels, b, theta_star, beta, gamma):
 
     def one(n):
         w = ((rank > 0) & (rank <= n)).astype(phi.dtype)
-        theta = _fit(phi, labels, b, w, beta, gamma, 50).theta
+        theta = dpo_mle_newton(phi, labels, b, w, beta, gamma, 50).theta
         return logit_errors(theta, theta_star, phi, b, beta=beta)
 
     return jax.vmap(one)(grid)

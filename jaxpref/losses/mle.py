@@ -61,7 +61,9 @@ def _objective(theta, phi, s, b, w, beta, gamma):
 
 
 @partial(jax.jit, static_argnames=("max_iters",))
-def _fit(phi, s, b, w, beta, gamma, max_iters):
+def dpo_mle_newton(phi, s, b, w, beta, gamma, max_iters):
+    """The damped-Newton ridge DPO MLE of ``fit_dpo_mle`` without its argument checks (jitted,
+    ``max_iters`` static): for callers inside ``jit``/``scan`` such as ADPO's re-fits."""
     d = phi.shape[1]
     eye = jnp.eye(d, dtype=phi.dtype)
     steps = jnp.asarray(_STEPS, phi.dtype)
@@ -149,6 +151,6 @@ def fit_dpo_mle(
     dt = phi.dtype
     b = jnp.zeros(N, dt) if ref_logratio is None else jnp.asarray(ref_logratio, dt)
     w = jnp.ones(N, dt) if weights is None else jnp.asarray(weights, dt)
-    return _fit(
+    return dpo_mle_newton(
         phi, jnp.asarray(labels, dt), b, w, jnp.asarray(beta, dt), jnp.asarray(gamma, dt), max_iters
     )

@@ -15,8 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from jaxpref import _checks
-from jaxpref.regularizers import _validate
-from jaxpref.regularizers.divergence import _pm_divergence
+from jaxpref.regularizers.divergence import pm_divergence_unchecked
 
 
 class AlignmentMetrics(NamedTuple):
@@ -34,13 +33,13 @@ def _per_sample(logp, ref_logp, lengths):
 
 
 def _check(policy_logps, ref_logps, rewards, lengths):
-    _validate.same_shape(
+    _checks.check_same_shape(
         policy_logps=policy_logps, ref_logps=ref_logps, rewards=rewards, lengths=lengths
     )
-    _validate.vector("policy_logps", policy_logps)
-    _validate.logps("policy_logps", policy_logps)
-    _validate.logps("ref_logps", ref_logps)
-    _validate.finite(rewards=rewards)
+    _checks.check_ndim("policy_logps", policy_logps, 1)
+    _checks.check_logps("policy_logps", policy_logps)
+    _checks.check_logps("ref_logps", ref_logps)
+    _checks.check_all_finite(rewards=rewards)
     _checks.check_positive("lengths", lengths)
 
 
@@ -72,7 +71,7 @@ def exact_alignment_metrics(
 @jax.jit
 def _exact(logp, ref_logp, rewards, lengths):
     probs = jnp.exp(logp)
-    div = _pm_divergence(logp[:, None], logp[None, :], rewards[:, None], rewards[None, :])
+    div = pm_divergence_unchecked(logp[:, None], logp[None, :], rewards[:, None], rewards[None, :])
     ppl, surprisal, ratio = _per_sample(logp, ref_logp, lengths)
     mean = lambda v: jnp.sum(probs * v)  # noqa: E731
     pm = jnp.sum(probs[:, None] * probs[None, :] * div)  # E_x E_{y1,y2} instance divergence
@@ -145,11 +144,11 @@ def alignment_metrics_from_samples(
         length_1=length_1,
         length_2=length_2,
     )
-    _validate.same_shape(**arrays)
-    _validate.vector("policy_logp_1", policy_logp_1)
+    _checks.check_same_shape(**arrays)
+    _checks.check_ndim("policy_logp_1", policy_logp_1, 1)
     for k in ("policy_logp_1", "policy_logp_2", "ref_logp_1", "ref_logp_2"):
-        _validate.logps(k, arrays[k])
-    _validate.finite(reward_1=reward_1, reward_2=reward_2)
+        _checks.check_logps(k, arrays[k])
+    _checks.check_all_finite(reward_1=reward_1, reward_2=reward_2)
     _checks.check_positive("length_1", length_1)
     _checks.check_positive("length_2", length_2)
     return _from_samples(*arrays.values())
@@ -157,7 +156,7 @@ def alignment_metrics_from_samples(
 
 @jax.jit
 def _from_samples(logp_1, logp_2, ref_1, ref_2, reward_1, reward_2, length_1, length_2):
-    pm = jnp.mean(_pm_divergence(logp_1, logp_2, reward_1, reward_2))  # Sec. 6.1
+    pm = jnp.mean(pm_divergence_unchecked(logp_1, logp_2, reward_1, reward_2))  # Sec. 6.1
     cat = lambda u, v: jnp.concatenate([u, v])  # noqa: E731
     lengths = cat(length_1, length_2)
     ppl, surprisal, ratio = _per_sample(cat(logp_1, logp_2), cat(ref_1, ref_2), lengths)

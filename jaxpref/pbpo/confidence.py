@@ -59,7 +59,7 @@ def radius_kappa(radius: str, bound_theta=1.0, bound_delta_phi=1.0):
     return kappa_btl(bound_theta, bound_delta_phi) if k is None else k
 
 
-def _radius(delta, d, k, lam, bound_theta, bound_delta_phi, kappa):
+def radius_unchecked(delta, d, k, lam, bound_theta, bound_delta_phi, kappa):
     info = d * jnp.log1p(k * bound_delta_phi**2 / (d * lam))  # ≥ log det Σ_k − d log λ
     noise = 0.5 * jnp.sqrt(2.0 * jnp.log(1.0 / delta) + info)  # σ = 1/2 sub-Gaussian labels
     return kappa * (noise + jnp.sqrt(lam) * bound_theta)  # Eq. (β_k)
@@ -97,7 +97,7 @@ def ellipsoid_radius(delta, *, d, k, lam, bound_theta, bound_delta_phi, kappa=No
     if kappa is None:
         kappa = kappa_btl(bound_theta, bound_delta_phi)
     _checks.check_in_range("kappa", kappa, 1.0, np.inf)
-    return _radius(delta, d, k, lam, bound_theta, bound_delta_phi, kappa)
+    return radius_unchecked(delta, d, k, lam, bound_theta, bound_delta_phi, kappa)
 
 
 def likelihood_ratio_threshold(radius):
@@ -139,7 +139,7 @@ def _check_set(theta_hat, gram, radius, vec, vec_name):
     _checks.check_nonnegative("radius", radius)
 
 
-def _width(gram, delta_phi):
+def width_unchecked(gram, delta_phi):
     """‖Δφ‖_{Σ⁻¹}, with gradient 0 (a subgradient) instead of NaN at Δφ = 0."""
     q = linalg.mahalanobis_sq(gram, delta_phi)
     positive = q > 0
@@ -147,13 +147,13 @@ def _width(gram, delta_phi):
 
 
 @jax.jit
-def _pessimistic(theta_hat, gram, radius, delta_phi):
-    return delta_phi @ theta_hat - radius * _width(gram, delta_phi)
+def pessimistic_value_unchecked(theta_hat, gram, radius, delta_phi):
+    return delta_phi @ theta_hat - radius * width_unchecked(gram, delta_phi)
 
 
 @jax.jit
-def _optimistic(theta_hat, gram, radius, delta_phi):
-    return delta_phi @ theta_hat + radius * _width(gram, delta_phi)
+def optimistic_value_unchecked(theta_hat, gram, radius, delta_phi):
+    return delta_phi @ theta_hat + radius * width_unchecked(gram, delta_phi)
 
 
 def pessimistic_value(theta_hat, gram, radius, delta_phi):
@@ -176,7 +176,7 @@ def pessimistic_value(theta_hat, gram, radius, delta_phi):
       Jia, arXiv 2511.12867, min-max step [summary].
     """
     _check_set(theta_hat, gram, radius, delta_phi, "delta_phi")
-    return _pessimistic(theta_hat, gram, radius, delta_phi)  # Eq. (pess)
+    return pessimistic_value_unchecked(theta_hat, gram, radius, delta_phi)  # Eq. (pess)
 
 
 def optimistic_value(theta_hat, gram, radius, delta_phi):
@@ -186,7 +186,7 @@ def optimistic_value(theta_hat, gram, radius, delta_phi):
       algorithms for stochastic contextual preference bandits", NeurIPS 2021.
     """
     _check_set(theta_hat, gram, radius, delta_phi, "delta_phi")
-    return _optimistic(theta_hat, gram, radius, delta_phi)  # Eq. (opt)
+    return optimistic_value_unchecked(theta_hat, gram, radius, delta_phi)  # Eq. (opt)
 
 
 def in_confidence_set(theta, theta_hat, gram, radius):

@@ -56,7 +56,8 @@ def enhancer_scores(
 def optimistic_scores_unchecked(theta_hat, gram, radius, phi, ref_probs):
     """`optimistic_scores` without argument checks (for use inside jit/scan)."""
     delta = phi - (ref_probs @ phi)[None, :]  # φ(y) − E_{π_ref} φ
-    return confidence._optimistic(theta_hat, gram, radius, delta)  # Eq. (reward-aware)
+    # Eq. (reward-aware)
+    return confidence.optimistic_value_unchecked(theta_hat, gram, radius, delta)
 
 
 def optimistic_scores(theta_hat, gram, radius, phi, ref_probs) -> Float[Array, " Y"]:

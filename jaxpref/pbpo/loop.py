@@ -77,7 +77,7 @@ def pbpo_init(key, env: envs.PreferenceEnv, cfg: LoopConfig) -> PbPOState:
 def _beta(cfg: LoopConfig, prm: LoopParams, k):
     L = prm.bound_delta_phi
     kappa = confidence.kappa_btl(cfg.bound_theta, L) if cfg.kappa is None else cfg.kappa
-    r = confidence._radius(cfg.delta, prm.dim, k, cfg.lam, cfg.bound_theta, L, kappa)
+    r = confidence.radius_unchecked(cfg.delta, prm.dim, k, cfg.lam, cfg.bound_theta, L, kappa)
     return prm.radius_scale * r  # β_k(δ), Eq. (β_k)
 
 

@@ -86,7 +86,7 @@ def minmax_responses_unchecked(theta_hat, gram, radius, phi, ref_probs, sign=-1.
     References: Zhan et al., arXiv 2305.14816, Eq. (4); Jia, arXiv 2511.12867 [summary].
     """
     u = phi - jnp.einsum("xy,xyd->xd", ref_probs, phi)[:, None, :]
-    vals = u @ theta_hat + sign * radius * confidence._width(gram, u)  # Eq. (min-max)
+    vals = u @ theta_hat + sign * radius * confidence.width_unchecked(gram, u)  # Eq. (min-max)
     best = jax.nn.one_hot(jnp.argmax(vals, -1), phi.shape[1], dtype=phi.dtype)
     return jnp.where((jnp.max(vals, -1) <= 0.0)[:, None], ref_probs, best)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from jaxpref import _checks
 
 
@@ -15,9 +13,7 @@ def probs(name, x):
 
 def logps(name, x):
     """Log-probabilities must be finite and ≤ 0 (probabilities in (0, 1])."""
-    _checks.check_finite(name, x)
-    if _checks.is_concrete(x) and np.any(np.asarray(x) > 0):
-        raise ValueError(f"{name}: log-probabilities must be <= 0 (probabilities in (0, 1])")
+    _checks.check_logps(name, x)
 
 
 def alpha(value, name="alpha"):
@@ -29,8 +25,7 @@ def beta(value, name="beta"):
 
 
 def finite(**arrays):
-    for k, v in arrays.items():
-        _checks.check_finite(k, v)
+    _checks.check_all_finite(**arrays)
 
 
 def same_shape(**arrays):

@@ -49,11 +49,11 @@ def pm_divergence(
     References: Xiao et al., arXiv 2405.16455, Section 6.1 ("Instance PM Divergence").
     """
     _check_pairs(policy_logp_1, policy_logp_2, reward_1, reward_2)
-    return _pm_divergence(policy_logp_1, policy_logp_2, reward_1, reward_2)
+    return pm_divergence_unchecked(policy_logp_1, policy_logp_2, reward_1, reward_2)
 
 
 @jax.jit
-def _pm_divergence(logp_1, logp_2, reward_1, reward_2):
+def pm_divergence_unchecked(logp_1, logp_2, reward_1, reward_2):
     gap, rgap = logp_1 - logp_2, reward_1 - reward_2
     ls = jax.nn.log_sigmoid
     pos = jax.nn.sigmoid(gap) * (ls(gap) - ls(rgap))
