@@ -247,8 +247,20 @@ def _add_train(sub) -> dict:
             + "--output_dir DIR [options]",
         )
         add_config_flags(p, cls)
+        _add_launch_flags(p)
         parsers[name] = p
     return parsers
+
+
+LAUNCH_FLAGS = ("coordinator_address", "num_processes", "process_id")
+
+
+def _add_launch_flags(p) -> None:
+    """Multi-host launch: the same command on every host (see README, "Multi-host training")."""
+    g = p.add_argument_group("multi-host launch (default: JAXPREF_* variables or auto-detect)")
+    g.add_argument("--coordinator_address", metavar="HOST:PORT", help="process 0's address")
+    g.add_argument("--num_processes", type=int, metavar="N", help="processes in the run")
+    g.add_argument("--process_id", type=int, metavar="I", help="this process, 0..N-1")
 
 
 def _unknown_flags(parser, unknown: list[str]) -> None:
@@ -269,15 +281,20 @@ def _train(args) -> int:
 
     prog = f"jaxpref train {args.recipe}"
     cls = RECIPE_CONFIGS[args.recipe]
+    launch = {k: vars(args).pop(k, None) for k in LAUNCH_FLAGS}
+    from jaxpref.llm import distributed
+
+    try:  # before the config, whose checks already compute with JAX
+        distributed.initialize(**launch)  # no-op for one process; flags, JAXPREF_* or auto-detect
+    except (ValueError, ConnectionError, RuntimeError) as err:
+        return _fail(prog, str(err), 1)
     try:
         config = config_from_args(cls, args)
     except (ValueError, TypeError) as err:
         return _fail(prog, _as_flag(str(err), cls), 2)
-    from jaxpref.llm import distributed
     from jaxpref.train import NonFiniteError, train
 
     try:
-        distributed.initialize()  # a no-op for one process; JAXPREF_* variables or auto-detect
         result = train(config, log=lambda m: print(m, file=sys.stderr))
     except KeyboardInterrupt as err:
         message = str(err) or "interrupted before training started; nothing written"

@@ -20,14 +20,23 @@ On SLURM, Cloud TPU and other clusters JAX auto-detects all three values: call
 ``initialize()`` with no arguments and no environment variables. Each process then sees
 ``jax.devices()`` (global) and ``jax.local_devices()`` (its own); feed each process its slice of
 the batch with ``jax.make_array_from_process_local_data``.
+
+Bad launches fail on every process instead of hanging: after JAX's initialisation every process
+shares the count and id it was started with (:func:`check_layout`), and :func:`everywhere` runs a
+check on each process and raises on all of them when any one fails. An id outside the
+coordinator's count, or two processes with one id, is refused by JAX's coordination service
+itself, which ends every process (the coordinator after ``initialization_timeout`` seconds); the
+line each process prints before connecting names its values.
 """
 
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+import sys
+from typing import Any, Callable, NamedTuple
 
 import jax
+import numpy as np
 
 _STATE = {"initialized": False}
 
@@ -77,9 +86,85 @@ def initialize(
         and not kwargs.get("cluster_detection_method")
     )
     if not single and not _STATE["initialized"]:
+        print(
+            f"jaxpref: process {_auto(process_id)} of {_auto(num_processes)}, coordinator "
+            f"{_auto(coordinator_address)}: connecting",
+            file=sys.stderr,
+            flush=True,
+        )
         jax.distributed.initialize(coordinator_address, num_processes, process_id, **kwargs)
         _STATE["initialized"] = True
+        check_layout(num_processes, process_id)
     return process_info()
+
+
+def _auto(value) -> str:
+    return "(auto-detected)" if value is None else str(value)
+
+
+def check_layout(num_processes: int | None, process_id: int | None) -> None:
+    """Every process checks the count and id each process was started with against the
+    coordinator's view (JAX itself accepts a count that differs from the coordinator's)."""
+    asked = np.array(
+        [-1 if num_processes is None else num_processes, -1 if process_id is None else process_id]
+    )
+    rows = allgather(asked) if jax.process_count() > 1 else asked[None]
+    bad = [
+        i for i, (n, p) in enumerate(rows) if (n != -1 and n != len(rows)) or (p != -1 and p != i)
+    ]
+    if bad:
+        listed = "; ".join(
+            f"process {i}: num_processes={n}, process_id={p}" for i, (n, p) in enumerate(rows)
+        )
+        raise ValueError(
+            f"num_processes/process_id: the coordinator counts {len(rows)} processes but they "
+            f"were started with ({listed}); give every process the same count and ids "
+            f"0..{len(rows) - 1}"
+        )
+
+
+def allgather(x: Any) -> np.ndarray:
+    """``x`` (the same shape on every process) from every process, stacked: ``(processes, ...)``."""
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray(x)))
+
+
+def to_host(tree: Any) -> Any:
+    """Every array of ``tree`` as a whole NumPy array on this process (a collective gather for
+    arrays that span other processes' devices: every process must call it)."""
+    from jax.experimental import multihost_utils
+
+    def get(x):
+        if isinstance(x, jax.Array) and not (x.is_fully_addressable or x.is_fully_replicated):
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(get, tree)
+
+
+def everywhere(check: Callable[[], Any], *, size: int = 2048) -> Any:
+    """Run ``check()`` on every process; when it raises on any process, raise on all of them
+    (this process's own exception, or a ``ValueError`` naming the processes that failed and
+    their messages), so no process goes on to wait for the others in a collective."""
+    if jax.process_count() == 1:
+        return check()
+    error, result = None, None
+    try:
+        result = check()
+    except Exception as err:  # shared with the other processes, then raised again below
+        error = err
+    text = "" if error is None else f"{type(error).__name__}: {error}"
+    buf = np.zeros(size, np.uint8)
+    raw = text.encode()[:size]
+    buf[: len(raw)] = np.frombuffer(raw, np.uint8)
+    messages = [bytes(row).rstrip(b"\0").decode(errors="replace") for row in allgather(buf)]
+    if error is not None:
+        raise error
+    failed = [f"process {i}: {m}" for i, m in enumerate(messages) if m]
+    if failed:
+        raise ValueError("another process failed its check (" + "; ".join(failed) + ")")
+    return result
 
 
 def process_info() -> ProcessInfo:

@@ -9,6 +9,12 @@ applies AdamW. A step whose loss or gradient is not finite leaves the parameters
 state unchanged and is counted; ``max_nonfinite_steps`` in a row stop the run naming the step.
 A run killed after a checkpoint and resumed with the same command (plus ``--resume``) ends
 bit-identical to an uninterrupted one: batches and keys are functions of the step.
+
+Multi-host (one process per host, see :mod:`jaxpref.llm.distributed`): every process runs the
+same loop on the global mesh; each collates and places only the rows of every batch that land on
+its own devices (``jax.make_array_from_process_local_data``), and its share of the data is part
+of each checkpoint's data position. Checkpoints are written by all processes together; metrics by
+process 0 only.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxpref import llm
+from jaxpref.llm import distributed
 from jaxpref.llm.sharding import variable_spec
 from jaxpref.train.batches import Schedule, bucket_lengths, eval_batches, pick_bucket
 from jaxpref.train.checkpoint import Checkpointer
@@ -153,6 +160,7 @@ class Trainer:
         longest = max(int(recipe.lengths(s).max()) for s in recipe.data if recipe.data[s])
         self.buckets = bucket_lengths(longest, config.length_buckets)
         self.batch_sharding = NamedSharding(mesh, PartitionSpec(None, BATCH_AXES))
+        self.shares = process_shares(self.batch_sharding, self.micro_rows)  # checked here
         self._state_init()
         self._train_step = self._compile_train()
         self._eval_step = self._compile_eval()
@@ -283,15 +291,22 @@ class Trainer:
         return self._batch(split, idx)
 
     def _batch(self, split: str, idx: np.ndarray):
-        lengths = self.recipe.lengths(split)[idx.reshape(-1).clip(0)]
-        arrays = self.recipe.collate(split, idx, pick_bucket(int(lengths.max()), self.buckets))
+        lengths = self.recipe.lengths(split)[idx.reshape(-1).clip(0)]  # the same on every process
+        lo, hi = process_shares(self.batch_sharding, idx.shape[1])[jax.process_index()]
+        local = idx[:, lo:hi]  # this process's rows only
+        arrays = self.recipe.collate(split, local, pick_bucket(int(lengths.max()), self.buckets))
         for prefix in ("", "chosen_", "rejected_"):  # the mask convention, on the host
             if f"{prefix}loss_mask" in arrays:
                 flat = lambda k: arrays[f"{prefix}{k}"].reshape(
                     -1, arrays[f"{prefix}{k}"].shape[-1]
                 )  # noqa: E731
                 llm.check_loss_mask(flat("attention_mask"), flat("loss_mask"))
-        return jax.device_put(arrays, self.batch_sharding)
+        return {
+            k: jax.make_array_from_process_local_data(
+                self.batch_sharding, v, (idx.shape[0], idx.shape[1], *v.shape[2:])
+            )
+            for k, v in arrays.items()
+        }
 
     def evaluate(self, split: str = "eval") -> dict[str, float]:
         """Exact means of the recipe's metrics over the whole split (or the recipe's own
@@ -302,7 +317,7 @@ class Trainer:
         params, rest = self.state.params, self.state.rest
         with jax.set_mesh(self.mesh):
             for idx in eval_batches(len(self.recipe.data[split]), self.eval_rows):
-                s, c = jax.device_get(
+                s, c = distributed.to_host(
                     self._eval_step(params, rest, self.frozen, self._batch(split, idx))
                 )
                 stats = s if stats is None else jax.tree.map(np.add, stats, s)
@@ -327,8 +342,8 @@ class Trainer:
         with jax.set_mesh(self.mesh):
             for idx in eval_batches(n, rows):
                 batch = self._batch(split, idx)
-                res = np.asarray(
-                    jax.device_get(run(self.state.params, self.state.rest, self.frozen, batch))
+                res = distributed.to_host(
+                    run(self.state.params, self.state.rest, self.frozen, batch)
                 )
                 out.append(res[idx[0] >= 0])
         return np.concatenate(out)
@@ -354,7 +369,7 @@ class Trainer:
                         if ctrl_c.requested:
                             raise KeyboardInterrupt
                         batch, extra = self._next_batch(run.step)
-                        metrics = jax.device_get(self.step(batch))
+                        metrics = distributed.to_host(self.step(batch))
                         self._after_step(run, {k: float(v) for k, v in metrics.items()} | extra)
                         bar.update(1)
                         if run.window == []:
@@ -439,10 +454,20 @@ class Trainer:
         }
         meta = {
             "data_position": self.schedule.position(step),
+            "process_rows": {str(p): list(r) for p, r in self.shares.items()},
             "total_steps": self.total,
             "nonfinite_total": nonfinite_total,
         }
         return ckpt.save(view, step=step, metadata=meta)
+
+    def _check_shares(self, saved: dict | None) -> None:
+        """Each process resumes at the data position saved for it, or says how it changed."""
+        now = {str(p): list(r) for p, r in self.shares.items()}
+        if saved is not None and saved != now:
+            self.log(
+                f"resume: each micro-batch's rows were read as {saved} (process: [first, end)) "
+                f"and are now read as {now}; the global order of the examples is unchanged"
+            )
 
     def _mutable_frozen(self) -> dict:
         """Frozen models the recipe replaces during training (a refreshed reference): they are
@@ -463,6 +488,7 @@ class Trainer:
                 f"resume: the data changed since step {step} was saved (saved position "
                 f"{meta.get('data_position')}, now {expected}); resume with the same dataset"
             )
+        self._check_shares(meta.get("process_rows"))
         a = self.abstract
         target = {"params": a.params, "opt_state": a.opt_state, "step": a.step, "rng": a.rng}
         target |= jax.tree.map(
@@ -548,19 +574,54 @@ def _progress(enabled: bool, total: int, start: int):
     return tqdm(total=total, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True)
 
 
-class MetricsWriter:
-    """``metrics.jsonl`` (one JSON object per logging or eval step) and TensorBoard scalars."""
+def process_shares(sharding: NamedSharding, rows: int) -> dict[int, tuple[int, int]]:
+    """``{process: (first, end)}``: the rows of a ``(accumulation, rows, ...)`` batch each process
+    feeds to its devices. Every process must own a distinct, equal, contiguous block (the batch
+    divides over the processes); otherwise a ``ValueError`` names the rows, mesh and processes."""
+    blocks: dict[int, set] = {}
+    for device, index in sharding.devices_indices_map((1, rows)).items():
+        part = index[1]
+        blocks.setdefault(device.process_index, set()).add(
+            (part.start or 0, rows if part.stop is None else part.stop)
+        )
+    shares = {}
+    for process, parts in sorted(blocks.items()):
+        first, end = min(a for a, _ in parts), max(b for _, b in parts)
+        covered = sum(b - a for a, b in parts)
+        shares[process] = (first, end) if covered == end - first else None
+    n = len(shares)
+    spans = sorted(s for s in shares.values() if s is not None)
+    even = len(spans) == n and all(
+        s == (i * rows // n, (i + 1) * rows // n) for i, s in enumerate(spans)
+    )
+    if not even or rows % n:
+        axes = " x ".join(f"{a}={sharding.mesh.shape[a]}" for a in BATCH_AXES)
+        raise ValueError(
+            f"batch: a micro-batch of {rows} rows split over the mesh's batch axes ({axes}) does "
+            f"not divide over the {n} processes (their rows: {shares}); make the batch axes' size "
+            f"a multiple of the process count so each process reads its own share"
+        )
+    return shares
 
-    def __init__(self, out: pathlib.Path, *, tensorboard: bool):
+
+class MetricsWriter:
+    """``metrics.jsonl`` (one JSON object per logging or eval step) and TensorBoard scalars.
+
+    With ``enabled=False`` (processes other than 0 of a multi-host run) rows are returned but
+    nothing is written."""
+
+    def __init__(self, out: pathlib.Path, *, tensorboard: bool, enabled: bool = True):
         self.path = out / "metrics.jsonl"
-        self.tb = None
-        if tensorboard:
+        self.tb, self.enabled = None, enabled
+        if tensorboard and enabled:
             from tensorboardX import SummaryWriter
 
             self.tb = SummaryWriter(str(out / "tensorboard"))
 
     def write(self, step: int, epoch: float, values: dict[str, float]) -> dict:
         row = {"step": step, "epoch": epoch, **{k: _clean(v) for k, v in values.items()}}
+        if not self.enabled:
+            return row
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
         if self.tb is not None:
@@ -572,7 +633,7 @@ class MetricsWriter:
 
     def truncate_after(self, step: int) -> None:
         """Drop rows past ``step`` (a resumed run recomputes them)."""
-        if not self.path.exists():
+        if not self.enabled or not self.path.exists():
             return
         rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         kept = [r for r in rows if r["step"] <= step]

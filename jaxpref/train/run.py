@@ -12,6 +12,10 @@ Example::
     result = train(DPOConfig(model_name_or_path="sft_model", dataset_name="prefs.jsonl",
                              output_dir="runs/dpo", use_peft=True, max_steps=100))
     print(result.final_eval["eval_rewards/accuracies"])
+
+Multi-host: every process (after ``jaxpref.llm.distributed.initialize()``) calls ``train`` with
+the same config; the mesh spans every process's devices. Process 0 claims the output folder and
+writes the metrics, the data report and the exported model; checkpoints are written by all.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from flax import nnx
 
 from jaxpref import llm
 from jaxpref.data import check_columns, load_splits, load_tokenizer, split_rows
+from jaxpref.llm import distributed
 from jaxpref.train.active_dpo import ActiveDPO, steps_per_round
 from jaxpref.train.config import (
     ActiveDPOConfig,
@@ -56,7 +61,7 @@ from jaxpref.train.oracle import RewardOracle
 from jaxpref.train.pbpo import FeatureOracle, PbPO, check_feature_dim
 from jaxpref.train.reward import Reward
 from jaxpref.train.rlhf import RLHF, ActorCritic
-from jaxpref.train.run_dir import RunDir, write_json_atomic
+from jaxpref.train.run_dir import claim, write_json_atomic
 from jaxpref.train.sft import SFT
 
 NEEDED = {
@@ -119,6 +124,55 @@ def train(
       log: where progress lines go (the CLI sends them to stderr).
     """
     name = recipe_name(config)
+    mesh = distributed.everywhere(lambda: _check_inputs(name, config, mesh))
+    lead = distributed.is_coordinator()
+    if name == "active-dpo":  # the step count follows from rounds, budget and epochs
+        rows = config.per_device_train_batch_size * config.gradient_accumulation_steps
+        rows *= math.prod(mesh.shape[a] for a in BATCH_AXES)
+        config = config.replace(max_steps=config.rounds * steps_per_round(config, rows))
+    with claim(config, name) as run:
+        tokenizer = tokenizer_for(config)
+        recipe = _recipe(name, config, tokenizer, mesh)
+        report = distributed.everywhere(
+            lambda: _load_data(recipe, config, tokenizer, name, log if lead else _quiet)
+        )
+        if lead:
+            write_json_atomic(run.path / "data_report.json", report)
+        model, frozen = _models(name, config, mesh)
+        if isinstance(config, SamplingOptions):
+            _check_positions(config, recipe, model)
+        parts = Trainable.split(model, _wrt(name, config), frozen)
+        trainer = distributed.everywhere(
+            lambda: Trainer(recipe, config, parts, mesh, run.path, log=log if lead else _quiet)
+        )
+        if isinstance(recipe, DPO) and recipe.reference == "precomputed":
+            _precompute_reference(trainer, recipe)
+        if lead:
+            log(_summary(name, config, trainer, model))
+        writer = MetricsWriter(
+            run.path, tensorboard=config.report_to == "tensorboard", enabled=lead
+        )
+        try:
+            fit = trainer.fit(
+                metrics_writer=writer, progress=not config.disable_tqdm, on_step=on_step
+            )
+        finally:
+            writer.close()
+        final = _export(name, config, trainer, tokenizer, run.path)
+    return TrainResult(run.path, final, fit, report)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _check_inputs(name: str, config: TrainConfig, mesh):
+    """The model folders exist and the mesh spans every process's devices; returns the mesh."""
+    if jax.process_count() > 1 and name in ("rlhf", "online-dpo", "active-dpo", "pbpo"):
+        raise ValueError(
+            f"{name}: sampling recipes do not run on several processes yet (sft, reward and dpo "
+            f"do); this run has {jax.process_count()}"
+        )
     check_model_dir("model_name_or_path", config.model_name_or_path)
     if isinstance(config, DPOConfig) and config.ref_model_name_or_path:
         check_model_dir("ref_model_name_or_path", config.ref_model_name_or_path)
@@ -128,32 +182,13 @@ def train(
     if name == "pbpo":
         check_feature_dim(config)
     mesh = make_mesh(**parse_mesh(config.mesh)) if mesh is None else mesh
-    if name == "active-dpo":  # the step count follows from rounds, budget and epochs
-        rows = config.per_device_train_batch_size * config.gradient_accumulation_steps
-        rows *= math.prod(mesh.shape[a] for a in BATCH_AXES)
-        config = config.replace(max_steps=config.rounds * steps_per_round(config, rows))
-    with RunDir(config, name) as run:
-        tokenizer = tokenizer_for(config)
-        recipe = _recipe(name, config, tokenizer, mesh)
-        report = _load_data(recipe, config, tokenizer, name, log)
-        write_json_atomic(run.path / "data_report.json", report)
-        model, frozen = _models(name, config, mesh)
-        if isinstance(config, SamplingOptions):
-            _check_positions(config, recipe, model)
-        parts = Trainable.split(model, _wrt(name, config), frozen)
-        trainer = Trainer(recipe, config, parts, mesh, run.path, log=log)
-        if isinstance(recipe, DPO) and recipe.reference == "precomputed":
-            _precompute_reference(trainer, recipe)
-        log(_summary(name, config, trainer, model))
-        writer = MetricsWriter(run.path, tensorboard=config.report_to == "tensorboard")
-        try:
-            fit = trainer.fit(
-                metrics_writer=writer, progress=not config.disable_tqdm, on_step=on_step
-            )
-        finally:
-            writer.close()
-        final = _export(name, config, trainer, tokenizer, run.path)
-    return TrainResult(run.path, final, fit, report)
+    if jax.process_count() > 1 and mesh.devices.size != jax.device_count():
+        shape = " x ".join(f"{k}={v}" for k, v in mesh.shape.items())
+        raise ValueError(
+            f"mesh: {shape} has {mesh.devices.size} devices but the {jax.process_count()} "
+            f"processes have {jax.device_count()} in all; a multi-host mesh spans every device"
+        )
+    return mesh
 
 
 def _recipe(name, config, tokenizer, mesh):
@@ -352,9 +387,15 @@ def _summary(name, config, trainer: Trainer, model) -> str:
 
 def _export(name, config, trainer: Trainer, tokenizer, out: pathlib.Path):
     """The trained model as a HF directory in the run folder (which the run owns: a resumed run
-    replaces its earlier export, atomically, keeping the run's other files)."""
+    replaces its earlier export, atomically, keeping the run's other files). Multi-host: every
+    process gathers the weights, process 0 writes them."""
     t, state = trainer.trainable, trainer.state
-    model = nnx.merge(t.graphdef, state.params, state.rest)
+    params, rest = state.params, state.rest
+    if jax.process_count() > 1:
+        params, rest = distributed.to_host((params, rest))
+    model = nnx.merge(t.graphdef, params, rest)
+    if not distributed.is_coordinator():
+        return model
     if name in ("rlhf", "pbpo"):
         if config.use_peft:
             llm.merge_lora(model)

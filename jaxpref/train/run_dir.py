@@ -177,3 +177,25 @@ def write_json_atomic(path: pathlib.Path, body: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(body, indent=2, sort_keys=True, default=str))
     os.replace(tmp, path)
+
+
+class claim:  # noqa: N801 - used like a function: ``with claim(config, recipe) as run``
+    """:class:`RunDir` on process 0; in a multi-host run the other processes wait for its claim
+    (a refusal there is raised on every process) and then use the same folder, which must be on
+    a filesystem every host shares."""
+
+    def __init__(self, config: TrainConfig, recipe: str):
+        self.run = RunDir(config, recipe)
+
+    def __enter__(self) -> RunDir:
+        import jax
+
+        from jaxpref.llm import distributed
+
+        self.lead = jax.process_index() == 0
+        distributed.everywhere(self.run.__enter__ if self.lead else lambda: None)
+        return self.run
+
+    def __exit__(self, kind, value, tb) -> None:
+        if self.lead:
+            self.run.__exit__(kind, value, tb)
