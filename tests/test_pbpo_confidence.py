@@ -59,9 +59,13 @@ def test_values_jit_vmap_grad():
     batched = C.pessimistic_value(th, gram, 0.5, V)
     loop = jnp.stack([C.pessimistic_value(th, gram, 0.5, v) for v in V])
     np.testing.assert_allclose(batched, loop, rtol=1e-12)
-    np.testing.assert_allclose(jax.jit(C.pessimistic_value_unchecked)(th, gram, 0.5, V), batched, rtol=1e-12)
+    np.testing.assert_allclose(
+        jax.jit(C.pessimistic_value_unchecked)(th, gram, 0.5, V), batched, rtol=1e-12
+    )
     check_grads(lambda t, v: C.pessimistic_value_unchecked(t, gram, 0.5, v), (th, V[0]), order=2)
-    g0 = jax.grad(lambda v: C.pessimistic_value_unchecked(th, gram, 0.5, v))(jnp.zeros(3))  # u = 0: π = π_ref
+    g0 = jax.grad(lambda v: C.pessimistic_value_unchecked(th, gram, 0.5, v))(
+        jnp.zeros(3)
+    )  # u = 0: π = π_ref
     np.testing.assert_allclose(g0, th)  # finite: the width term contributes the subgradient 0
 
 
@@ -160,9 +164,9 @@ def test_likelihood_ratio_coverage(coverage_runs, name):
     kappa = C.radius_kappa(name, kw["bound_theta"], kw["bound_delta_phi"])
     zeta = C.likelihood_ratio_threshold(C.ellipsoid_radius(delta, kappa=kappa, **kw))
     lam = kw["lam"]
-    gap = jax.vmap(lambda t, x, y: R.btl_nll(theta_star, x, y, lam) - R.btl_nll(t, x, y, lam))(
-        theta, X, o
-    )
+    gap = jax.vmap(
+        lambda t, x, y: R.ridge_btl_nll(theta_star, x, y, lam) - R.ridge_btl_nll(t, x, y, lam)
+    )(theta, X, o)
     assert float(jnp.min(gap)) >= -1e-9  # θ̂ is the minimiser in every run
     assert float(jnp.mean(gap <= zeta)) >= _floor(delta)
 
@@ -196,12 +200,12 @@ def test_likelihood_set_value_brute_force():
     th, _ = R.fit_btl_mle(X, y, lam=lam)
     v = jnp.array([1.0, -1.0, 0.5])
     val, t_min = LS.likelihood_set_value(th, X, y, lam, zeta, v)
-    level = R.btl_nll(th, X, y, lam) + zeta
-    assert float(R.btl_nll(t_min, X, y, lam)) == pytest.approx(float(level), abs=1e-6)
+    level = R.ridge_btl_nll(th, X, y, lam) + zeta
+    assert float(R.ridge_btl_nll(t_min, X, y, lam)) == pytest.approx(float(level), abs=1e-6)
     # brute force: along each ray from θ̂ find the boundary by bisection, minimise ⟨θ, v⟩
     u = np.random.default_rng(5).normal(size=(4000, 3))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
-    nll = jax.jit(jax.vmap(lambda t: R.btl_nll(t, X, y, lam)))
+    nll = jax.jit(jax.vmap(lambda t: R.ridge_btl_nll(t, X, y, lam)))
     lo, hi = np.zeros(len(u)), np.full(len(u), 10.0)
     for _ in range(50):
         mid = 0.5 * (lo + hi)
@@ -212,15 +216,15 @@ def test_likelihood_set_value_brute_force():
     assert brute.min() == pytest.approx(float(val), abs=5e-3)
     pg, t_pg = LS.likelihood_set_value(th, X, y, lam, zeta, v, method="projected_gradient")
     assert float(pg) == pytest.approx(float(val), abs=1e-5)  # the two solvers agree
-    assert float(R.btl_nll(t_pg, X, y, lam)) <= float(level) + 1e-9
+    assert float(R.ridge_btl_nll(t_pg, X, y, lam)) <= float(level) + 1e-9
 
 
 def test_mle_stationary_and_matches_scan_update():
     X, y = _problem()
     th, hess = R.fit_btl_mle(X, y, lam=0.5)
-    grad = jax.grad(R.btl_nll)(th, X, y, 0.5)
+    grad = jax.grad(R.ridge_btl_nll)(th, X, y, 0.5)
     np.testing.assert_allclose(grad, 0.0, atol=1e-10)
-    np.testing.assert_allclose(hess, jax.hessian(R.btl_nll)(th, X, y, 0.5), atol=1e-10)
+    np.testing.assert_allclose(hess, jax.hessian(R.ridge_btl_nll)(th, X, y, 0.5), atol=1e-10)
     state = C.confidence_init(len(y), 3, 0.5, jnp.float64)
     state, _ = jax.lax.scan(
         lambda s, a: (C.confidence_update(s, a[0], a[1], 3), None), state, (X, y)

@@ -34,9 +34,9 @@ from jaxpref.pbpo.minmax import (
     stackelberg_update,
 )
 from jaxpref.pbpo.reward import (
-    btl_nll,
     btl_prob,
     fit_btl_mle,
+    ridge_btl_nll,
     sequence_reward,
     token_reward,
     trajectory_features,
@@ -51,7 +51,7 @@ __all__ = [
     "PreferenceEnv",
     "StackelbergState",
     "btl_label",
-    "btl_nll",
+    "ridge_btl_nll",
     "btl_prob",
     "confidence_init",
     "confidence_update",

@@ -145,7 +145,7 @@ class BTLLoss:
         self.args = (delta_phi, labels, lam, weights)
 
     def __call__(self, theta):
-        return reward.btl_nll(theta, *self.args)
+        return reward.ridge_btl_nll(theta, *self.args)
 
 
 def likelihood_set_value(

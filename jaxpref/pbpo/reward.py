@@ -70,7 +70,7 @@ def btl_prob(theta: Float[Array, " d"], delta_phi: Float[Array, "... d"]) -> Flo
     return jax.nn.sigmoid(delta_phi @ theta)  # σ(⟨θ, Δφ⟩)
 
 
-def btl_nll(theta, delta_phi, labels, lam, weights=None) -> Float[Array, ""]:
+def ridge_btl_nll(theta, delta_phi, labels, lam, weights=None) -> Float[Array, ""]:
     """Ridge-regularised BTL negative log-likelihood (the objective of θ̂_k).
 
     ℓ_λ(θ) = −Σ_j w_j [o_j log σ(z_j) + (1 − o_j) log σ(−z_j)] + (λ/2)‖θ‖²,  z_j = ⟨θ, Δφ_j⟩.
@@ -145,7 +145,7 @@ def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, max_iters: int = 50
 __all__ = [
     "btl_hessian",
     "btl_newton",
-    "btl_nll",
+    "ridge_btl_nll",
     "btl_prob",
     "fit_btl_mle",
     "sequence_reward",
