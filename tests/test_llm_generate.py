@@ -202,22 +202,7 @@ def test_left_align_and_bad_input(model):
 
 # ---- parity with transformers' greedy generate ------------------------------------------------
 
-FAMILIES = (
-    "llama2",
-    "llama3",
-    "qwen2",
-    "mistral",
-    "llama_bias",
-    "gpt2",
-    "llama_yarn",
-    "llama_dynamic",
-    "gemma",
-    "gemma2",
-    "qwen3",
-    "phi3",
-    "opt",
-    "opt_proj",
-)
+from test_llm_models import FAMILIES  # every family with golden files  # noqa: E402
 
 
 def greedy_golden(family):
