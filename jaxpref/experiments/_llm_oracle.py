@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref import llm
-from jaxpref.data import load_splits, load_tokenizer, shipped_hh_rows, write_splits
+from jaxpref.data import load_splits, load_tokenizer, shipped_hh_rows
+from jaxpref.experiments._stages import base_model, stage_folders
 from jaxpref.train.mesh import data_parallel_mesh
-from jaxpref.train.models import init_model_dir, small_llama
 
 
 @dataclasses.dataclass
@@ -34,17 +34,9 @@ def prepare(cfg, root: pathlib.Path, log=lambda _: None) -> Pipeline:
     rows = shipped_hh_rows()
     rest = len(rows) - cfg.num_eval
     parts = {"test": cfg.num_eval, "sft": round(0.2 * rest), "rm": round(0.4 * rest), "rl": -1}
-    sizes = write_splits(rows, root / "data_all", parts, seed=cfg.seed)
-    for stage in ("sft", "rm", "rl"):
-        folder = root / f"data_{stage}"
-        folder.mkdir(exist_ok=True)
-        for split, name in (("train", stage), ("test", "test")):
-            (folder / f"{split}.jsonl").write_text(
-                (root / "data_all" / f"{name}.jsonl").read_text()
-            )
+    sizes = stage_folders(rows, root, parts, ("sft", "rm", "rl"), seed=cfg.seed)
     tok = load_tokenizer()
-    shape = dict(cfg.model_shape, max_positions=512)
-    init_model_dir(root / "base", small_llama(tok, **shape), tok, seed=cfg.seed)
+    base_model(root, tok, cfg, max_positions=512, seed=cfg.seed)
     mesh, per_device = data_parallel_mesh(cfg.batch_size)
     common = dict(
         max_length=cfg.max_length,

@@ -48,12 +48,6 @@ class Config:
     eval_prompts: int = 64
     seed: int = 0
 
-    @property
-    def model_shape(self) -> dict:
-        return dict(
-            hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads
-        )
-
 
 def config(scale: str) -> Config:
     if scale == "test":
