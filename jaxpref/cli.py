@@ -4,63 +4,18 @@ train a language model with ``jaxpref train {sft,reward,dpo}`` (TRL's flag names
 from __future__ import annotations
 
 import argparse
-import importlib
 import pathlib
 import sys
 import time
 
-from jaxpref.experiments import SCALES
-
-# name -> (module, one-line description)
-EXPERIMENTS = {
-    "activedpo": (
-        "jaxpref.experiments.activedpo",
-        "ActiveDPO vs ADPO+, APO, APLP, uniform: reward vs labelled pairs (arXiv 2505.19241)",
-    ),
-    "logit_error": (
-        "jaxpref.experiments.logit_error",
-        "ADPO/ADPO+ vs baselines: max logit error vs budget n (arXiv 2503.01076 §6.1)",
-    ),
-    "pm_rlhf": (
-        "jaxpref.experiments.pm_rlhf",
-        "KL-RLHF vs (conditional) PM RLHF on an enumerable toy language (arXiv 2405.16455)",
-    ),
-    "pbpo": (
-        "jaxpref.experiments.pbpo",
-        "PbPO regret vs K, d, H on linear dueling bandits / token MDPs (arXiv 2511.12867)",
-    ),
-    "robust_sail": (
-        "jaxpref.experiments.robust_sail",
-        "robust vs nominal SAIL under a misspecified oracle (arXiv 2602.20457)",
-    ),
-    "pm_rlhf_llm": (
-        "jaxpref.experiments.pm_rlhf_llm",
-        "KL-RLHF vs PM and conditional PM RLHF with PPO on HH-RLHF (arXiv 2405.16455, Table 2)",
-    ),
-    "hh_pipeline": (
-        "jaxpref.experiments.hh_pipeline",
-        "SFT -> reward model -> DPO on the shipped HH-RLHF split with a small Llama",
-    ),
-    "adpo_llm": (
-        "jaxpref.experiments.adpo_llm",
-        "ADPO/ADPO+ vs baselines on small-Llama features of HH-RLHF pairs (arXiv 2503.01076 §6.2)",
-    ),
-    "robust_sail_llm": (
-        "jaxpref.experiments.robust_sail_llm",
-        "robust vs nominal online DPO on a small Llama with a noisy reward-model oracle",
-    ),
-    "pbpo_llm": (
-        "jaxpref.experiments.pbpo_llm",
-        "PbPO vs uniform exploration, greedy and online DPO on a small Llama (arXiv 2511.12867)",
-    ),
-}
+from jaxpref.experiments.registry import EXPERIMENTS, SCALES, Runner
 
 
-def _load(name: str):
+def _load(name: str) -> Runner:
     if name not in EXPERIMENTS:
         raise SystemExit(f"jaxpref: unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     try:
-        return importlib.import_module(EXPERIMENTS[name][0])
+        return EXPERIMENTS[name].load()
     except ModuleNotFoundError as err:
         raise SystemExit(f"jaxpref: experiment {name!r} is not available ({err})") from err
 
@@ -79,14 +34,12 @@ def run_experiment(
     ``results.json`` are written atomically at the end. A Ctrl-C raises :class:`Interrupted`
     ("interrupted after N of M runs; nothing written") and removes a folder the run created.
     """
-    import inspect
-
     from tqdm.auto import tqdm
 
     from jaxpref.experiments import _io, _meta
 
-    module = _load(name)
-    cfg = module.config(scale)
+    runner = _load(name)
+    cfg = runner.config(scale)
     if overrides:
         import dataclasses
 
@@ -95,7 +48,7 @@ def run_experiment(
     t0 = time.perf_counter()
     with _io.OutputClaim(out_dir, overwrite=overwrite):
         bar = tqdm(
-            total=module.num_units(cfg),
+            total=runner.num_units(cfg),
             desc=f"{name} [{scale}]",
             disable=quiet,
             unit="run",
@@ -103,9 +56,7 @@ def run_experiment(
         )
         try:
             with bar:
-                wants_dir = "work_dir" in inspect.signature(module.run).parameters
-                extra = {"work_dir": out_dir} if wants_dir else {}
-                results = module.run(cfg, progress=bar.update, **extra)
+                results = runner.execute(cfg, progress=bar.update, work_dir=out_dir)
         except KeyboardInterrupt:
             raise Interrupted(
                 f"interrupted after {bar.n} of {bar.total} runs; nothing written"
@@ -113,10 +64,10 @@ def run_experiment(
         results.setdefault("meta", {}).update(
             _meta.run_metadata(name, scale, cfg), wall_seconds=round(time.perf_counter() - t0, 2)
         )
-        figures = _io.write_figures(module.plot, results, out_dir)
+        figures = _io.write_figures(runner.plot, results, out_dir)
         _io.write_json(out_dir / "results.json", results)
     if not quiet:
-        print(module.table(results))
+        print(runner.table(results))
         print(f"\nwrote {out_dir / 'results.json'}")
         for f in figures:
             print(f"wrote {f}")
@@ -166,7 +117,7 @@ def experiment_main(name: str, argv=None) -> int:
     prog = pathlib.Path(sys.argv[0]).as_posix() if sys.argv[0] else f"{name}/main.py"
     parser = argparse.ArgumentParser(
         prog=f"python {prog}",
-        description=f"{EXPERIMENTS[name][1]} (the same as `jaxpref run {name}`)",
+        description=f"{EXPERIMENTS[name].description} (the same as `jaxpref run {name}`)",
     )
     _add_run_flags(parser)
     args = parser.parse_args(argv)
@@ -200,8 +151,8 @@ def main(argv=None) -> int:
         return _train(args)
 
     if args.command == "list":
-        for name, (_, desc) in EXPERIMENTS.items():
-            print(f"{name:14s} {desc}")
+        for name, experiment in EXPERIMENTS.items():
+            print(f"{name:14s} {experiment.description}")
         return 0
     if args.command == "quickstart":
         return _run("jaxpref quickstart", "logit_error", "quickstart", args.out, args.overwrite)

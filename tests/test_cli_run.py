@@ -14,7 +14,7 @@ import types
 import pytest
 
 from jaxpref import cli
-from jaxpref.experiments import _io
+from jaxpref.experiments import EXPERIMENTS, Experiment, _io
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,7 +56,8 @@ def fake(monkeypatch):
     def install(**kw):
         module = fake_module(**kw)
         monkeypatch.setitem(sys.modules, "fake_experiment_for_tests", module)
-        monkeypatch.setitem(cli.EXPERIMENTS, "fake", ("fake_experiment_for_tests", "a stand-in"))
+        entry = Experiment("fake", "a stand-in", "fake_experiment_for_tests")
+        monkeypatch.setitem(EXPERIMENTS, "fake", entry)
         return module
 
     return install

@@ -1,15 +1,10 @@
 """Experiment runners: the protocols behind `experiments/*/` and the `jaxpref` command.
 
-Each module here exposes the same small interface, which the CLI drives:
-
-- ``config(scale: str) -> Config``: a frozen dataclass for ``scale`` in ``SCALES``
-  (``"test"`` for the test suite, ``"quickstart"``/``"small"`` for minutes on a CPU, ``"full"``
-  for the figure in the experiment's README);
-- ``num_units(cfg) -> int``: how many progress steps ``run`` reports (for the bar);
-- ``run(cfg, *, progress=None) -> dict``: runs the protocol and returns JSON-ready results
-  (``progress`` is a callable ``progress(n_done)`` advancing a bar, or ``None``);
-- ``plot(results, out_dir) -> list[Path]``: writes PNG figures;
-- ``table(results) -> str``: a plain-text summary table.
+Each runner module here provides the typed interface of :class:`registry.Runner` (``config``,
+``num_units``, ``run``, ``plot``, ``table``); :data:`registry.EXPERIMENTS` names them, and the CLI
+reads only the registry (see :mod:`jaxpref.experiments.registry`).
 """
 
-SCALES = ("test", "quickstart", "small", "full")
+from jaxpref.experiments.registry import EXPERIMENTS, SCALES, Experiment, Runner
+
+__all__ = ["EXPERIMENTS", "SCALES", "Experiment", "Runner"]
