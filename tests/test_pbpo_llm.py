@@ -126,6 +126,36 @@ def test_greedy_value_is_the_plug_in_reward(enumerated):
     )
 
 
+def test_stackelberg_follower_reaches_the_penalised_minimum(enumerated):
+    """The follower of ``policy_objective=stackelberg`` descends G(θ) = mean_i⟨θ, u_i⟩ + η ℓ_λ(θ)
+    monotonically with its default step 1/L and ends at G's minimiser (BFGS in float64)."""
+    phi, buffer, delta_phi, labels = enumerated
+    eta, steps = 2.0, 400
+    recipe = _recipe(policy_objective="stackelberg", penalty_weight=eta, reward_steps=steps)
+    buffer = buffer | {"theta": jnp.zeros(8), "theta_pairs": jnp.asarray(0, jnp.int32)}
+    u, weight = phi - phi[5], np.ones(len(phi))
+    weight[[3, 9]] = 0.0  # padding rows of the batch do not count
+
+    def objective(th):  # G from its definition, float64
+        nll = np.sum(np.logaddexp(0, -(2 * labels - 1) * (delta_phi @ th))) + 0.5 * th @ th
+        return weight @ (u @ th) / weight.sum() + eta * nll
+
+    best = scipy.optimize.minimize(objective, np.zeros(8), method="BFGS", options={"gtol": 1e-12})
+    theta_hat = np.asarray(recipe.confidence_set(buffer).theta_hat)
+    values = [objective(theta_hat)]
+    for _ in range(20):  # warm-started: each call continues from the stored θ
+        theta, buffer, metrics = recipe.follower(buffer, jnp.asarray(u), jnp.asarray(weight))
+        values.append(objective(np.asarray(theta)))
+    assert np.all(np.diff(values) <= 1e-9), values  # step 1/L: G never increases
+    np.testing.assert_allclose(np.asarray(theta), best.x, atol=1e-5)
+    np.testing.assert_allclose(values[-1], best.fun, rtol=1e-9)
+    assert metrics["stackelberg/grad_norm"] < 1e-5 and metrics["stackelberg/penalty"] > 0
+    # the shift away from θ̂ is the pessimism: the policy's responses look worse to θ_f
+    assert weight @ (u @ best.x) < weight @ (u @ theta_hat)
+    with pytest.raises(ValueError, match="policy_objective: stackelberg values"):
+        recipe.response_values(buffer, phi, phi)
+
+
 def test_default_radius_carries_kappa():
     assert _config().radius_rule == "certified"
     recipe = _recipe()
@@ -149,6 +179,10 @@ def test_bad_options_fail_naming_the_argument():
         ({"num_candidates": 0}, "num_candidates"),
         ({"feature_dim": 0}, "feature_dim"),
         ({"max_steps": 5}, "max_steps: must equal num_episodes"),
+        ({"penalty_weight": 0.0}, "penalty_weight: must be > 0"),
+        ({"reward_steps": 0}, "reward_steps: must be > 0"),
+        ({"reward_lr": -0.1}, "reward_lr: must be > 0"),
+        ({"policy_objective": "minimax"}, "policy_objective: must be one of"),
     ):
         with pytest.raises(ValueError, match=msg):
             _config(**bad)
@@ -185,11 +219,17 @@ def test_feature_dim_mismatch_fails_before_any_work(task, tmp_path):
 
 
 @pytest.mark.slow  # one 4-step run with sampling in the loop (~30 s quiet, ~3 min loaded)
-def test_episodes_fill_the_set_and_train(task, tmp_path):
+@pytest.mark.parametrize("objective", ["pessimistic", "stackelberg"])
+def test_episodes_fill_the_set_and_train(task, tmp_path, objective):
     _, kw = task
     out = tmp_path / "run"
     config = PbPOConfig(
-        output_dir=str(out), num_episodes=2, episode_steps=2, radius_rule="heuristic", **kw
+        output_dir=str(out),
+        num_episodes=2,
+        episode_steps=2,
+        radius_rule="heuristic",
+        policy_objective=objective,
+        **kw,
     )
     result = train(config, log=lambda _: None)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -198,5 +238,9 @@ def test_episodes_fill_the_set_and_train(task, tmp_path):
     assert len(first) == 2 and all(r["explore/bonus"] >= r["explore/bonus_all"] for r in first)
     assert rows[2]["confidence/radius"] > rows[0]["confidence/radius"]  # grows with k
     assert all(np.isfinite(r["loss"]) and "rollout/oracle_score" in r for r in rows)
+    if objective == "stackelberg":  # the follower moved off θ̂ and stayed finite
+        assert all(
+            r["stackelberg/shift"] > 0 and np.isfinite(r["stackelberg/penalty"]) for r in rows
+        )
     assert rows[0]["rollout/kl"] == 0.0  # π_ref^0 is the initial policy
     llm.from_pretrained(pathlib.Path(result.output_dir))

@@ -1,5 +1,6 @@
-"""PbPO on a language model against uniform exploration, greedy (no pessimism) and on-policy
-online DPO: the true oracle's reward of the policy against the number of labelled pairs.
+"""PbPO on a language model (the pessimistic step and its penalised Stackelberg relaxation)
+against uniform exploration, greedy (no pessimism) and on-policy online DPO: the true oracle's
+reward of the policy against the number of labelled pairs.
 
 A small Llama is fine-tuned on the shipped HH-RLHF split (SFT) and a reward model is trained from
 it; that reward model is the oracle (Bradley–Terry labels) and its backbone gives the frozen
@@ -29,6 +30,7 @@ ARMS = {  # arm -> PbPO options (online_dpo is the OnlineDPO recipe)
     "pbpo_local": dict(exploration="enhancer", policy_objective="pessimistic", radius_rule="local"),
     "uniform": dict(exploration="uniform", policy_objective="pessimistic"),
     "greedy": dict(exploration="enhancer", policy_objective="greedy"),
+    "stackelberg": dict(exploration="enhancer", policy_objective="stackelberg"),
     "online_dpo": None,
 }
 
@@ -55,7 +57,7 @@ class Config:
     num_candidates: int = 4
     rloo_k: int = 2
     bound_theta: float | None = None  # B ≥ ‖θ*‖ (None: the oracle head's norm, known here)
-    arms: tuple = ("pbpo", "pbpo_local", "uniform", "greedy", "online_dpo")
+    arms: tuple = ("pbpo", "pbpo_local", "uniform", "greedy", "stackelberg", "online_dpo")
     seeds: tuple = (0,)
     eval_prompts: int = 64
     seed: int = 0

@@ -29,6 +29,7 @@ from jaxpref.pbpo.loop import METHODS, LoopConfig, LoopParams, loop_params, run_
 from jaxpref.pbpo.minmax import (
     StackelbergState,
     deterministic_policy_features,
+    follower_descent,
     minmax_finite,
     stackelberg_init,
     stackelberg_update,
@@ -66,6 +67,7 @@ __all__ = [
     "likelihood_ratio_threshold",
     "likelihood_set_value",
     "loop_params",
+    "follower_descent",
     "minmax_finite",
     "optimal_value",
     "optimistic_scores",

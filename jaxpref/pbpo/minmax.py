@@ -108,6 +108,18 @@ def _sgd(params, grads, lr):
     return jax.tree.map(lambda p, g: p - lr * g, params, grads)
 
 
+def follower_descent(theta, objective: Callable, *, lr, steps: int):
+    """The follower's move in the penalised game: ``steps`` gradient-descent steps
+    θ ← θ − lr ∇G(θ) on its objective G (a pytree θ; jittable, no argument checks). For an
+    L-smooth convex G, lr ≤ 1/L makes every step decrease G (the LLM recipe takes lr = 1/L).
+
+    References: Nesterov, *Lectures on Convex Optimization* (2018), Thm. 2.1.14 (gradient
+      descent with step 1/L); Jia, arXiv 2511.12867 (the follower of the Stackelberg relaxation).
+    """
+    body = lambda _, th: _sgd(th, jax.grad(objective)(th), lr)  # noqa: E731
+    return jax.lax.fori_loop(0, steps, body, theta)
+
+
 def stackelberg_update(
     state: StackelbergState,
     advantage_fn: Callable,
@@ -140,13 +152,10 @@ def stackelberg_update(
       1906.01217 (leader/follower gradient play).
     """
 
-    def objective(theta, psi):
-        return advantage_fn(psi, theta) + penalty_weight * penalty_fn(theta)  # G(ψ, θ)
+    def objective(theta):
+        return advantage_fn(state.policy_params, theta) + penalty_weight * penalty_fn(theta)
 
-    def follower(_, theta):
-        return _sgd(theta, jax.grad(objective)(theta, state.policy_params), reward_lr)
-
-    theta = jax.lax.fori_loop(0, reward_steps, follower, state.reward_params)
+    theta = follower_descent(state.reward_params, objective, lr=reward_lr, steps=reward_steps)
     g_psi = jax.grad(advantage_fn)(state.policy_params, theta)
     psi = _sgd(state.policy_params, g_psi, -policy_lr)  # ascent for the leader
     return StackelbergState(psi, theta, state.step + 1)
@@ -155,6 +164,7 @@ def stackelberg_update(
 __all__ = [
     "StackelbergState",
     "deterministic_policy_features",
+    "follower_descent",
     "minmax_finite",
     "minmax_responses_unchecked",
     "stackelberg_init",

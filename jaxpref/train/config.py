@@ -443,7 +443,7 @@ class ActiveDPOConfig(OnlineDPOConfig):
 
 
 EXPLORATIONS = ("enhancer", "uniform")
-POLICY_OBJECTIVES = ("pessimistic", "greedy")
+POLICY_OBJECTIVES = ("pessimistic", "greedy", "stackelberg")
 RADIUS_RULES = ("certified", "local", "heuristic")  # pbpo.RADII
 REF_REFRESH = ("episode", "fixed")
 
@@ -477,8 +477,16 @@ class PbPOConfig(RLHFConfig):
     )
     policy_objective: str = field(
         "pessimistic",
-        "pessimistic: θ̂ᵀΔφ − radius·‖Δφ‖_{Σ̂⁻¹} per response vs π_ref's; greedy: θ̂ᵀΔφ",
+        "pessimistic: θ̂ᵀΔφ − radius·‖Δφ‖_{Σ̂⁻¹} per response vs π_ref's; greedy: θ̂ᵀΔφ; "
+        "stackelberg: θ_fᵀΔφ, θ_f the follower of the penalised game (η·BTL NLL)",
         choices=POLICY_OBJECTIVES,
+    )
+    penalty_weight: float = field(
+        1.0, "η of stackelberg: the follower minimises mean θᵀΔφ + η·(BTL NLL of the pairs)"
+    )
+    reward_steps: int = field(10, "stackelberg: follower gradient steps per policy step")
+    reward_lr: float | None = field(
+        None, "stackelberg: the follower's step size (default 1/L, L its smoothness constant)"
     )
     delta: float = field(0.05, "δ: the confidence set covers θ* with probability >= 1 − δ")
     radius_rule: str = field(
@@ -517,8 +525,8 @@ class PbPOConfig(RLHFConfig):
             )
         if not 0.0 < self.delta < 1.0:
             raise ValueError(f"delta: the confidence level must lie in (0, 1), got {self.delta!r}")
-        _positive(self, "ridge", "bound_theta")
-        for name in ("radius", "bound_delta_phi", "feature_dim"):
+        _positive(self, "ridge", "bound_theta", "penalty_weight", "reward_steps")
+        for name in ("radius", "bound_delta_phi", "feature_dim", "reward_lr"):
             if getattr(self, name) is not None:
                 _positive(self, name)
 

@@ -22,6 +22,11 @@ Episode k = 0..K−1 (``episode_steps`` optimizer steps each):
    π_ref^k; each response's reward is its pessimistic value relative to π_ref^k's response,
    min_{θ ∈ C_k} ⟨θ, φ(τ) − φ(τ_ref)⟩ = θ̂ᵀΔφ − β_k‖Δφ‖_{Σ̂⁻¹} (``pbpo.pessimistic_value``), or
    θ̂ᵀΔφ (``greedy``); RLOO with the KL penalty of ``jaxpref train rlhf`` ascends it.
+   ``stackelberg``, the penalised relaxation (theory/pbpo.md §6): the reward model is a
+   follower minimising G(θ) = mean_i ⟨θ, Δφ_i⟩ + η ℓ_λ(θ) over the step's responses (ℓ_λ the
+   ridge BTL NLL of the stored pairs) by ``reward_steps`` gradient steps of size 1/L
+   (``pbpo.follower_descent``; warm-started from its last θ, from θ̂ when the set grew), and
+   the policy, the leader, ascends the follower's reward ⟨θ_f, Δφ⟩ by the same RLOO step.
 
 The labelled pairs are a fixed-capacity buffer (K × pairs_per_episode) kept among the frozen
 arrays of the trainer and saved with each checkpoint (with a refreshed reference), so a resumed
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -84,6 +90,20 @@ def check_feature_dim(config: PbPOConfig) -> None:
         )
 
 
+@partial(jax.jit, static_argnames="steps")
+def _follower(theta, u, weight, delta_phi, labels, mask, eta, lam, lr, steps: int):
+    """``steps`` of gradient descent on G(θ) = Σ_i w_i⟨θ, u_i⟩ / Σ_i w_i + η ℓ_λ(θ)."""
+    n = jnp.maximum(jnp.sum(weight), 1.0)
+
+    def objective(th):
+        return jnp.sum(weight * (u @ th)) / n + eta * pbpo.ridge_btl_nll(
+            th, delta_phi, labels, lam, mask
+        )
+
+    theta = pbpo.follower_descent(theta, objective, lr=lr, steps=steps)
+    return theta, jnp.linalg.norm(jax.grad(objective)(theta))
+
+
 class ConfidenceSet(NamedTuple):
     theta_hat: jax.Array  # (d,)  θ̂_k
     gram: jax.Array  # (d, d)  Σ̂_k
@@ -106,11 +126,17 @@ class PbPO(RLHF):
 
     def empty_buffer(self) -> dict:
         d = self.features.dim
-        return {
+        buffer = {
             "delta_phi": jnp.zeros((self.capacity, d), jnp.float32),
             "labels": jnp.zeros((self.capacity,), jnp.float32),
             "count": jnp.zeros((), jnp.int32),
         }
+        if self.config.policy_objective == "stackelberg":  # the follower's θ and its set size
+            buffer |= {
+                "theta": jnp.zeros((d,), jnp.float32),
+                "theta_pairs": jnp.zeros((), jnp.int32),
+            }
+        return buffer
 
     def confidence_set(self, buffer: dict) -> ConfidenceSet:
         """C_k of the stored pairs (cached per pair count)."""
@@ -154,7 +180,47 @@ class PbPO(RLHF):
         u = jnp.asarray(phi) - jnp.asarray(phi_ref)
         if self.config.policy_objective == "greedy":
             return pbpo.sequence_reward(s.theta_hat, u)
+        if self.config.policy_objective == "stackelberg":
+            raise ValueError("policy_objective: stackelberg values come from follower()")
         return pbpo.pessimistic_value(s.theta_hat, s.gram, s.radius, u)  # θ̂ᵀu − β‖u‖_{Σ̂⁻¹}
+
+    def follower_lr(self, s: ConfidenceSet) -> float:
+        """1/L for G = mean⟨θ, u⟩ + η ℓ_λ: ∇²G = η(Σ_j σ′ Δφ_jΔφ_jᵀ + λI) ⪯ η(λ + ¼ λ_max(Σ̂ − λI))
+        as σ′ ≤ ¼ (``reward_lr`` overrides it)."""
+        c = self.config
+        if c.reward_lr is not None:
+            return c.reward_lr
+        top = float(jnp.linalg.eigvalsh(s.gram)[-1])
+        return 1.0 / (c.penalty_weight * (c.ridge + 0.25 * (top - c.ridge)))
+
+    def follower(self, buffer: dict, u, weight) -> tuple[jax.Array, dict, dict]:
+        """The follower's move against the responses' Δφ = ``u`` (rows weighted by ``weight``):
+        θ_f, the buffer holding it, and its metrics."""
+        c, s = self.config, self.confidence_set(buffer)
+        k = s.pairs
+        start = buffer["theta"] if int(buffer["theta_pairs"]) == k else s.theta_hat
+        mask = (jnp.arange(self.capacity) < k).astype(jnp.float32)
+        X, o = buffer["delta_phi"], buffer["labels"]
+        theta, grad_norm = _follower(
+            start,
+            u,
+            weight,
+            X,
+            o,
+            mask,
+            c.penalty_weight,
+            c.ridge,
+            self.follower_lr(s),
+            c.reward_steps,
+        )
+        gap = theta - s.theta_hat
+        nll = lambda th: pbpo.ridge_btl_nll(th, X, o, c.ridge, mask)  # noqa: E731
+        metrics = {
+            "stackelberg/shift": float(jnp.sqrt(gap @ s.gram @ gap)),  # ‖θ_f − θ̂‖_Σ̂
+            "stackelberg/penalty": float(nll(theta) - nll(s.theta_hat)),
+            "stackelberg/grad_norm": float(grad_norm),
+        }
+        return theta, buffer | {"theta": theta, "theta_pairs": jnp.asarray(k, jnp.int32)}, metrics
 
     # ---- episodes ----------------------------------------------------------------------------
 
@@ -241,7 +307,7 @@ class PbPO(RLHF):
         labels = label_pairs(score1, score0, labeller=c.labeller, key=k_label)  # 1{τ¹ ≻ τ⁰}
         delta_phi = phi1[np.arange(m), pick] - phi0
         start = int(buffer["count"])
-        trainer.frozen["pbpo"] = {
+        trainer.frozen["pbpo"] = buffer | {
             "delta_phi": buffer["delta_phi"].at[start : start + m].set(delta_phi),
             "labels": buffer["labels"].at[start : start + m].set(labels),
             "count": buffer["count"] + m,
@@ -268,11 +334,17 @@ class PbPO(RLHF):
             trainer, model.actor, split, np.repeat(idx, k), k_pol, self.features
         )
         buffer = trainer.frozen["pbpo"]
-        values = self.response_values(buffer, phi, jnp.repeat(phi_ref, k, axis=0)) * weight
+        phi_ref = jnp.repeat(phi_ref, k, axis=0)
+        extra = {}
+        if self.config.policy_objective == "stackelberg":
+            theta, trainer.frozen["pbpo"], extra = self.follower(buffer, phi - phi_ref, weight)
+            values = pbpo.sequence_reward(theta, phi - phi_ref) * weight
+        else:
+            values = self.response_values(buffer, phi, phi_ref) * weight
         scores = self.oracle.score(samples.tokens, samples.mask, samples.prompt_lengths)
         s = self.confidence_set(buffer)
         n = max(float(weight.sum()), 1.0)
-        extra = {
+        extra |= {
             "rollout/oracle_score": float(jnp.sum(weight * jnp.asarray(scores)) / n),
             "rollout/value": float(jnp.sum(values) / n),
             "confidence/radius": s.radius,
