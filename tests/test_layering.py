@@ -10,6 +10,7 @@ MATH = [
     "linalg.py",
     "_checks.py",
     "policies/loglinear.py",
+    "policies/autoregressive.py",
     "losses",
     "design",
     "pbpo",

@@ -1,26 +1,17 @@
 """PM RLHF (Xiao et al., arXiv 2405.16455): Figures 2 and 9, and a miniature of Table 2.
 
-1. Figures 2 / 9 from the closed forms: the KL-RLHF pairwise preference (eq. (5.2)) against the
-   reward preference for several p_ref at β = 1, and for several β at p_ref = ½.
-2. Table 2 in miniature on an enumerable token-level toy language: ``vocab_size`` content tokens
-   plus an end token, at most ``max_len`` content tokens (the end token is then forced), so every
-   sequence can be listed. The reference is an autoregressive table with peaked next-token
-   distributions, so sequence probabilities span orders of magnitude with length and the
-   reference's pairwise preferences collapse towards 0/1 (the paper's Figures 3–4). The BTL
-   reward is a per-token value sum with a length term and noise; the paper's reward is r_θ/β.
-   A tabular autoregressive policy (one logit row per prefix, initialised at the reference) is
-   optimised with optax Adam on the exact expected objective of KL-RLHF, PM RLHF, conditional PM
-   at sequence level (Definition 4.1, gate π_ref(y) ≥ α) and the official code's token-level
-   variant (gate π_ref(T_i | prefix) > α). Each objective is E_π[r̃ − log π] for a shaped reward
-   r̃, so the optimum is softmax(r̃) over sequences; the run reports the distance to it. The five
-   columns (PM divergence, length, perplexity, entropy, KL) are computed exactly by enumeration
-   and by sampling.
+Figures 2 / 9 from the closed forms (eq. (5.2)); Table 2 in miniature on the enumerable toy
+language of :mod:`jaxpref.policies.autoregressive`: a tabular autoregressive policy, started at a
+random peaked reference, is trained with optax Adam on KL-RLHF, PM RLHF, sequence-level
+conditional PM (Definition 4.1) and the official code's token-gated variant, each an objective
+E_π[r̃ − log π] (exact, or REINFORCE-LOO from sampled sequences) whose optimum softmax(r̃) the run
+compares against; the five columns of Table 2 by enumeration and by sampling. Protocol and the
+numbers seen: ``experiments/pm_rlhf/README.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from pathlib import Path
 
 import jax
@@ -29,11 +20,16 @@ import numpy as np
 import optax
 
 from jaxpref.metrics.alignment import exact_alignment_metrics, sampled_alignment_metrics
+from jaxpref.policies.autoregressive import sequence_logps, token_logps, toy_language
 from jaxpref.regularizers import (
     conditional_pm_shaped_reward,
+    expected_objective,
     gibbs_policy,
     kl_rlhf_pairwise_preference,
+    pm_regularizer,
+    reinforce_loo_surrogate,
     tempered_preference,
+    token_conditional_pm_shaped_reward,
 )
 
 COLUMNS = ("pm_divergence", "length", "perplexity", "entropy", "kl")
@@ -75,130 +71,67 @@ def num_units(cfg: Config) -> int:
     return 1 + len(cfg.betas)
 
 
-# ---------------------------------------------------------------- toy language
-def toy_language(vocab_size: int, max_len: int) -> dict:
-    """Enumerate sequences and the (prefix, token) path of each (numpy index arrays).
-
-    Prefixes of length < max_len are decision nodes over vocab_size + 1 tokens (end = last);
-    at length max_len the end token is forced (log-prob 0, masked out of the path).
-    """
-    prefixes = [p for n in range(max_len) for p in itertools.product(range(vocab_size), repeat=n)]
-    index = {p: i for i, p in enumerate(prefixes)}
-    seqs = [s for n in range(max_len + 1) for s in itertools.product(range(vocab_size), repeat=n)]
-    steps = max_len + 1
-    node = np.zeros((len(seqs), steps), np.int32)
-    token = np.zeros((len(seqs), steps), np.int32)
-    mask = np.zeros((len(seqs), steps), np.float64)
-    for k, s in enumerate(seqs):
-        for i in range(min(len(s) + 1, max_len)):
-            node[k, i] = index[s[:i]]
-            token[k, i] = s[i] if i < len(s) else vocab_size
-            mask[k, i] = 1.0
-    lengths = np.array([len(s) + 1 for s in seqs], np.float64)  # content + end token
-    return dict(
-        seqs=seqs,
-        node=node,
-        token=token,
-        mask=mask,
-        lengths=lengths,
-        num_nodes=len(prefixes),
-        num_tokens=vocab_size + 1,
-    )
-
-
-def token_logps(table_logits, lang):
-    """(S, L) log π(T_i | prefix) along every sequence's path (0 where masked)."""
-    logsm = jax.nn.log_softmax(table_logits, axis=-1)
-    return logsm[lang["node"], lang["token"]] * lang["mask"]
-
-
-def sequence_logps(table_logits, lang):
-    """(S,) log π(y) = Σ_i log π(T_i | prefix) of a tabular autoregressive policy."""
-    return jnp.sum(token_logps(table_logits, lang), axis=-1)
-
-
+# ---------------------------------------------------------------- problem and methods
 def _toy_problem(cfg: Config) -> dict:
     rng = np.random.default_rng(cfg.seed)
     lang = toy_language(cfg.vocab_size, cfg.max_len)
-    ref_table = rng.normal(size=(lang["num_nodes"], lang["num_tokens"])) / cfg.ref_temperature
+    ref_table = rng.normal(size=(lang.num_nodes, lang.num_tokens)) / cfg.ref_temperature
     values = rng.normal(size=cfg.vocab_size)
-    lens = lang["lengths"] - 1
-    content = np.array([sum(values[t] for t in s) for s in lang["seqs"]])
+    lens = lang.lengths - 1
+    content = np.array([sum(values[t] for t in s) for s in lang.sequences])
     raw = content / np.maximum(lens, 1) + 0.3 * lens + rng.normal(size=lens.size)
-    reward = cfg.reward_scale * (raw - raw.mean()) / raw.std()
-    lang_j = {k: jnp.asarray(v) for k, v in lang.items() if isinstance(v, np.ndarray)}
-    ref_tok = token_logps(jnp.asarray(ref_table), lang_j)
+    reward = jnp.asarray(cfg.reward_scale * (raw - raw.mean()) / raw.std())
+    ref_tok = token_logps(jnp.asarray(ref_table), lang)
     return dict(
-        lang=lang_j,
+        lang=lang,
         ref_table=jnp.asarray(ref_table),
-        reward=jnp.asarray(reward),
+        reward=reward,
         ref_logps=jnp.sum(ref_tok, -1),
         ref_token_logps=ref_tok,
-        lengths=lang_j["lengths"],
     )
 
 
-# ---------------------------------------------------------------- methods
 def _shaped_rewards(prob: dict, cfg: Config, beta: float) -> dict:
     """name → (S,) shaped reward r̃ with objective E_π[r̃ − log π] (r = r_θ/β)."""
-    r, ref = prob["reward"] / beta, prob["ref_logps"]
+    r, ref, tok = prob["reward"] / beta, prob["ref_logps"], prob["ref_token_logps"]
     out = {"KL RLHF": r + ref, "PM RLHF": r}  # Prop. 5.1 / eq. (3.10)
     for a in cfg.seq_alphas:
         out[f"cPM seq α={a:g}"] = conditional_pm_shaped_reward(r, ref, a)  # Def. 4.1
     for a in cfg.token_alphas:
-        tok = prob["ref_token_logps"]
-        ungated = (tok <= jnp.log(a)) * prob["lang"]["mask"]  # code: penalty is KL here
-        out[f"cPM token α={a:g}"] = r + jnp.sum(ungated * tok, axis=-1)
+        out[f"cPM token α={a:g}"] = token_conditional_pm_shaped_reward(r, tok, a, prob["lang"].mask)
     return out
 
 
-def exact_objective_loss(table, rt, lang, key=None):
-    """−E_π[r̃ − log π] by enumeration (the exact expectation)."""
-    logp = sequence_logps(table, lang)
-    return -jnp.sum(jnp.exp(logp) * (rt - logp))
+def _objective_loss(estimator: str, lang, num_samples: int = 64):
+    """−E_π[r̃ − log π] of the tabular policy: exact by enumeration, or REINFORCE-LOO from
+    ``num_samples`` sequences (the penalty −log π(y) of the sampled tokens, as the official
+    trainer uses) — the softmax solvers' objective and surrogate on log π(y) over sequences."""
+
+    def loss(table, rt, key):
+        logp = sequence_logps(table, lang)
+        if estimator == "exact":
+            return -expected_objective(logp, rt, pm_regularizer)
+        idx = jax.random.categorical(key, jax.lax.stop_gradient(logp), shape=(num_samples,))
+        return -reinforce_loo_surrogate(logp, idx, rt, pm_regularizer)
+
+    return loss
 
 
-def reinforce_objective_loss(table, rt, lang, key, num_samples: int = 64):
-    """Surrogate of −E_π[r̃ − log π] from sampled sequences (REINFORCE, leave-one-out baseline).
-
-    As in the official trainer, the penalty uses the log-probs of the *sampled* tokens
-    (Σ_i log π(T_i|·) = log π(y)): f_j = r̃(y_j) − log π(y_j); the pathwise term −log π(y_j)
-    has mean zero but is kept so the estimate is unbiased for any table.
-    """
-    logp = sequence_logps(table, lang)
-    idx = jax.random.categorical(key, jax.lax.stop_gradient(logp), shape=(num_samples,))
-    f = jax.lax.stop_gradient(rt[idx] - logp[idx])
-    baseline = (jnp.sum(f) - f) / (num_samples - 1)
-    return -(jnp.mean((f - baseline) * logp[idx]) - jnp.mean(logp[idx]))
-
-
-def optimise_tabular(
-    shaped,
-    init_table,
-    lang,
-    num_steps: int,
-    learning_rate: float,
-    estimator: str = "exact",
-    key=None,
-):
+def optimise_tabular(shaped, init_table, lang, cfg: Config, key):
     """Adam on the objective of each shaped reward (M at once); returns (M, nodes, tokens)."""
-    loss = {"exact": exact_objective_loss, "reinforce": reinforce_objective_loss}[estimator]
-    opt = optax.adam(
-        optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.05)
-        if estimator == "reinforce"
-        else learning_rate
-    )
-    keys = jax.random.split(jax.random.key(0) if key is None else key, num_steps)
+    loss = _objective_loss(cfg.estimator, lang)
+    lr = cfg.learning_rate
+    sched = optax.cosine_decay_schedule(lr, cfg.num_steps, alpha=0.05)
+    opt = optax.adam(sched if cfg.estimator == "reinforce" else lr)
 
     def run_one(rt):
         def step(carry, k):
             table, state = carry
-            grad = jax.grad(loss)(table, rt, lang, k)
-            upd, state = opt.update(grad, state, table)
+            upd, state = opt.update(jax.grad(loss)(table, rt, k), state, table)
             return (optax.apply_updates(table, upd), state), None
 
-        (table, _), _ = jax.lax.scan(step, (init_table, opt.init(init_table)), keys)
-        return table
+        keys = jax.random.split(key, cfg.num_steps)
+        return jax.lax.scan(step, (init_table, opt.init(init_table)), keys)[0][0]
 
     return jax.jit(jax.vmap(run_one))(shaped)
 
@@ -212,15 +145,10 @@ def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
     names = list(shaped)
     stacked = jnp.stack([shaped[n] for n in names])
     tables = optimise_tabular(
-        stacked,
-        prob["ref_table"],
-        prob["lang"],
-        cfg.num_steps,
-        cfg.learning_rate,
-        cfg.estimator,
-        jax.random.fold_in(key, 10**6),
+        stacked, prob["ref_table"], prob["lang"], cfg, jax.random.fold_in(key, 10**6)
     )
-    extra = (prob["ref_logps"], prob["reward"] / beta, prob["lengths"])
+    ref_logps, lengths = prob["ref_logps"], jnp.asarray(prob["lang"].lengths)
+    extra = (ref_logps, prob["reward"] / beta, lengths)
     rows = []
     for i, name in enumerate(names):
         closed = gibbs_policy(stacked[i])
@@ -231,19 +159,11 @@ def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
         )
         closed_exact = _floats(exact_alignment_metrics(closed, *extra))
         # perplexity of the policy's samples under the reference (how "natural" they read)
-        ref_ppl = float(jnp.sum(jnp.exp(logp) * jnp.exp(-prob["ref_logps"] / prob["lengths"])))
+        ref_ppl = float(jnp.sum(jnp.exp(logp) * jnp.exp(-ref_logps / lengths)))
         gap = float(jnp.max(jnp.abs(jnp.exp(logp) - jnp.exp(closed))))
-        rows.append(
-            dict(
-                beta=beta,
-                method=name,
-                exact=exact,
-                sampled=sampled,
-                closed_form=closed_exact,
-                ref_perplexity=ref_ppl,
-                max_abs_prob_gap_to_closed_form=gap,
-            )
-        )
+        rows.append(dict(beta=beta, method=name, exact=exact, sampled=sampled))
+        rows[-1].update(closed_form=closed_exact, ref_perplexity=ref_ppl)
+        rows[-1].update(max_abs_prob_gap_to_closed_form=gap)
     return rows
 
 

@@ -36,6 +36,7 @@ from jaxpref.regularizers.pm import (
     pm_stationarity_constant,
     response_dependent_pm_regularizer,
     token_conditional_pm_penalty,
+    token_conditional_pm_shaped_reward,
 )
 from jaxpref.regularizers.policies import (
     conditional_pm_policy,
@@ -103,4 +104,5 @@ __all__ = [
     "sigmoid_link",
     "tempered_preference",
     "token_conditional_pm_penalty",
+    "token_conditional_pm_shaped_reward",
 ]

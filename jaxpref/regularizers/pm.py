@@ -171,6 +171,47 @@ def _token_penalty(logp, ref_logp, alpha, mask):
     return mask * (logp - jnp.where(gated, 0.0, ref_logp))
 
 
+def token_conditional_pm_shaped_reward(
+    rewards: Float[Array, "..."],
+    ref_token_logps: Float[Array, "... L"],
+    alpha,
+    mask: Float[Array, "... L"] | None = None,
+) -> Float[Array, "..."]:
+    r"""Sequence-level shaped reward of the code's token-gated penalty (``theory/pm_rlhf.md`` §6).
+
+    With c_i of :func:`token_conditional_pm_penalty` and Σ_i log π(T_i|·) = log π(y),
+
+    .. math:: \mathbb E_\pi\Big[r - \sum_i c_i\Big] = \mathbb E_\pi[\tilde r - \log\pi],\qquad
+              \tilde r = r + \sum_i \log\pi_{\rm ref}(T_i)\,
+              \mathbf 1(\log\pi_{\rm ref}(T_i)\le\log\alpha),
+
+    so the token-level variant is a Gibbs problem over whole sequences with optimum softmax(r̃).
+
+    Args:
+      rewards: (...,) sequence rewards r (already divided by β).
+      ref_token_logps: (..., L) reference log-probs along each sequence (≤ 0).
+      alpha: α ∈ (0, 1].
+      mask: optional (..., L) 1 for response tokens, 0 for padding.
+    Returns:
+      (...,) r̃.
+
+    References: official code of Xiao et al. (github.com/JiancongXiao/PM_RLHF,
+      dschat/rlhf/ppo_trainer.py, compute_rewards); arXiv 2405.16455, Definition 4.1 (the
+      paper's sequence-level gate).
+    """
+    _validate.logps("ref_token_logps", ref_token_logps)
+    _validate.alpha(alpha)
+    mask = jnp.ones_like(ref_token_logps) if mask is None else mask
+    _validate.same_shape(ref_token_logps=ref_token_logps, mask=mask)
+    if _checks.shape_of("rewards", rewards) != _checks.shape_of("mask", mask)[:-1]:
+        raise ValueError(
+            f"rewards: expected shape {_checks.shape_of('mask', mask)[:-1]} (the token arrays "
+            f"without their last axis), got {_checks.shape_of('rewards', rewards)}"
+        )
+    ungated = (ref_token_logps <= jnp.log(alpha)) * mask  # the code's KL branch
+    return rewards + jnp.sum(ungated * ref_token_logps, axis=-1)
+
+
 def pm_ode_residual(
     regularizer: Callable[[Array], Array],
     probs: Float[Array, " N"],
