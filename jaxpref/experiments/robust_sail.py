@@ -1,25 +1,18 @@
 """Robust vs nominal SAIL vs offline DPO under a misspecified preference oracle (arXiv 2602.20457).
 
-Synthetic contextual problem: n contexts × K responses with features φ ∈ R^d (‖φ‖ ≤ 1), one of
-them a "verbosity" coordinate v(x, y) ∈ [0, 1] that the true reward ignores. The true oracle is
-BTL, P*(y ≻ y'|x) = σ(r*(x, y) − r*(x, y')) with r* = φᵀθ*. The learner sees a shifted oracle
-P° with |P° − P*| ≤ ρ (so P* ∈ U_ρ(P°)):
-
-- ``verbosity``: P° = clip(P* + ρ·tanh(5(v_y − v_y')), 0, 1) (a length-loving annotator);
-- ``adversarial``: P° = clip(P* + ρ·sign(r*_y − r*_y'), 0, 1) (over-confident labels; then P* is
-  exactly the worst case in U_ρ(P°) for any policy ranking pairs correctly).
-
-Learners (log-linear, ‖θ‖ ≤ B, β = 1, reference π_ref log-linear): robust SAIL (ρ_alg = ρ) and
-nominal SAIL (ρ_alg = 0), both by projected stochastic subgradient steps with policy-sampled
-pairs and the score-function estimator; offline DPO on pairs drawn from π_ref (exact population
-objective, projected gradient descent). Evaluation on held-out contexts and the TRUE oracle.
-
-Convergence: the same robust objective, η_k = η₀/√(k+1); min_{k≤T}‖∇M_λ(θ_k)‖² vs T.
+A synthetic contextual problem (n contexts × K responses, ‖φ‖ ≤ 1, coordinate 0 a "verbosity"
+the true reward ignores) with the true BTL oracle and its shifted observations of
+:mod:`jaxpref.robust.oracles` (``verbosity``, ``adversarial``; |P° − P*| ≤ ρ). Learners
+(log-linear, ‖θ‖ ≤ B, β = 1): robust SAIL (ρ_alg = ρ) and nominal SAIL (ρ_alg = 0) by projected
+stochastic subgradient steps, and offline DPO on pairs from π_ref; evaluated on held-out
+contexts against the TRUE oracle. Convergence: min_{k≤T}‖∇M_λ(θ_k)‖² vs T. Protocol and the
+numbers seen: ``experiments/robust_sail/README.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import jax
@@ -30,16 +23,12 @@ from jaxpref import robust
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.policies import loglinear
 
-SHIFTS = ("verbosity", "adversarial")
+SHIFTS = robust.SHIFTS
 
 
 def _x64():
-    """Run the protocol in float64 (tight prox tolerances); jax ≥ 0.7 has ``jax.enable_x64``."""
-    if hasattr(jax, "enable_x64"):
-        return jax.enable_x64(True)
-    from jax.experimental import enable_x64  # pragma: no cover - older jax
-
-    return enable_x64()
+    """Run the protocol in float64 (tight prox tolerances)."""
+    return jax.enable_x64(True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,31 +52,35 @@ class Config:
     seed: int = 0
 
 
+_CONFIGS = {
+    "test": Config(
+        num_test_contexts=32,
+        num_seeds=2,
+        num_steps=400,
+        rhos=(0.2,),
+        dpo_steps=200,
+        conv_steps=128,
+        conv_seeds=2,
+    ),
+    "quickstart": Config(),
+    "small": Config(),
+    "full": Config(
+        num_contexts=32,
+        num_test_contexts=256,
+        rhos=(0.0, 0.05, 0.1, 0.15, 0.2),
+        num_seeds=8,
+        num_steps=8000,
+        conv_steps=2048,
+        conv_seeds=8,
+    ),
+}
+
+
 def config(scale: str) -> Config:
     """Sizes for "test" (seconds), "quickstart"/"small" (a minute on CPU) and "full"."""
-    if scale == "test":
-        return Config(
-            num_seeds=2,
-            num_steps=400,
-            conv_steps=128,
-            conv_seeds=2,
-            rhos=(0.2,),
-            num_test_contexts=32,
-            dpo_steps=200,
-        )
-    if scale in ("quickstart", "small"):
-        return Config()
-    if scale == "full":
-        return Config(
-            num_contexts=32,
-            num_test_contexts=256,
-            rhos=(0.0, 0.05, 0.1, 0.15, 0.2),
-            num_seeds=8,
-            num_steps=8000,
-            conv_steps=2048,
-            conv_seeds=8,
-        )
-    raise ValueError(f"scale: expected one of test, quickstart, small, full; got {scale!r}")
+    if scale not in _CONFIGS:
+        raise ValueError(f"scale: expected one of {', '.join(_CONFIGS)}; got {scale!r}")
+    return _CONFIGS[scale]
 
 
 def num_units(cfg: Config) -> int:
@@ -120,23 +113,6 @@ def make_world(cfg: Config):
     )
 
 
-def true_preferences(phi, theta_star):
-    r = phi @ theta_star
-    return jax.nn.sigmoid(r[..., :, None] - r[..., None, :])
-
-
-def shifted_preferences(phi, theta_star, rho, shift):
-    """Observed oracle P° with |P° − P*| ≤ ρ (antisymmetric: P°(y≻y') + P°(y'≻y) = 1)."""
-    p_true = true_preferences(phi, theta_star)
-    if shift == "verbosity":
-        v = phi[..., 0]
-        direction = jnp.tanh(5.0 * (v[..., :, None] - v[..., None, :]))
-    else:
-        r = phi @ theta_star
-        direction = jnp.sign(r[..., :, None] - r[..., None, :])
-    return jnp.clip(p_true + rho * direction, 0.0, 1.0)
-
-
 def _problem(phi, theta_ref, pref):
     ref_logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(theta_ref, phi)
     return robust.preference_problem(phi, ref_logp, pref, beta=1.0)
@@ -161,64 +137,16 @@ def train_sail(key, problem, rho, cfg: Config, *, keep_path=False, steps=None, s
     return path if keep_path else jnp.mean(path[steps // 2 :], axis=0)
 
 
-def _offline_dpo_loss(theta, problem, ref_probs):
-    h = jax.vmap(robust.pair_logits, in_axes=(None, 0, 0, None))(
-        theta, problem.phi, problem.ref_logp, problem.beta
-    )
-    loss = robust.pair_loss(h, problem.pref)
-    return jnp.einsum("n,ny,nyz,nz->", problem.weights, ref_probs, loss, ref_probs)
-
-
-def train_offline_dpo(problem, cfg: Config):
-    """Offline DPO: pairs y, y' ~ π_ref (fixed), exact population loss, projected GD."""
-    ref_probs = jnp.exp(problem.ref_logp)
-    grad = jax.grad(_offline_dpo_loss)
-
-    def step(theta, _):
-        return robust.project_ball(theta - 2.0 * grad(theta, problem, ref_probs), cfg.radius), None
-
-    theta, _ = jax.lax.scan(step, jnp.zeros(cfg.dim), None, length=cfg.dpo_steps)
-    return theta
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-def true_oracle_metrics(theta, phi, theta_ref, theta_star, beta=1.0):
-    """Preference accuracy, max logit error and KL-regularised regret against the TRUE oracle."""
-    ref_logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(theta_ref, phi)
-    h = jax.vmap(robust.pair_logits, in_axes=(None, 0, 0, None))(theta, phi, ref_logp, beta)
-    r = phi @ theta_star
-    true_logit = r[:, :, None] - r[:, None, :]
-    off = ~jnp.eye(phi.shape[1], dtype=bool)[None]
-    agree = (jnp.sign(h) == jnp.sign(true_logit)) & off
-    accuracy = jnp.sum(agree) / jnp.sum(off * jnp.ones_like(h))
-    return dict(
-        accuracy=accuracy,
-        max_logit_error=jnp.max(jnp.abs(h - true_logit)),
-        regret=_regret(theta, phi, ref_logp, theta_ref + theta_star / beta, r, beta),
-    )
-
-
-def _kl_value(theta, phi, ref_logp, r, beta):
-    logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(theta, phi)
-    p = jnp.exp(logp)
-    return jnp.mean(jnp.sum(p * (r - beta * (logp - ref_logp)), axis=-1))
-
-
-def _regret(theta, phi, ref_logp, theta_opt, r, beta):
-    return _kl_value(theta_opt, phi, ref_logp, r, beta) - _kl_value(theta, phi, ref_logp, r, beta)
-
-
 # ----------------------------------------------------------------------------- protocol
 
 
 def _compare(world, rho, shift, cfg: Config):
-    pref = shifted_preferences(world["phi_train"], world["theta_star"], rho, shift)
+    pref = robust.shifted_preferences(world["phi_train"], world["theta_star"], rho, shift)
     problem = _problem(world["phi_train"], world["theta_ref"], pref)
-    true_problem = problem._replace(pref=true_preferences(world["phi_train"], world["theta_star"]))
+    p_true = robust.btl_preferences(world["phi_train"], world["theta_star"])
+    true_problem = problem._replace(pref=p_true)
     keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.num_seeds)
-    evaluate = lambda th: true_oracle_metrics(  # noqa: E731
+    evaluate = lambda th: robust.true_oracle_metrics(  # noqa: E731
         th, world["phi_test"], world["theta_ref"], world["theta_star"]
     )
     out = {}
@@ -227,7 +155,7 @@ def _compare(world, rho, shift, cfg: Config):
         per_seed = jax.vmap(evaluate)(thetas)
         out[name] = {m: float(jnp.mean(v)) for m, v in per_seed.items()}
         out[name].update(_objective_metrics(thetas, problem, true_problem, rho))
-    theta_dpo = train_offline_dpo(problem, cfg)
+    theta_dpo = robust.fit_offline_dpo(problem, cfg.radius, cfg.dpo_steps)
     out["offline_dpo"] = {m: float(v) for m, v in evaluate(theta_dpo).items()}
     out["offline_dpo"].update(_objective_metrics(theta_dpo[None], problem, true_problem, rho))
     return out
@@ -240,37 +168,25 @@ def _objective_metrics(thetas, problem, true_problem, rho):
     return dict(true_sail_loss=float(jnp.mean(true_loss)), robust_objective=float(jnp.mean(worst)))
 
 
-def weak_convexity_estimate(problem, rho, radius, key, num_points=32):
-    """τ̂ = max(0, −min eigenvalue of ∇²F) over random points of Θ (Hessian of the active
-    smooth piece; an estimate, not a bound)."""
-    d = problem.phi.shape[-1]
-    pts = jax.random.normal(key, (num_points, d), dtype=problem.phi.dtype)
-    pts = (
-        radius
-        * pts
-        / jnp.linalg.norm(pts, axis=-1, keepdims=True)
-        * jnp.sqrt(jax.random.uniform(key, (num_points, 1), dtype=problem.phi.dtype))
-    )
-    hess = jax.vmap(jax.hessian(robust.expectation), in_axes=(0, None, None))(pts, problem, rho)
-    return float(jnp.maximum(0.0, -jnp.min(jnp.linalg.eigvalsh(hess))))
+def _ball_points(key, num, d, radius, dtype):
+    """Random points of Θ at which the weak-convexity modulus τ is estimated."""
+    pts = jax.random.normal(key, (num, d), dtype=dtype)
+    scale = jnp.sqrt(jax.random.uniform(key, (num, 1), dtype=dtype))
+    return radius * pts / jnp.linalg.norm(pts, axis=-1, keepdims=True) * scale
 
 
 def _convergence(world, cfg: Config):
-    pref = shifted_preferences(world["phi_train"], world["theta_star"], cfg.conv_rho, "adversarial")
+    pref = robust.shifted_preferences(
+        world["phi_train"], world["theta_star"], cfg.conv_rho, "adversarial"
+    )
     problem = _problem(world["phi_train"], world["theta_ref"], pref)
-    tau = weak_convexity_estimate(problem, cfg.conv_rho, cfg.radius, jax.random.key(7))
+    pts = _ball_points(jax.random.key(7), 32, cfg.dim, cfg.radius, problem.phi.dtype)
+    tau = float(robust.weak_convexity_estimate(problem, cfg.conv_rho, pts))
     lam = 1.0 / (2.0 * max(tau, 1.0))
     keys = jax.random.split(jax.random.key(cfg.seed + 2), cfg.conv_seeds)
+    sail = functools.partial(train_sail, problem=problem, rho=cfg.conv_rho, cfg=cfg)
     paths = jax.vmap(
-        lambda k: train_sail(
-            k,
-            problem,
-            cfg.conv_rho,
-            cfg,
-            keep_path=True,
-            steps=cfg.conv_steps,
-            step_size=cfg.conv_step_size,
-        )
+        lambda k: sail(k, keep_path=True, steps=cfg.conv_steps, step_size=cfg.conv_step_size)
     )(keys)
     flat = paths.reshape(-1, cfg.dim)
     sq = robust.moreau_gradient_norms(flat, problem, cfg.conv_rho, lam, cfg.radius, tol=1e-7)
@@ -281,18 +197,9 @@ def _convergence(world, cfg: Config):
     avg_curve = np.array([sq[:, :t].mean() for t in horizons])
     slope, intercept = loglog_slope(horizons, min_curve)
     avg_slope, _ = loglog_slope(horizons, avg_curve)
-    return dict(
-        T=horizons,
-        min_grad_moreau_sq=min_curve,
-        avg_grad_moreau_sq=avg_curve,
-        slope=slope,
-        intercept=intercept,
-        avg_slope=avg_slope,
-        rate_slope=-0.5,
-        lam=lam,
-        tau_estimate=tau,
-        rho=cfg.conv_rho,
-    )
+    out = dict(T=horizons, min_grad_moreau_sq=min_curve, avg_grad_moreau_sq=avg_curve)
+    out.update(slope=slope, intercept=intercept, avg_slope=avg_slope, rate_slope=-0.5, lam=lam)
+    return {**out, "tau_estimate": tau, "rho": cfg.conv_rho}
 
 
 def run(cfg: Config, *, progress=None) -> dict:

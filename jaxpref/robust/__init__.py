@@ -42,9 +42,27 @@ from jaxpref.robust.optim import (
     proximal_point_update,
     smoothed_robust_objective,
     smoothness_bound,
+    weak_convexity_estimate,
+)
+from jaxpref.robust.oracles import (
+    SHIFTS,
+    btl_preferences,
+    fit_offline_dpo,
+    kl_regularized_value,
+    offline_dpo_objective,
+    shifted_preferences,
+    true_oracle_metrics,
 )
 
 __all__ = [
+    "SHIFTS",
+    "btl_preferences",
+    "fit_offline_dpo",
+    "kl_regularized_value",
+    "offline_dpo_objective",
+    "shifted_preferences",
+    "true_oracle_metrics",
+    "weak_convexity_estimate",
     "MoreauResult",
     "PairSample",
     "PreferenceProblem",

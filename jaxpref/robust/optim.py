@@ -257,3 +257,31 @@ def proximal_point_update(
     tol_k = tol / (state.step + 1.0) ** 2
     res = _moreau(state.theta, problem, rho, lam, radius, delta, tol_k, max_iters)
     return ProximalPointState(res.prox, state.step + 1)
+
+
+# ----------------------------------------------------------------------------- weak convexity
+
+
+def weak_convexity_estimate(
+    problem: PreferenceProblem, rho, points: Float[Array, "M d"]
+) -> Float[Array, ""]:
+    r"""τ̂ = max(0, −min_m λ_min(∇²F(θ_m))) over the given points of Θ, F the robust objective.
+
+    F is τ-weakly convex on Θ (``theory/robust_sail.md`` §7: F + τ‖θ‖²/2 is convex); the Hessian
+    of its active smooth piece at sample points *estimates* τ (a lower estimate, not a bound),
+    and λ = 1/(2 max(τ̂, 1)) < 1/τ̂ is then a Moreau parameter with a strongly convex subproblem.
+
+    Args:
+      problem: the preference problem. rho: ρ ≥ 0.
+      points: (M, d) points θ_m at which the Hessian is taken.
+
+    References: Davis & Drusvyatskiy, arXiv 1803.06523 (weak convexity, Moreau envelope
+      λ < 1/τ); Li, Gaur & Aggarwal, arXiv 2602.20457.
+    """
+    m, d = _checks.check_ndim("points", points, 2)
+    if d != problem.phi.shape[-1] or m < 1:
+        raise ValueError(f"points: expected shape (M >= 1, {problem.phi.shape[-1]}), got {(m, d)}")
+    _checks.check_finite("points", points)
+    _checks.check_nonnegative("rho", rho)
+    hess = jax.vmap(jax.hessian(expectation), in_axes=(0, None, None))(points, problem, rho)
+    return jnp.maximum(0.0, -jnp.min(jnp.linalg.eigvalsh(hess)))

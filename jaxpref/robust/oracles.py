@@ -1,0 +1,184 @@
+"""Preference oracles for the robust-SAIL testbed, the offline-DPO baseline, and evaluation
+against the true oracle (all exact on a finite response set).
+
+The setting of ``theory/robust_sail.md`` §1 and §10: the true oracle is Bradley–Terry in a linear
+reward r*(x, y) = φ(x, y)ᵀθ*; the learner sees a misspecified oracle P° with |P° − P*| ≤ ρ, so
+P* lies in the pointwise uncertainty set U_ρ(P°) of the robust objective. Offline DPO fits the
+same pair loss on pairs drawn from π_ref instead of the current policy (no policy-dependent
+sampling, the contrast with SAIL's (R2)).
+
+References: Li, Gaur & Aggarwal, "Oracle-Robust Online Alignment for Large Language Models",
+  arXiv 2602.20457 (pointwise oracle uncertainty set); Bradley & Terry (1952); Rafailov et al.,
+  "Direct Preference Optimization", arXiv 2305.18290, Eq. (7) (offline DPO).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from jaxpref import _checks
+from jaxpref.policies import loglinear
+from jaxpref.robust.objective import PreferenceProblem, check_theta, pair_logits, pair_loss
+from jaxpref.robust.optim import project_ball
+
+SHIFTS = ("verbosity", "adversarial")
+"""The misspecified oracles of :func:`shifted_preferences`."""
+
+
+def _check_world(phi, theta_star):
+    phi = _checks.as_float("phi", phi)
+    if phi.ndim < 2:
+        raise ValueError(f"phi: expected shape (..., K, d), got {phi.shape}")
+    if _checks.shape_of("theta_star", theta_star) != (phi.shape[-1],):
+        raise ValueError(
+            f"theta_star: expected shape ({phi.shape[-1]},), got "
+            f"{_checks.shape_of('theta_star', theta_star)}"
+        )
+    _checks.check_all_finite(phi=phi, theta_star=theta_star)
+    return phi
+
+
+def btl_preferences(
+    phi: Float[Array, "... K d"], theta_star: Float[Array, " d"]
+) -> Float[Array, "... K K"]:
+    r"""The true (Bradley–Terry) oracle :math:`P^*(y \succ y'|x) = \sigma(r^*_y - r^*_{y'})`,
+    r* = φᵀθ*, for every ordered pair of each context.
+
+    References: Bradley & Terry (1952); ``theory/robust_sail.md`` §10 (the true oracle).
+    """
+    r = _check_world(phi, theta_star) @ theta_star
+    return jax.nn.sigmoid(r[..., :, None] - r[..., None, :])
+
+
+def shifted_preferences(
+    phi: Float[Array, "... K d"],
+    theta_star: Float[Array, " d"],
+    rho,
+    shift: str,
+    *,
+    verbosity_index: int = 0,
+) -> Float[Array, "... K K"]:
+    r"""A misspecified observed oracle P° with |P° − P*| ≤ ρ (so P* ∈ U_ρ(P°)).
+
+    - ``"verbosity"``: P° = clip(P* + ρ tanh(5(v_y − v_{y'})), 0, 1), v = φ[..., verbosity_index]
+      (a length-loving annotator: a feature the true reward ignores);
+    - ``"adversarial"``: P° = clip(P* + ρ sign(r*_y − r*_{y'}), 0, 1) (over-confident labels);
+      then P* is exactly the worst case of U_ρ(P°) for a policy ranking pairs as r* does and no
+      clip binding (``theory/robust_sail.md`` §10).
+
+    Both are antisymmetric: P°(y ≻ y') + P°(y' ≻ y) = 1.
+
+    References: Li, Gaur & Aggarwal, arXiv 2602.20457 (pointwise uncertainty set U_ρ);
+      ``theory/robust_sail.md`` §10.
+    """
+    if shift not in SHIFTS:
+        raise ValueError(f"shift: must be one of {SHIFTS}, got {shift!r}")
+    _checks.check_in_range("rho", rho, 0.0, 1.0)
+    phi = _check_world(phi, theta_star)
+    _checks.check_int_in("verbosity_index", verbosity_index, 0, phi.shape[-1] - 1)
+    p_true = btl_preferences(phi, theta_star)
+    if shift == "verbosity":
+        v = phi[..., verbosity_index]
+        direction = jnp.tanh(5.0 * (v[..., :, None] - v[..., None, :]))
+    else:
+        r = phi @ theta_star
+        direction = jnp.sign(r[..., :, None] - r[..., None, :])
+    return jnp.clip(p_true + rho * direction, 0.0, 1.0)
+
+
+def _pair_logits_all(theta, problem: PreferenceProblem):
+    return jax.vmap(pair_logits, in_axes=(None, 0, 0, None))(
+        theta, problem.phi, problem.ref_logp, problem.beta
+    )
+
+
+def offline_dpo_objective(
+    theta: Float[Array, " d"], problem: PreferenceProblem
+) -> Float[Array, ""]:
+    r"""The population offline-DPO loss: pairs from the fixed reference, not the policy,
+
+    .. math:: L_{\rm DPO}(\theta) = \mathbb E_{x\sim w}\sum_{y,y'}
+              \pi_{\rm ref}(y|x)\,\pi_{\rm ref}(y'|x)\,\ell(h_\theta(x,y,y'); P(y\succ y'|x)),
+
+    with ℓ the expected logistic pair loss (R1) and h_θ the DPO logit; (R2) of
+    ``theory/robust_sail.md`` with π_θ replaced by π_ref, so the loss is convex in θ.
+
+    References: Rafailov et al., arXiv 2305.18290, Eq. (7) (in expectation over labels and over
+      pairs from π_ref); ``theory/robust_sail.md`` §§2–3.
+    """
+    check_theta(theta, problem)
+    return _offline_dpo(theta, problem)
+
+
+def _offline_dpo(theta, problem):
+    ref_probs = jnp.exp(problem.ref_logp)
+    loss = pair_loss(_pair_logits_all(theta, problem), problem.pref)
+    return jnp.einsum("n,ny,nyz,nz->", problem.weights, ref_probs, loss, ref_probs)
+
+
+def fit_offline_dpo(
+    problem: PreferenceProblem, radius, num_steps: int, step_size=2.0, theta0=None
+) -> Float[Array, " d"]:
+    """Projected gradient descent on :func:`offline_dpo_objective` over Θ = {‖θ‖ ≤ B}, from
+    ``theta0`` (default 0), with a constant step; returns the last iterate.
+
+    References: ``offline_dpo_objective``; projection onto the ball as in ``project_ball``.
+    """
+    _checks.check_positive("radius", radius)
+    _checks.check_positive("step_size", step_size)
+    _checks.check_int_in("num_steps", num_steps, 0, 10**9)
+    theta0 = jnp.zeros(problem.phi.shape[-1], problem.phi.dtype) if theta0 is None else theta0
+    check_theta(theta0, problem)
+    grad = jax.grad(_offline_dpo)
+
+    def step(theta, _):
+        return project_ball(theta - step_size * grad(theta, problem), radius), None
+
+    return jax.lax.scan(step, jnp.asarray(theta0), None, length=num_steps)[0]
+
+
+def kl_regularized_value(theta, phi, ref_logp, rewards, beta=1.0) -> Float[Array, ""]:
+    r"""The KL-regularised value of the log-linear policy π_θ (uniform contexts),
+
+    .. math:: \mathbb E_x\,\mathbb E_{y\sim\pi_\theta}
+              [r(x,y) - \beta\log(\pi_\theta/\pi_{\rm ref})],
+
+    maximised by θ_ref + θ*/β when r = φᵀθ* and π_ref is log-linear with θ_ref.
+
+    References: Rafailov et al., arXiv 2305.18290, Eq. (3) (the KL-regularised objective).
+    """
+    logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(theta, phi)
+    p = jnp.exp(logp)
+    return jnp.mean(jnp.sum(p * (rewards - beta * (logp - ref_logp)), axis=-1))
+
+
+def true_oracle_metrics(theta, phi, theta_ref, theta_star, beta=1.0) -> dict:
+    """Against the TRUE oracle on contexts ``phi`` (n, K, d): the share of ordered pairs (y ≠ y')
+    whose DPO logit has the sign of r*_y − r*_{y'} (``accuracy``), the largest
+    |h_θ − (r*_y − r*_{y'})| (``max_logit_error``) and the KL-regularised ``regret`` to the
+    optimal log-linear policy θ_ref + θ*/β.
+
+    References: ``theory/robust_sail.md`` §10 (evaluation on held-out contexts); Kveton et al.,
+      arXiv 2503.01076, Eq. (6) (logit error).
+    """
+    phi = _check_world(phi, theta_star)
+    (d,) = _checks.check_ndim("theta", theta, 1)
+    if _checks.shape_of("theta_ref", theta_ref) != (d,) or d != phi.shape[-1]:
+        raise ValueError(f"theta, theta_ref: expected shape ({phi.shape[-1]},)")
+    ref_logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(theta_ref, phi)
+    h = jax.vmap(pair_logits, in_axes=(None, 0, 0, None))(theta, phi, ref_logp, beta)
+    r = phi @ theta_star
+    true_logit = r[:, :, None] - r[:, None, :]
+    off = ~jnp.eye(phi.shape[1], dtype=bool)[None]
+    agree = (jnp.sign(h) == jnp.sign(true_logit)) & off
+    theta_opt = theta_ref + theta_star / beta
+    regret = kl_regularized_value(theta_opt, phi, ref_logp, r, beta) - kl_regularized_value(
+        theta, phi, ref_logp, r, beta
+    )
+    return dict(
+        accuracy=jnp.sum(agree) / jnp.sum(off * jnp.ones_like(h)),
+        max_logit_error=jnp.max(jnp.abs(h - true_logit)),
+        regret=regret,
+    )

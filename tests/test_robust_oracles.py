@@ -1,0 +1,173 @@
+"""The robust-SAIL testbed in jaxpref.robust (oracles, offline DPO, true-oracle evaluation,
+weak-convexity estimate), each against an independent float64 computation: scalar loops with
+the textbook logistic loss, finite differences, the KL-optimal policy."""
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpref import robust
+from jaxpref.policies import loglinear
+
+
+def _world(seed=0, n=3, k=4, d=3):
+    rng = np.random.default_rng(seed)
+    phi = rng.normal(size=(n, k, d))
+    phi /= np.maximum(np.linalg.norm(phi, axis=-1, keepdims=True), 1.0)
+    return jnp.asarray(phi), jnp.asarray(rng.normal(size=d)), jnp.asarray(0.3 * rng.normal(size=d))
+
+
+def _sigmoid(z):
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def test_oracles_match_scalar_loops_and_stay_in_the_uncertainty_set():
+    phi, theta_star, _ = _world()
+    n, k, _ = phi.shape
+    r = np.asarray(phi) @ np.asarray(theta_star)
+    p_true = np.asarray(robust.btl_preferences(phi, theta_star))
+    for rho, shift in itertools.product((0.0, 0.15, 0.4), robust.SHIFTS):
+        p_obs = np.asarray(robust.shifted_preferences(phi, theta_star, rho, shift))
+        for i, y, z in itertools.product(range(n), range(k), range(k)):
+            assert p_true[i, y, z] == pytest.approx(_sigmoid(r[i, y] - r[i, z]), abs=1e-14)
+            if shift == "verbosity":
+                move = math.tanh(5.0 * (float(phi[i, y, 0]) - float(phi[i, z, 0])))
+            else:
+                move = float(np.sign(r[i, y] - r[i, z]))
+            want = min(1.0, max(0.0, _sigmoid(r[i, y] - r[i, z]) + rho * move))
+            assert p_obs[i, y, z] == pytest.approx(want, abs=1e-14)
+        assert np.max(np.abs(p_obs - p_true)) <= rho + 1e-15  # P* ∈ U_ρ(P°)
+        np.testing.assert_allclose(p_obs + np.swapaxes(p_obs, -1, -2), 1.0, atol=1e-14)
+
+
+def test_true_oracle_is_the_worst_case_of_the_adversarial_shift():
+    """theory §10: for a policy ranking pairs as r* does and no clip binding, the worst case of
+    U_ρ(P°) is P* itself (what makes robust SAIL win on the true oracle)."""
+    phi, theta_star, theta_ref = _world(1)
+    rho = 0.05
+    p_obs = robust.shifted_preferences(phi, theta_star, rho, "adversarial")
+    ref_logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(theta_ref, phi)
+    h = jax.vmap(robust.pair_logits, in_axes=(None, 0, 0, None))(
+        theta_ref + theta_star, phi, ref_logp, 1.0
+    )
+    room = (p_obs > rho) & (p_obs < 1 - rho)
+    assert bool(jnp.any(room))
+    worst = robust.worst_case_preference(h, p_obs, rho)
+    p_true = robust.btl_preferences(phi, theta_star)
+    np.testing.assert_allclose(worst[room], p_true[room], atol=1e-14)
+
+
+def test_bad_oracle_arguments_are_refused():
+    phi, theta_star, _ = _world()
+    with pytest.raises(ValueError, match="shift"):
+        robust.shifted_preferences(phi, theta_star, 0.1, "lengthy")
+    with pytest.raises(ValueError, match="rho"):
+        robust.shifted_preferences(phi, theta_star, 1.5, "adversarial")
+    with pytest.raises(ValueError, match="theta_star"):
+        robust.btl_preferences(phi, theta_star[:2])
+    with pytest.raises(ValueError, match="verbosity_index"):
+        robust.shifted_preferences(phi, theta_star, 0.1, "verbosity", verbosity_index=3)
+
+
+def _problem(seed=2):
+    phi, theta_star, theta_ref = _world(seed)
+    pref = robust.shifted_preferences(phi, theta_star, 0.1, "verbosity")
+    ref_logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(theta_ref, phi)
+    weights = jnp.asarray([0.5, 0.3, 0.2])
+    return robust.preference_problem(phi, ref_logp, pref, weights=weights, beta=0.7)
+
+
+def _offline_dpo_loop(theta, prob):
+    """Σ_x w_x Σ_{y,y'} π_ref π_ref [−p log σ(h) − (1 − p) log σ(−h)], scalar by scalar."""
+    phi, b, p, w = (np.asarray(a) for a in (prob.phi, prob.ref_logp, prob.pref, prob.weights))
+    beta, th = float(prob.beta), np.asarray(theta)
+    total = 0.0
+    for i in range(phi.shape[0]):
+        for y, z in itertools.product(range(phi.shape[1]), repeat=2):
+            h = beta * ((phi[i, y] - phi[i, z]) @ th - (b[i, y] - b[i, z]))
+            ell = -p[i, y, z] * math.log(_sigmoid(h)) - (1 - p[i, y, z]) * math.log(_sigmoid(-h))
+            total += w[i] * math.exp(b[i, y]) * math.exp(b[i, z]) * ell
+    return total
+
+
+def test_offline_dpo_objective_matches_a_loop_and_the_fit_minimises_it():
+    prob = _problem()
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        theta = jnp.asarray(rng.normal(size=3))
+        got = float(robust.offline_dpo_objective(theta, prob))
+        assert got == pytest.approx(_offline_dpo_loop(theta, prob), rel=1e-12)
+    theta = robust.fit_offline_dpo(prob, radius=50.0, num_steps=3000)
+    best = float(robust.offline_dpo_objective(theta, prob))
+    grad = jax.grad(robust.offline_dpo_objective)(theta, prob)
+    assert float(jnp.linalg.norm(grad)) < 1e-6  # interior stationary point of a convex loss
+    for _ in range(20):  # no nearby point is lower (convexity: a global minimum)
+        probe = theta + 0.05 * jnp.asarray(rng.normal(size=3))
+        assert _offline_dpo_loop(probe, prob) >= best - 1e-12
+    small = robust.fit_offline_dpo(prob, radius=0.1, num_steps=200)
+    assert float(jnp.linalg.norm(small)) <= 0.1 + 1e-12  # projected onto Θ
+    with pytest.raises(ValueError, match="radius"):
+        robust.fit_offline_dpo(prob, radius=0.0, num_steps=10)
+
+
+def test_true_oracle_metrics_against_loops():
+    phi, theta_star, theta_ref = _world(4, n=2, k=3)
+    beta = 0.5
+    theta = theta_ref + 0.4 * theta_star
+    m = robust.true_oracle_metrics(theta, phi, theta_ref, theta_star, beta)
+    ph, ts, tr, th = (np.asarray(a) for a in (phi, theta_star, theta_ref, theta))
+
+    def logp(t, i):
+        s = ph[i] @ t
+        return s - math.log(sum(math.exp(v) for v in s))
+
+    agree, pairs, err = 0, 0, 0.0
+    for i in range(ph.shape[0]):
+        b = logp(tr, i)
+        for y, z in itertools.product(range(ph.shape[1]), repeat=2):
+            h = beta * ((ph[i, y] - ph[i, z]) @ th - (b[y] - b[z]))
+            true = (ph[i, y] - ph[i, z]) @ ts
+            err = max(err, abs(h - true))
+            if y != z:
+                pairs += 1
+                agree += np.sign(h) == np.sign(true)
+
+    def value(t):
+        out = 0.0
+        for i in range(ph.shape[0]):
+            lp, b = logp(t, i), logp(tr, i)
+            out += sum(math.exp(lp[y]) * (ph[i, y] @ ts - beta * (lp[y] - b[y])) for y in range(3))
+        return out / ph.shape[0]
+
+    assert float(m["accuracy"]) == pytest.approx(agree / pairs)
+    assert float(m["max_logit_error"]) == pytest.approx(err, rel=1e-12)
+    assert float(m["regret"]) == pytest.approx(value(tr + ts / beta) - value(th), rel=1e-10)
+    assert float(m["regret"]) > 0
+    opt = robust.true_oracle_metrics(
+        theta_ref + theta_star / beta, phi, theta_ref, theta_star, beta
+    )
+    assert abs(float(opt["regret"])) < 1e-12 and float(opt["max_logit_error"]) < 1e-12
+
+
+def test_weak_convexity_estimate_matches_finite_differences():
+    prob = _problem(5)
+    rho = 0.1
+    pts = jnp.asarray(np.random.default_rng(6).normal(size=(4, 3)))
+    tau = float(robust.weak_convexity_estimate(prob, rho, pts))
+    f = lambda t: float(robust.expectation(jnp.asarray(t), prob, rho))  # noqa: E731
+    eps, lows = 1e-4, []
+    for x in np.asarray(pts):
+        hess = np.empty((3, 3))
+        for a, b in itertools.product(range(3), repeat=2):
+            ea, eb = eps * np.eye(3)[a], eps * np.eye(3)[b]
+            hess[a, b] = (f(x + ea + eb) - f(x + ea - eb) - f(x - ea + eb) + f(x - ea - eb)) / (
+                4 * eps**2
+            )
+        lows.append(np.linalg.eigvalsh((hess + hess.T) / 2)[0])
+    assert tau == pytest.approx(max(0.0, -min(lows)), abs=1e-5)
+    with pytest.raises(ValueError, match="points"):
+        robust.weak_convexity_estimate(prob, rho, pts[:, :2])
