@@ -1,12 +1,16 @@
 """The one place for numerical linear algebra in jaxpref.
 
 PSD solves and log-determinants through Cholesky, rank-one (Sherman–Morrison) inverse and
-log-det updates, Mahalanobis norms, symmetrisation. Nothing else in the package calls
+log-det updates (on a dense inverse, or on the low-rank form I/γ − ŨŨᵀ when there are fewer
+additions than dimensions), Mahalanobis norms, symmetrisation. Nothing else in the package calls
 ``jnp.linalg.inv``.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
@@ -102,6 +106,67 @@ def sherman_morrison(
     return symmetrize(A_inv - jnp.outer(u, u) / (1.0 + q)), u, q
 
 
+class LowRankInverse(NamedTuple):
+    """(γI + Σ_{j<count} v_jv_jᵀ)⁻¹ = I/γ − Σ_{j<count} ũ_jũ_jᵀ, ũ_j = A_{j−1}⁻¹v_j / √(1 + q_j)
+    (Sherman–Morrison, accumulated): n × d memory and O(d·t) per product after t of at most
+    n additions, instead of the d × d inverse. The form to keep when n < d."""
+
+    rows: Array  # (n, d)  ũ_j as rows (zero beyond count)
+    count: Array  # ()     additions so far
+    gamma: Array  # ()     the prior precision γ of A_0 = γI
+
+
+def low_rank_inverse(d: int, n: int, gamma, dtype) -> LowRankInverse:
+    """(γI)⁻¹ with room for ``n`` rank-one additions."""
+    zeros = jnp.zeros((n, d), dtype)
+    return LowRankInverse(zeros, jnp.zeros((), jnp.int32), jnp.asarray(gamma, dtype))
+
+
+def on_used_rows(rows: Float[Array, "n ..."], count, fn):
+    """``fn(rows[:k])`` for the smallest k in {n/16, n/8, n/4, n/2, n} (at least 1) with
+    k ≥ ``count`` (traced): the rows past ``count`` must be zero or not matter to ``fn``, so a
+    product over a partly filled buffer costs at most twice the rows in use."""
+    n = rows.shape[0]
+    sizes = sorted({max(1, n >> s) for s in range(5)})
+    which = sum((count > k).astype(jnp.int32) for k in sizes[:-1])
+    return jax.lax.switch(which, [lambda _, k=k: fn(rows[:k]) for k in sizes], None)
+
+
+def _on_used_rows(inv: LowRankInverse, fn):
+    return on_used_rows(inv.rows, inv.count, fn)
+
+
+def inverse_apply(A_inv, v: Float[Array, " d"]) -> Float[Array, " d"]:
+    """A⁻¹v for a dense inverse or a :class:`LowRankInverse`."""
+    if isinstance(A_inv, LowRankInverse):
+        return v / A_inv.gamma - _on_used_rows(A_inv, lambda U: U.T @ (U @ v))
+    return A_inv @ v
+
+
+def inverse_quad_form(A_inv, X: Float[Array, "N d"]) -> Float[Array, " N"]:
+    """xᵀA⁻¹x for each row of X, for a dense inverse or a :class:`LowRankInverse` (one
+    N × d × t product)."""
+    if isinstance(A_inv, LowRankInverse):
+
+        def norms(U):
+            W = X @ U.T
+            return jnp.sum(W * W, axis=1)
+
+        return jnp.sum(X * X, axis=1) / A_inv.gamma - _on_used_rows(A_inv, norms)
+    return quad_form(A_inv, X)
+
+
+def inverse_rank_one(A_inv, v: Float[Array, " d"]):
+    """``sherman_morrison`` for a dense inverse or a :class:`LowRankInverse` (which must have
+    room: count < n): (new inverse, u = A⁻¹v, q = vᵀA⁻¹v)."""
+    if not isinstance(A_inv, LowRankInverse):
+        return sherman_morrison(A_inv, v)
+    u = inverse_apply(A_inv, v)
+    q = jnp.dot(v, u)
+    rows = A_inv.rows.at[A_inv.count].set(u / jnp.sqrt(1.0 + q))
+    return A_inv._replace(rows=rows, count=A_inv.count + 1), u, q
+
+
 def logdet_rank_one(logdet: Float[Array, ""], q: Float[Array, ""]) -> Float[Array, ""]:
     """Matrix determinant lemma: log det(A + vvᵀ) = log det A + log(1 + vᵀA⁻¹v)."""
     return logdet + jnp.log1p(q)
@@ -114,10 +179,16 @@ def ridge_gram(X: Float[Array, "N d"], lam, weights=None) -> Float[Array, "d d"]
 
 
 __all__ = [
+    "LowRankInverse",
     "check_psd",
     "cholesky",
+    "inverse_apply",
+    "inverse_quad_form",
+    "inverse_rank_one",
     "logdet_rank_one",
+    "low_rank_inverse",
     "mahalanobis_sq",
+    "on_used_rows",
     "psd_inverse",
     "psd_logdet",
     "psd_solve",

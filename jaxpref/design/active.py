@@ -16,7 +16,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from jaxpref import _checks, linalg
-from jaxpref.design.greedy import DOptimalState, doptimal_init, doptimal_update, greedy_doptimal
+from jaxpref.design.greedy import (
+    DOptimalState,
+    doptimal_add,
+    doptimal_init,
+    doptimal_update,
+    greedy_doptimal,
+)
 from jaxpref.losses.mle import dpo_hessian, dpo_mle_newton
 from jaxpref.policies.loglinear import dpo_logit
 
@@ -71,7 +77,7 @@ def _is_refit_time(t):
 @partial(jax.jit, static_argnames=("n", "num_candidates"))
 def _adpo(key, phi, labels, b, beta, gamma, alpha, n, num_candidates):
     N, d = phi.shape
-    state = doptimal_init(jnp.zeros_like(phi), gamma=gamma)
+    state = doptimal_init(jnp.zeros_like(phi), gamma=gamma, max_picks=n)  # low-rank H⁻¹ if n < d
     theta = jnp.zeros(d, phi.dtype)
     carry = (state, theta, jnp.eye(d, dtype=phi.dtype) * gamma, jnp.zeros_like(phi), key)
 
@@ -81,11 +87,9 @@ def _adpo(key, phi, labels, b, beta, gamma, alpha, n, num_candidates):
         def refit(_):
             th, prec = _refit(phi, labels, b, state.selected, beta, gamma)
             V = design_vectors(th, phi, b, beta=beta, alpha=alpha, precision=prec)
-            # new design vectors: re-score every candidate once, O(N·d²), log₂ n times
-            scores = (
-                state.scores if num_candidates is not None else linalg.quad_form(state.H_inv, V)
-            )
-            return th, prec, V, scores
+            # new design vectors: re-score every candidate once (O(N·d²), or O(N·d·t) on the
+            # low-rank H⁻¹), log₂ n times
+            return th, prec, V, linalg.inverse_quad_form(state.H_inv, V)
 
         theta, precision, V, scores = jax.lax.cond(
             _is_refit_time(t), refit, lambda _: (theta, precision, V, state.scores), None
@@ -103,17 +107,14 @@ def _adpo(key, phi, labels, b, beta, gamma, alpha, n, num_candidates):
 
 
 def _subset_step(key, state: DOptimalState, V, m):
-    """Greedy pick among m unselected candidates drawn uniformly (ADPO's practical variant)."""
+    """Greedy pick among m unselected candidates drawn uniformly (ADPO's practical variant).
+    All N scores are kept current by the rank-one update (O(N·d) per pick), so the subset's
+    scores are read, not recomputed (which would cost O(m·d²))."""
     u = jnp.where(state.selected, jnp.inf, jax.random.uniform(key, state.selected.shape))
     idx = jax.lax.top_k(-u, m)[1]
-    j = jnp.argmax(linalg.quad_form(state.H_inv, V[idx]))
-    i = idx[j]
-    H_inv, _, q = linalg.sherman_morrison(state.H_inv, V[i])
-    return state._replace(
-        H_inv=H_inv,
-        logdet=linalg.logdet_rank_one(state.logdet, q),
-        selected=state.selected.at[i].set(True),
-    ), i
+    i = idx[jnp.argmax(state.scores[idx])]
+    state = doptimal_add(state, V, V[i])
+    return state._replace(selected=state.selected.at[i].set(True)), i
 
 
 def _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma):
@@ -159,7 +160,9 @@ def adpo(
 
     ``labels`` play the oracle: only the entries of already-selected pairs ever enter a fit.
     Between re-fits all N scores are kept current in O(N·d) per pick (``greedy.py``); a re-fit
-    re-scores all candidates against the current H⁻¹ (O(N·d²), log₂ n times).
+    re-scores all candidates against the current H⁻¹ (O(N·d²), log₂ n times). With n < d the
+    inverse is kept in its low-rank form (``linalg.LowRankInverse``: n × d memory, O(d·t) per
+    pick and O(N·d·t) per re-score, instead of d × d and O(d²), O(N·d²)).
 
     Args:
       key: PRNG key for the random candidate subsets (unused when ``num_candidates`` is None).

@@ -14,7 +14,7 @@ so a step costs O(N·d + d²) instead of the O(N·d²) of recomputing all scores
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ from jaxpref.design.lazy import lazy_greedy_doptimal
 
 
 class DOptimalState(NamedTuple):
-    H_inv: Array  # (d, d)  H_t⁻¹, H_0 = γI
+    H_inv: Any  # H_t⁻¹, H_0 = γI: dense (d, d), or linalg.LowRankInverse when n < d
     logdet: Array  # ()      log det H_t
     scores: Array  # (N,)    s_i = v_iᵀ H_t⁻¹ v_i for every candidate, kept current
     selected: Array  # (N,)    bool, already chosen (never chosen again)
@@ -43,18 +43,26 @@ def doptimal_init(
     gamma=1.0,
     H_inv: Float[Array, "d d"] | None = None,
     logdet: Float[Array, ""] | None = None,
+    max_picks: int | None = None,
 ) -> DOptimalState:
     """Start a design over the rows of ``features`` with H_0 = γI (or a given H⁻¹, log det H).
 
     Scoring all candidates against a given H⁻¹ costs O(N·d²) once; afterwards each
-    ``doptimal_update`` costs O(N·d).
+    ``doptimal_update`` costs O(N·d) plus the inverse's rank-one update: O(d²) on the dense
+    d × d inverse, or O(d·t) at pick t on the low-rank form ``linalg.LowRankInverse`` that is
+    kept instead when ``max_picks`` (the most picks to come) is below d.
     """
     features = jnp.asarray(features)
-    d = features.shape[1]
+    d, dt = features.shape[1], features.dtype
     if H_inv is None:
-        H_inv = jnp.eye(d, dtype=features.dtype) / gamma
-        logdet = d * jnp.log(jnp.asarray(gamma, features.dtype))
-    scores = linalg.quad_form(H_inv, features)
+        logdet = d * jnp.log(jnp.asarray(gamma, dt))
+        scores = jnp.sum(features * features, axis=1) / gamma  # v_iᵀ(γI)⁻¹v_i
+        if max_picks is not None and max_picks < d:
+            H_inv = linalg.low_rank_inverse(d, max_picks, gamma, dt)
+        else:
+            H_inv = jnp.eye(d, dtype=dt) / gamma
+    else:
+        scores = linalg.quad_form(H_inv, features)
     return DOptimalState(
         H_inv, jnp.asarray(logdet, features.dtype), scores, jnp.zeros(features.shape[0], bool)
     )
@@ -64,7 +72,7 @@ def doptimal_add(
     state: DOptimalState, features: Float[Array, "N d"], v: Float[Array, " d"]
 ) -> DOptimalState:
     """Add any vector v to the design (H ← H + vvᵀ) and update every candidate's score."""
-    H_inv, u, q = linalg.sherman_morrison(state.H_inv, v)
+    H_inv, u, q = linalg.inverse_rank_one(state.H_inv, v)
     w = features @ u  # the one O(N·d) product of a step
     scores = state.scores - w * w / (1.0 + q)
     return state._replace(
@@ -163,4 +171,4 @@ def greedy_doptimal(
     if method == "lazy":
         (indices, logdets, kappa), _ = lazy_greedy_doptimal(features, n, gamma=gamma)
         return DOptimalResult(indices, logdets, kappa)
-    return _select(doptimal_init(features, gamma=gamma), features, n)[1]
+    return _select(doptimal_init(features, gamma=gamma, max_picks=n), features, n)[1]

@@ -40,7 +40,7 @@ class _State(NamedTuple):
     top_stale: Array  # (M,)    in decreasing order of s̃ (ties: lower index first)
     block: Array  # (d, B)      ũ of the picks since the refresh (zero columns unused)
     count: Array  # ()          b, used columns of block
-    H_inv: Array  # (d, d)
+    H_inv: object  # H⁻¹: dense (d, d), or linalg.LowRankInverse when n < d
     logdet: Array  # ()
     selected: Array  # (N + pad,) bool (padding counts as selected)
     sel_rows: Array  # (n, d)      picked vectors, for κ
@@ -130,7 +130,7 @@ def _lazy_select(features, gamma, n: int, block: int, chunk: int, m: int, max_wa
         top_stale,
         jnp.zeros((d, block), dt),
         jnp.zeros((), jnp.int32),
-        jnp.eye(d, dtype=dt) / gamma,
+        linalg.low_rank_inverse(d, n, gamma, dt) if n < d else jnp.eye(d, dtype=dt) / gamma,
         d * jnp.log(jnp.asarray(gamma, dt)),
         selected,
         jnp.zeros((n, d), dt),
@@ -157,9 +157,10 @@ def _lazy_select(features, gamma, n: int, block: int, chunk: int, m: int, max_wa
         s, i, best = jax.lax.cond(conclusive, lambda s: (s, i, best), global_pick, s)
         kappa = jnp.maximum(best, jnp.max(s.sel_scores)) / best  # Assumption 4 at this step
         v = Vp[i]
-        H_inv, u, q = linalg.sherman_morrison(s.H_inv, v)
+        H_inv, u, q = linalg.inverse_rank_one(s.H_inv, v)
         sel_rows = s.sel_rows.at[t].set(v)
-        w = sel_rows @ u
+        pad = lambda r: jnp.zeros(n, dt).at[: r.shape[0]].set(r @ u)  # noqa: E731
+        w = linalg.on_used_rows(sel_rows, t + 1, pad)  # the picked rows' v·u
         sel_scores = s.sel_scores.at[t].set(q) - w * w / (1.0 + q)
         s = s._replace(
             block=s.block.at[:, s.count].set(u / jnp.sqrt(1.0 + q)),
