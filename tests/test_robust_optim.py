@@ -179,3 +179,16 @@ def test_proximal_point_scans_and_jits_whole(problem):
         s_loop = update(s_loop)
     np.testing.assert_allclose(s_scan.theta, s_loop.theta, rtol=1e-9, atol=1e-12)
     assert int(s_scan.step) == 3
+
+
+def test_projected_subgradient_path_is_the_loop_of_updates(problem):
+    """The scanned path equals calling `projected_subgradient_update` step by step."""
+    key, radius, eta = jax.random.key(3), 1.5, 0.8
+    path = robust.projected_subgradient_path(key, problem, 0.2, radius, eta, 6, num_samples=4)
+    state = robust.projected_subgradient_init(jnp.zeros(2), key, radius)
+    for k in range(6):
+        state = robust.projected_subgradient_update(state, problem, 0.2, radius, eta, 4)
+        np.testing.assert_allclose(path[k], state.theta, rtol=1e-12, atol=1e-14)
+        assert float(jnp.linalg.norm(path[k])) <= radius + 1e-12
+    with pytest.raises(ValueError, match="num_steps"):
+        robust.projected_subgradient_path(key, problem, 0.2, radius, eta, 0)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxpref.experiments import _io
 from jaxpref.metrics.alignment import exact_alignment_metrics, sampled_alignment_metrics
 from jaxpref.policies.autoregressive import sequence_logps, token_logps, toy_language
 from jaxpref.regularizers import (
@@ -234,42 +235,27 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
+    plt, out_dir = _io.pyplot(), Path(out_dir)
     figs = results["figures"]
     p = np.asarray(figs["p_reward"], float)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    for key_, title, ax in (
-        ("figure2", "Fig. 2: β = 1, varying p_ref", axes[0]),
-        ("figure9", "Fig. 9: p_ref = ½, varying β", axes[1]),
-    ):
+    for key_, ax, label in (("figure2", axes[0], "p_ref="), ("figure9", axes[1], "β=")):
         for k, v in figs[key_].items():
-            ax.plot(p, v, label=("p_ref=" if key_ == "figure2" else "β=") + k)
+            ax.plot(p, v, label=label + k)
         ax.plot(p, p, "r--", lw=2, label="preference matching")
-        ax.set(
-            xlabel="reward preference p_reward(y₁)",
-            ylabel="KL-RLHF preference p_rlhf(y₁)",
-            title=title,
+        title = (
+            "Fig. 2: β = 1, varying p_ref" if key_ == "figure2" else "Fig. 9: p_ref = ½, varying β"
         )
-        ax.legend(fontsize=7)
-    col = results["toy"]["collapse"]
-    bins = np.linspace(0, 1, 21)
+        ax.set(xlabel="reward preference p_reward(y₁)", ylabel="KL-RLHF preference p_rlhf(y₁)")
+        ax.set_title(title)
+    col, bins = results["toy"]["collapse"], np.linspace(0, 1, 21)
     axes[2].hist(col["p_ref"], bins=bins, alpha=0.6, label="reference σ(Δlog π_ref)")
     axes[2].hist(col["p_reward"], bins=bins, alpha=0.6, label="reward σ(Δr)")
     axes[2].set(xlabel="p(y₁ ≻ y₂)", title="toy language: pairs from π_ref (cf. Figs. 3–4)")
-    axes[2].legend(fontsize=7)
-    fig.tight_layout()
-    f1 = out_dir / "pm_rlhf_figures_2_9.png"
-    fig.savefig(f1, dpi=120)
-    plt.close(fig)
-    return [f1, _plot_table(results, out_dir, plt)]
+    for ax in axes:
+        ax.legend(fontsize=7)
+    f1 = _io.save_figure(fig, out_dir / "pm_rlhf_figures_2_9.png")
 
-
-def _plot_table(results, out_dir, plt) -> Path:
     rows = results["table"]
     betas = sorted({r["beta"] for r in rows})
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -280,8 +266,4 @@ def _plot_table(results, out_dir, plt) -> Path:
             ax.annotate(r["method"], (x, r["exact"][col]), fontsize=6)
         ax.set_xticks(range(len(betas)), [f"β={b:g}" for b in betas])
         ax.set(title=f"miniature Table 2: {col} (exact)", yscale="log")
-    fig.tight_layout()
-    path = Path(out_dir) / "pm_rlhf_table2.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return [f1, _io.save_figure(fig, out_dir / "pm_rlhf_table2.png")]

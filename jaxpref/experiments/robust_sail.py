@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref import robust
+from jaxpref.experiments import _io
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.policies import loglinear
 
@@ -125,15 +126,10 @@ def train_sail(key, problem, rho, cfg: Config, *, keep_path=False, steps=None, s
     """Projected stochastic subgradient on robust SAIL (ρ = 0: nominal); returns the path or
     the tail average of the iterates (second half)."""
     steps = steps or cfg.num_steps
-    state = robust.projected_subgradient_init(jnp.zeros(cfg.dim), key, cfg.radius)
-
-    def step(s, _):
-        s = robust.projected_subgradient_update(
-            s, problem, rho, cfg.radius, step_size or cfg.step_size, cfg.num_samples
-        )
-        return s, s.theta
-
-    _, path = jax.lax.scan(step, state, None, length=steps)
+    eta = step_size or cfg.step_size
+    path = robust.projected_subgradient_path(
+        key, problem, rho, cfg.radius, eta, steps, cfg.num_samples
+    )
     return path if keep_path else jnp.mean(path[steps // 2 :], axis=0)
 
 
@@ -254,12 +250,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
+    plt, out_dir = _io.pyplot(), Path(out_dir)
     fig, axes = plt.subplots(len(SHIFTS), len(METRICS), figsize=(15, 6.5), squeeze=False)
     for i, shift in enumerate(SHIFTS):
         by_rho = results["comparison"][shift]
@@ -270,10 +261,7 @@ def plot(results: dict, out_dir) -> list[Path]:
                 ax.plot(rhos, [by_rho[r][m][metric] for r in by_rho], "o-", label=m)
             ax.set(xlabel="ρ", ylabel=metric, title=f"{shift} shift")
     axes[0, 0].legend()
-    fig.tight_layout()
-    f1 = out_dir / "robust_vs_nominal.png"
-    fig.savefig(f1, dpi=120)
-    plt.close(fig)
+    f1 = _io.save_figure(fig, out_dir / "robust_vs_nominal.png")
 
     c = results["convergence"]
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -284,8 +272,4 @@ def plot(results: dict, out_dir) -> list[Path]:
     ax.loglog(t, ref, "k:", label="T^(-1/2): Õ(ε⁻²), ε = ‖∇M‖²")
     ax.set(xlabel="T", ylabel="‖∇M_λ(θ_k)‖²", title="robust SAIL, projected SGD")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    f2 = out_dir / "convergence.png"
-    fig.savefig(f2, dpi=120)
-    plt.close(fig)
-    return [f1, f2]
+    return [f1, _io.save_figure(fig, out_dir / "convergence.png")]

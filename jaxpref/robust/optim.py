@@ -91,6 +91,32 @@ def projected_subgradient_update(
     return SubgradientState(theta, key, state.step + 1)
 
 
+def projected_subgradient_path(
+    key,
+    problem: PreferenceProblem,
+    rho,
+    radius,
+    step_size,
+    num_steps: int,
+    num_samples: int = 1,
+    theta0=None,
+) -> Float[Array, "T d"]:
+    """The iterates θ_1, …, θ_T of `projected_subgradient_update` from θ_0 = Proj_Θ(theta0)
+    (default 0), one ``lax.scan``: a (T, d) array (average or pick from it as the analysis needs).
+
+    References: as `projected_subgradient_update` [theory Eq. (R8)].
+    """
+    _checks.check_int_in("num_steps", num_steps, 1, 10**9)
+    theta0 = jnp.zeros(problem.phi.shape[-1], problem.phi.dtype) if theta0 is None else theta0
+    state = projected_subgradient_init(theta0, key, radius)
+
+    def step(s, _):
+        s = projected_subgradient_update(s, problem, rho, radius, step_size, num_samples)
+        return s, s.theta
+
+    return jax.lax.scan(step, state, None, length=num_steps)[1]
+
+
 # ----------------------------------------------------------------------------- prox subproblem
 
 
