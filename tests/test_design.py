@@ -371,3 +371,87 @@ def test_active_bad_input(pool):
         design.adpo(jax.random.key(0), phi, s, b, 5, beta=0.0)
     with pytest.raises(ValueError, match="alpha"):
         design.adpo(jax.random.key(0), phi, s, b, 5, alpha=-1.0)
+
+
+def test_adpo_plus_kappa_is_the_assumption_4_ratio_of_its_run(pool):
+    """ADPO+ returns κ of its own greedy run, recomputed here from the picks with explicit
+    inverses of H_t on the design vectors of the full fit (NumPy, float64)."""
+    phi, s, b = pool
+    res = design.adpo_plus(phi, s, b, 25, beta=1.5, gamma=0.4)  # n as above: one compile
+    theta = np.asarray(fit_dpo_mle(phi, s, beta=1.5, gamma=0.4, ref_logratio=b).theta)
+    m = _mu(1.5 * (phi @ theta - b))
+    V = 1.5 * np.sqrt(m * (1 - m))[:, None] * phi
+    H, worst = 0.4 * np.eye(phi.shape[1]), 0.0
+    for i in np.asarray(res.indices):
+        score = np.einsum("nd,de,ne->n", V, np.linalg.inv(H), V)
+        worst = max(worst, score.max() / score[i])
+        H += np.outer(V[i], V[i])
+    assert worst >= 1.0
+    np.testing.assert_allclose(res.kappa, worst, rtol=1e-8)
+    assert design.adpo(jax.random.key(0), phi, s, b, 4).kappa is None
+
+
+def test_select_runs_each_named_rule(pool):
+    """``select`` by name against direct implementations (brute-force greedy for ADPO+ and APO,
+    ``adpo`` itself, tested against brute force above, with the same α and subsets, the
+    certainty rule's first pick, the key's permutation for uniform). Budgets as in the tests
+    above, so that each rule compiles once."""
+    phi, s, b = pool
+    key, kw = jax.random.key(3), dict(beta=1.0, gamma=0.5, alpha=3.0, num_candidates=16)
+    budgets = {"ADPO": 30, "ADPO+": 25, "APO": 15, "certainty": 3, "uniform": 12}
+    assert set(budgets) == set(design.METHODS)
+    picks = {
+        m: np.asarray(design.select(m, key, phi, s, b, n, **kw).indices) for m, n in budgets.items()
+    }
+    ref = design.adpo(key, phi, s, b, 30, beta=1.0, gamma=0.5, alpha=3.0, num_candidates=16)
+    np.testing.assert_array_equal(picks["ADPO"], ref.indices)
+    fit = fit_dpo_mle(phi, s, gamma=0.5, ref_logratio=b)
+    theta, P_inv = np.asarray(fit.theta), np.linalg.inv(np.asarray(fit.hessian) + 0.5 * np.eye(4))
+    z = np.maximum(
+        np.abs(phi @ theta - b) - 3.0 * np.sqrt(np.einsum("nd,de,ne->n", phi, P_inv, phi)), 0
+    )
+    V = np.sqrt(_mu(z) * (1 - _mu(z)))[:, None] * phi
+    np.testing.assert_array_equal(picks["ADPO+"], brute_force_greedy(V, 25, 0.5)[0])
+    np.testing.assert_array_equal(picks["APO"], brute_force_greedy(phi, 15, 0.5)[0])
+    assert picks["certainty"][0] == np.argmax(np.abs(b))
+    np.testing.assert_array_equal(
+        picks["uniform"], np.asarray(jax.random.permutation(key, len(s)))[:12]
+    )
+    assert set(design.DETERMINISTIC) < set(design.METHODS)
+    with pytest.raises(ValueError, match=r"method: unknown 'ADPO\+\+'; known"):
+        design.select("ADPO++", key, phi, s, b, 5)
+    with pytest.raises(ValueError, match="phi_diff"):
+        design.select("uniform", key, phi[0], s, b, 5)
+
+
+def test_prefix_fits_equal_fits_on_the_selected_subsets(pool):
+    """θ̂_n of every prefix is the minimiser of the ridge DPO objective on the materialised
+    subset φ[order[:n]]: its gradient, written out in float64 NumPy, vanishes there (the
+    objective is strictly convex, so that point is the unique minimiser)."""
+    phi, s, b = pool
+    order = np.asarray(design.apo(phi, 40, gamma=0.3).indices)
+    budgets = np.array([1, 5, 17, 40])
+    thetas = np.asarray(design.prefix_fits(order, budgets, phi, s, b, beta=2.0, gamma=0.3))
+    assert thetas.shape == (4, phi.shape[1]) and np.all(np.diff(thetas, axis=0) != 0)
+    for n, theta in zip(budgets, thetas):
+        sub = order[:n]
+        h = 2.0 * (phi[sub] @ theta - b[sub])
+        grad = -2.0 * phi[sub].T @ (s[sub] - _mu(h)) + 0.3 * theta
+        np.testing.assert_allclose(grad, 0.0, atol=1e-9)
+
+
+def test_prefix_fits_bad_input(pool):
+    phi, s, b = pool
+    order = np.arange(10)
+    with pytest.raises(ValueError, match="order: expected integer"):
+        design.prefix_fits(order.astype(float), [5], phi, s, b)
+    with pytest.raises(ValueError, match="order: indices must lie in"):
+        design.prefix_fits(order + len(s) - 5, [5], phi, s, b)
+    with pytest.raises(ValueError, match="order: indices must be distinct"):
+        design.prefix_fits(np.zeros(10, int), [5], phi, s, b)
+    with pytest.raises(ValueError, match="budgets: each must be in"):
+        design.prefix_fits(order, [0, 5], phi, s, b)
+    with pytest.raises(ValueError, match="budgets: each must be in"):
+        design.prefix_fits(order, [11], phi, s, b)
+    with pytest.raises(ValueError, match="ref_logratio"):
+        design.prefix_fits(order, [5], phi, s, b[:-1])

@@ -13,6 +13,12 @@ from jaxpref.data.completions import (
     as_completion,
     completions_from_rows,
 )
+from jaxpref.data.feature_pairs import (
+    LoggedFeedbackPool,
+    class_points,
+    difference_vectors,
+    logged_feedback_pool,
+)
 from jaxpref.data.preferences import (
     HH_RLHF_FILE,
     MalformedPair,
@@ -94,6 +100,7 @@ def load_tokenizer(path: str | Path = TOKENIZER_DIR):
 
 __all__ = [
     "HH_RLHF_FILE",
+    "LoggedFeedbackPool",
     "TOKENIZER_DIR",
     "Completion",
     "CompletionData",
@@ -109,15 +116,18 @@ __all__ = [
     "TruncationReport",
     "as_completion",
     "check_columns",
+    "class_points",
     "check_hub_reachable",
     "collate_preferences",
     "collate_sequences",
+    "difference_vectors",
     "completions_from_rows",
     "dialogue_messages",
     "encode_completions",
     "encode_pair",
     "encode_preferences",
     "load_hh_rlhf",
+    "logged_feedback_pool",
     "load_preference_dataset",
     "load_splits",
     "load_tokenizer",

@@ -20,16 +20,32 @@ __all__ = [
     "greedy_doptimal_batch",
 ]
 from jaxpref.design.active import (  # noqa: E402
+    DETERMINISTIC,
+    METHODS,
     ActiveResult,
     adpo,
     adpo_plus,
     apo,
     certainty,
     design_vectors,
+    prefix_fits,
+    select,
     uniform,
 )
 
-__all__ += ["ActiveResult", "adpo", "adpo_plus", "apo", "certainty", "design_vectors", "uniform"]
+__all__ += [
+    "DETERMINISTIC",
+    "METHODS",
+    "ActiveResult",
+    "adpo",
+    "adpo_plus",
+    "apo",
+    "certainty",
+    "design_vectors",
+    "prefix_fits",
+    "select",
+    "uniform",
+]
 from jaxpref.design.gradient_uncertainty import (  # noqa: E402
     NORMALIZATIONS,
     GradientDesignState,

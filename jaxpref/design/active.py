@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from jaxpref import _checks, linalg
@@ -32,6 +33,7 @@ _MLE_ITERS = 50
 class ActiveResult(NamedTuple):
     indices: Array  # (n,)  selected pairs in selection order
     theta_hat: Array  # (d,)  the estimate θ̂ that scored the last pick
+    kappa: Array | None = None  # ()  ADPO+ only: the empirical κ of Assumption 4 along its run
 
 
 def design_vectors(
@@ -198,13 +200,18 @@ def adpo_plus(
     r"""ADPO+ (logged feedback): θ̂ is fitted once on all N labels, then greedy D-optimal
     selection of the design vectors v_i = β√U_i(θ̂) φ_i. This is ADPO's only difference.
 
-    References: Kveton et al., arXiv 2503.01076, Algorithm 2 (ADPO+).
+    Returns: ``ActiveResult(indices (n,), theta_hat (d,), kappa ())``; ``kappa`` is the
+    empirical κ of Assumption 4 along this greedy run (``DOptimalResult.kappa``: max over the
+    n picks of max_i s_i / s_{I_t}), the κ that Theorem 4's design bound needs.
+
+    References: Kveton et al., arXiv 2503.01076, Algorithm 2 (ADPO+), Assumption 4.
     """
     phi, s, b, beta, gamma = _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma)
     _checks.check_nonnegative("alpha", alpha)
     theta, precision = _refit(phi, s, b, jnp.ones(phi.shape[0], bool), beta, gamma)
     V = design_vectors(theta, phi, b, beta=beta, alpha=alpha, precision=precision)
-    return ActiveResult(greedy_doptimal(V, n, gamma=gamma).indices, theta)
+    res = greedy_doptimal(V, n, gamma=gamma)
+    return ActiveResult(res.indices, theta, res.kappa)
 
 
 def apo(phi_diff: Float[Array, "N d"], n: int, *, gamma=1.0) -> ActiveResult:
@@ -264,3 +271,111 @@ def uniform(key: PRNGKeyArray, num_pairs: int, n: int) -> ActiveResult:
     """Uniform selection without replacement: the first n of a random permutation."""
     _checks.check_int_in("n", n, 1, num_pairs)
     return ActiveResult(jax.random.permutation(key, num_pairs)[:n], jnp.zeros(0))
+
+
+METHODS = ("ADPO", "ADPO+", "APO", "certainty", "uniform")
+"""The selection rules of Kveton et al.'s §6 comparison, by the paper's names (``select``)."""
+
+DETERMINISTIC = ("ADPO+", "APO", "certainty")
+"""The rules of ``METHODS`` that ignore ``select``'s key (the same picks on a fixed pool)."""
+
+
+def select(
+    method: str,
+    key: PRNGKeyArray,
+    phi_diff: Float[Array, "N d"],
+    labels: Float[Array, " N"],
+    ref_logratio: Float[Array, " N"],
+    n: int,
+    *,
+    beta=1.0,
+    gamma=1.0,
+    alpha=0.0,
+    num_candidates: int | None = None,
+) -> ActiveResult:
+    r"""Run the selection rule named ``method`` (one of ``METHODS``) with budget n.
+
+    One signature for the five rules of the paper's §6 comparison, so that a protocol loops
+    over names: ``"ADPO"`` (``adpo``: online feedback, ``key`` draws the candidate subsets),
+    ``"ADPO+"`` (``adpo_plus``: logged feedback), ``"APO"`` (``apo``: unweighted Gram matrix,
+    ignores labels, β and α), ``"certainty"`` (``certainty``: PMC's largest implicit-reward gap)
+    and ``"uniform"`` (``uniform``: ``key``'s permutation). Arguments a rule does not use are
+    ignored; the others are checked by that rule.
+
+    Returns: that rule's ``ActiveResult`` (indices in selection order; only ADPO+ sets
+    ``kappa``).
+
+    References: Kveton et al., "Active Learning for Direct Preference Optimization",
+      arXiv 2503.01076, §6 (the compared methods); the rules' own docstrings.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method: unknown {method!r}; known: {METHODS}")
+    kw = dict(beta=beta, gamma=gamma)
+    if method == "ADPO":
+        return adpo(
+            key, phi_diff, labels, ref_logratio, n, alpha=alpha, num_candidates=num_candidates, **kw
+        )
+    if method == "ADPO+":
+        return adpo_plus(phi_diff, labels, ref_logratio, n, alpha=alpha, **kw)
+    if method == "APO":
+        return apo(phi_diff, n, gamma=gamma)
+    if method == "certainty":
+        return certainty(phi_diff, labels, ref_logratio, n, **kw)
+    return uniform(key, _checks.check_ndim("phi_diff", phi_diff, 2)[0], n)
+
+
+@partial(jax.jit, static_argnames=("max_iters",))
+def _prefix_fits(order, budgets, phi, labels, b, beta, gamma, max_iters):
+    ranks = jnp.arange(1, order.size + 1, dtype=order.dtype)
+    position = jnp.zeros(phi.shape[0], order.dtype).at[order].set(ranks)
+
+    def one(n):
+        w = ((position > 0) & (position <= n)).astype(phi.dtype)
+        return dpo_mle_newton(phi, labels, b, w, beta, gamma, max_iters).theta
+
+    return jax.vmap(one)(budgets)
+
+
+def prefix_fits(
+    order: Array,
+    budgets,
+    phi_diff: Float[Array, "N d"],
+    labels: Float[Array, " N"],
+    ref_logratio: Float[Array, " N"],
+    *,
+    beta=1.0,
+    gamma=1.0,
+    max_iters: int = _MLE_ITERS,
+) -> Float[Array, "G d"]:
+    r"""θ̂_n = argmin_θ L_DPO(θ; {order[:n]}) + (γ/2)‖θ‖² for every budget n in ``budgets``.
+
+    Every rule of this module is sequential (its first n' picks are what it selects with budget
+    n' < n), so one run of budget max(budgets) and this one vmapped Newton fit give the whole
+    curve θ̂_n of the paper's §6 figures (the DPO MLE of Eq. (4) with the ridge of Theorem 3).
+
+    Args:
+      order: (m,) distinct pair indices in selection order (a rule's ``indices``).
+      budgets: (G,) prefix lengths, each in [1, m].
+      phi_diff, labels, ref_logratio: (N, d), (N,), (N,) the pool; see ``fit_dpo_mle``.
+      beta, gamma: > 0.
+      max_iters: Newton iteration cap per fit.
+
+    Returns: (G, d) the estimates, one row per budget.
+
+    References: Kveton et al., arXiv 2503.01076, Eq. (4) (DPO MLE), §6 (θ̂_n on each budget).
+    """
+    phi, s, b, beta, gamma = _check_pairs(phi_diff, labels, ref_logratio, 1, beta, gamma)
+    (m,) = _checks.check_ndim("order", order, 1)
+    order = jnp.asarray(order)
+    if not jnp.issubdtype(order.dtype, jnp.integer):
+        raise ValueError(f"order: expected integer pair indices, got dtype {order.dtype}")
+    if _checks.is_concrete(order) and m and (order.min() < 0 or order.max() >= phi.shape[0]):
+        raise ValueError(f"order: indices must lie in [0, {phi.shape[0]}), got {order}")
+    if _checks.is_concrete(order) and np.unique(np.asarray(order)).size != m:
+        raise ValueError("order: indices must be distinct (a selection order)")
+    (_,) = _checks.check_ndim("budgets", budgets, 1)
+    budgets = np.asarray(budgets)
+    if budgets.size == 0 or budgets.min() < 1 or budgets.max() > m:
+        raise ValueError(f"budgets: each must be in [1, {m}] (the length of order), got {budgets}")
+    _checks.check_int_in("max_iters", max_iters, 1, 10_000)
+    return _prefix_fits(order, jnp.asarray(budgets, order.dtype), phi, s, b, beta, gamma, max_iters)

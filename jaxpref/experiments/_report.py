@@ -1,0 +1,54 @@
+"""What several runners report alike: statistics over seeds and metric-vs-budget figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def seed_stats(runs, *, keep_runs: bool = False) -> dict:
+    """``{"mean", "std"}`` (ddof=0) over the leading axis of ``runs`` (seeds × grid), plus
+    the stacked ``"runs"`` with ``keep_runs``."""
+    arr = np.asarray(runs)
+    if arr.ndim < 1 or arr.shape[0] == 0:
+        raise ValueError(f"runs: need at least one run along axis 0, got shape {arr.shape}")
+    out = {"mean": arr.mean(0), "std": arr.std(0)}
+    return out | {"runs": arr} if keep_runs else out
+
+
+def figure(rows: int, cols: int, figsize):
+    """(figure, (rows, cols) axes) on matplotlib's file-only Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, cols, figsize=figsize, squeeze=False)
+
+
+def save(fig, out_dir, name: str, *, dpi: int = 120) -> Path:
+    """Lay out, write ``out_dir/name`` and close ``fig``; returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = Path(out_dir) / name
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def budget_curves(ax, n, methods: dict, field: str, *, band: bool = True, seeds=None) -> None:
+    """One line per method of ``methods[m][field]["mean"]`` against the budget n (log₂ axis):
+    with ``band``, a ±std band; otherwise ±std/√seeds error bars (one standard error)."""
+    n = np.asarray(n)
+    for m, r in methods.items():
+        mu, sd = np.asarray(r[field]["mean"], float), np.asarray(r[field]["std"], float)
+        if band:
+            ax.plot(n, mu, marker="o", ms=3, label=m)
+            ax.fill_between(n, np.maximum(mu - sd, 1e-12), mu + sd, alpha=0.15)
+        else:
+            ax.errorbar(n, mu, yerr=sd / np.sqrt(seeds), marker="o", ms=3, capsize=2, label=m)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("budget n")
+    ax.grid(alpha=0.3, which="both")
