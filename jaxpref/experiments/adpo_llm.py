@@ -34,14 +34,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpref import llm
+from jaxpref import design, llm
 from jaxpref.data import encode_preferences, load_tokenizer, pairs_from_rows, shipped_hh_rows
-from jaxpref.experiments.logit_error import METHODS, select
 from jaxpref.losses.mle import fit_dpo_mle
 from jaxpref.metrics import logit_errors
 from jaxpref.metrics.preference_fit import pair_fit_metrics
 
-DETERMINISTIC = ("ADPO+", "APO", "certainty")
+METHODS, DETERMINISTIC = design.METHODS, design.DETERMINISTIC
 FIELDS = ("accuracy", "margin", "nll", "max_logit_error")
 
 
@@ -241,8 +240,12 @@ def picks(phi, b, cfg: Config, seed: int, method: str, cache: dict | None = None
     """The ``method``'s first n_max picks on the cached matrix (all labels 1: winner first)."""
     if cache is not None and method in DETERMINISTIC and method in cache:
         return cache[method]
-    labels = np.ones(phi.shape[0])
-    order = select(method, jax.random.key(seed), phi, labels, b, int(cfg.grid[-1]), cfg)
+    labels, kw = np.ones(phi.shape[0]), dict(beta=cfg.beta, gamma=cfg.gamma, alpha=cfg.alpha)
+    res = design.select(
+        method, jax.random.key(seed), phi, labels, b, int(cfg.grid[-1]), **kw,
+        num_candidates=cfg.num_candidates,
+    )  # fmt: skip
+    order = np.asarray(res.indices)
     if cache is not None and method in DETERMINISTIC:
         cache[method] = order
     return order
