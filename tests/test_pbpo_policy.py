@@ -198,3 +198,46 @@ def test_joint_minmax_over_deterministic_tabular_policies():
     assert int(jnp.argmax(pc1[0])) == int(j1)  # ... to the joint step's response
     with pytest.raises(ValueError, match="context_probs"):
         minmax.deterministic_policy_features(phi, jnp.ones(3))
+
+
+def test_pad_env_keeps_every_value():
+    """Padding to more responses (tiled) and more coordinates (zeros) keeps each reward, the
+    value of any policy copied across the tiles and J(π*), computed here by NumPy enumeration;
+    a stacked batch pads the same as one environment."""
+    env = envs.dueling_bandit(jax.random.PRNGKey(5), num_contexts=4, num_arms=3, d=2)
+    big = envs.pad_env(env, 9, 5)
+    assert big.features.shape == (4, 9, 5) and big.theta_star.shape == (5,)
+    r = np.asarray(env.features) @ np.asarray(env.theta_star)  # (X, Y) rewards
+    np.testing.assert_allclose(np.asarray(big.features) @ np.asarray(big.theta_star), np.tile(r, 3))
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=4)
+    value = (np.asarray(env.context_probs) * (probs * r).sum(1)).sum()
+    padded_value = envs.policy_value(big, jnp.asarray(np.tile(probs, 3) / 3))
+    np.testing.assert_allclose(padded_value, value, rtol=1e-6)
+    np.testing.assert_allclose(envs.optimal_value(big), (r.max(1) / 4).sum(), rtol=1e-6)
+    assert np.all(np.argmax(np.asarray(big.features) @ np.asarray(big.theta_star), 1) < 3)
+    batch = jax.vmap(lambda k: envs.dueling_bandit(k, num_contexts=4, num_arms=3, d=2))(
+        jax.random.split(jax.random.PRNGKey(5), 2)
+    )
+    one, _ = envs.pad_to_common([jax.tree.map(lambda a: a[0], batch), env])
+    np.testing.assert_array_equal(envs.pad_to_common([batch])[0].features, batch.features)
+    np.testing.assert_array_equal(
+        envs.pad_env(batch, 6, 3).features[0], envs.pad_env(one, 6, 3).features
+    )
+    with pytest.raises(ValueError, match="num_responses: must be a multiple"):
+        envs.pad_env(env, 4, 5)
+    with pytest.raises(ValueError, match="dim"):
+        envs.pad_env(env, 3, 1)
+    with pytest.raises(ValueError, match="env_list"):
+        envs.pad_to_common([])
+
+
+def test_run_loops_is_run_loop_per_row(small_runs):
+    env, cfg, regrets = small_runs
+    batch = jax.tree.map(lambda a: jnp.stack([a, a]), env)
+    prms = jax.tree.map(
+        lambda *a: jnp.stack(a), *[loop.loop_params(m, dim=3) for m in ("pbpo", "greedy")]
+    )
+    keys = jnp.stack([jax.random.PRNGKey(4)] * 2)
+    np.testing.assert_allclose(
+        loop.run_loops(keys, batch, prms, cfg), regrets, rtol=1e-5, atol=1e-6
+    )

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpref.experiments._report import figure, save
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.pbpo import RADII, envs, loop, radius_kappa
 
@@ -103,145 +104,68 @@ def _env_batch(make_env, seeds: int, salt: int) -> envs.PreferenceEnv:
     return jax.jit(jax.vmap(make_env))(keys)
 
 
-@functools.partial(jax.jit, static_argnums=3)
-def _run_flat(keys, env_b, prm_b, lcfg):
-    """Regrets (B, K) of B independent loops, one compilation, run one after another
-    (`lax.map`: on CPU a serial map is faster than a vmap of the batched Cholesky solves)."""
-    return jax.lax.map(lambda a: loop.run_loop(a[0], a[1], lcfg, a[2]), (keys, env_b, prm_b))
-
-
-def _regrets(cfg: Config, env_list, prm_list) -> list[np.ndarray]:
-    """(S, K) regrets for each setting g; env_list[g] is a (S,)-batch, all of one shape."""
-    g, s = len(env_list), cfg.seeds
-    env_b = jax.tree.map(lambda *a: jnp.concatenate(a), *env_list)
-    prm_b = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), s, axis=0), *prm_list)
-    keys = jnp.tile(jax.random.split(jax.random.PRNGKey(1), s), (g, 1))
-    lcfg = loop.LoopConfig(num_episodes=cfg.k_max, delta=cfg.delta, kappa=RADII[cfg.radius])
-    out = np.asarray(_run_flat(keys, env_b, prm_b, lcfg), dtype=np.float64)
-    return list(out.reshape(g, s, -1))
-
-
-def _bandit(cfg: Config, d: int):
-    return lambda key: envs.dueling_bandit(
-        key, num_contexts=cfg.num_contexts, num_arms=cfg.num_arms, d=d
-    )
-
-
-def _token(cfg: Config, h: int):
-    return lambda key: envs.token_mdp(
-        key, num_contexts=cfg.num_contexts, vocab=cfg.vocab, horizon=h, d=cfg.dim
-    )
-
-
-def _pad(env: envs.PreferenceEnv, y_max: int, d_max: int) -> envs.PreferenceEnv:
-    """Common shapes for one compilation: zero-pad d (every norm and value is unchanged) and
-    repeat each context's responses to y_max rows (uniform stays uniform; argmaxes are kept)."""
-    reps, pad = y_max // env.features.shape[2], d_max - env.theta_star.shape[-1]
-    features = jnp.tile(env.features, (1, 1, reps, 1))
-    return env._replace(
-        features=jnp.pad(features, [(0, 0)] * 3 + [(0, pad)]),
-        theta_star=jnp.pad(env.theta_star, [(0, 0), (0, pad)]),
-    )
-
-
 def _summary(regrets: np.ndarray, grid) -> dict:
     cum = np.cumsum(regrets, axis=1)[:, np.asarray(grid) - 1]
     mean = cum.mean(0)
-    return {
-        "mean": mean,
-        "se": cum.std(0, ddof=1) / np.sqrt(len(cum)),
-        "slope": loglog_slope(np.asarray(grid), mean)[0],
-    }
-
-
-def _tick(progress):
-    if progress is not None:
-        progress(1)
+    se = cum.std(0, ddof=1) / np.sqrt(len(cum))
+    return {"mean": mean, "se": se, "slope": loglog_slope(np.asarray(grid), mean)[0]}
 
 
 def _settings(cfg: Config):
     """(section, label, environment batch, loop params) of every run, seeds batched inside."""
-    out = [
-        (
-            "K",
-            m,
-            _env_batch(_bandit(cfg, cfg.dim), cfg.seeds, 1),
-            loop.loop_params(m, dim=cfg.dim, radius_scale=cfg.radius_scale),
-        )
-        for m in _methods(cfg)
-    ]
-    out += [
-        (
-            "d",
-            d,
-            _env_batch(_bandit(cfg, d), cfg.seeds, 2),
-            loop.loop_params("pbpo", dim=d, radius_scale=cfg.radius_scale),
-        )
-        for d in cfg.d_grid
-    ]
-    out += [
-        (
-            "H",
-            h,
-            _env_batch(_token(cfg, h), cfg.seeds, 3),
-            loop.loop_params(
-                "pbpo", dim=cfg.dim, bound_delta_phi=2.0 * h, radius_scale=cfg.radius_scale
-            ),
-        )
-        for h in cfg.h_grid
-    ]
+    d, scale, X = cfg.dim, cfg.radius_scale, cfg.num_contexts
+
+    def bandit(d, salt=1):
+        make = lambda k: envs.dueling_bandit(k, num_contexts=X, num_arms=cfg.num_arms, d=d)  # noqa: E731
+        return _env_batch(make, cfg.seeds, salt)
+
+    def token(h):
+        make = lambda k: envs.token_mdp(k, num_contexts=X, vocab=cfg.vocab, horizon=h, d=d)  # noqa: E731
+        return _env_batch(make, cfg.seeds, 3)
+
+    prm = functools.partial(loop.loop_params, "pbpo", dim=d, radius_scale=scale)
     base = radius_kappa(cfg.radius, 1.0, 2.0)  # κ of the loop (LoopConfig: B = 1, bandit L = 2)
-    out += [
-        (
-            "radius",
-            r,
-            _env_batch(_bandit(cfg, cfg.dim), cfg.seeds, 1),  # the environments of section 1
-            loop.loop_params(
-                "pbpo",
-                dim=cfg.dim,
-                radius_scale=cfg.radius_scale * float(radius_kappa(r, 1.0, 2.0)) / float(base),
-            ),
-        )
-        for r in cfg.radii
-        if r != cfg.radius  # that one is section 1's PbPO run
+    kappa = {r: float(radius_kappa(r, 1.0, 2.0)) for r in cfg.radii}
+    out = [
+        ("K", m, bandit(d), loop.loop_params(m, dim=d, radius_scale=scale)) for m in _methods(cfg)
     ]
-    return out
-
-
-def _common_shapes(env_list):
-    y_max = max(e.features.shape[2] for e in env_list)
-    d_max = max(e.features.shape[3] for e in env_list)
-    return [_pad(e, y_max, d_max) for e in env_list]
+    out += [("d", k, bandit(k, salt=2), prm(dim=k)) for k in cfg.d_grid]
+    out += [("H", h, token(h), prm(bound_delta_phi=2.0 * h)) for h in cfg.h_grid]
+    rs = [r for r in cfg.radii if r != cfg.radius]  # cfg.radius is section 1's PbPO run
+    return out + [
+        ("radius", r, bandit(d), prm(radius_scale=scale * kappa[r] / float(base))) for r in rs
+    ]
 
 
 def run(cfg: Config, *, progress=None) -> dict:
     """All four sections in one compiled map (regret at K = max(k_grid) in sections 2-4)."""
+    tick = progress or (lambda _: None)
     settings = _settings(cfg)
-    _tick(progress)
-    regrets = _regrets(cfg, _common_shapes([e for *_, e, _ in settings]), [p for *_, p in settings])
-    _tick(progress)
+    tick(1)
+    g, s = len(settings), cfg.seeds
+    env_b = jax.tree.map(
+        lambda *a: jnp.concatenate(a), *envs.pad_to_common([e for *_, e, _ in settings])
+    )
+    prm_b = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), s, axis=0), *[p for *_, p in settings])
+    keys = jnp.tile(jax.random.split(jax.random.PRNGKey(1), s), (g, 1))
+    lcfg = loop.LoopConfig(num_episodes=cfg.k_max, delta=cfg.delta, kappa=RADII[cfg.radius])
+    regrets = np.asarray(loop.run_loops(keys, env_b, prm_b, lcfg), np.float64).reshape(g, s, -1)
+    tick(1)
     by = {}
     for (section, label, _, _), r in zip(settings, regrets):
         by.setdefault(section, {})[label] = r
     final = {sec: {lab: float(r.sum(1).mean()) for lab, r in v.items()} for sec, v in by.items()}
     vs_d, vs_h = list(final["d"].values()), list(final["H"].values())
-    _tick(progress)
+    slope = lambda x, y: loglog_slope(x, y)[0]  # noqa: E731
+    tick(1)
     return {
         "config": dataclasses.asdict(cfg),
         "regret_vs_K": {
             "K": list(cfg.k_grid),
             "methods": {m: _summary(by["K"][m], cfg.k_grid) for m in cfg.methods},
         },
-        "regret_vs_d": {
-            "d": list(cfg.d_grid),
-            "regret": vs_d,
-            "slope": loglog_slope(cfg.d_grid, vs_d)[0],
-        },
-        "regret_vs_H": {
-            "H": list(cfg.h_grid),
-            "regret": vs_h,
-            "slope": loglog_slope(cfg.h_grid, vs_h)[0],
-        },
+        "regret_vs_d": {"d": list(cfg.d_grid), "regret": vs_d, "slope": slope(cfg.d_grid, vs_d)},
+        "regret_vs_H": {"H": list(cfg.h_grid), "regret": vs_h, "slope": slope(cfg.h_grid, vs_h)},
         "ablation": {m: final["K"][m] for m in cfg.ablation},
         "regret_vs_radius": {
             "K": list(cfg.k_grid),
@@ -268,56 +192,31 @@ def _plot_k(ax, res, radii):
         ax.plot(ks, s["mean"], ":", marker=".", label=f"PbPO, {r} radius (slope {s['slope']:.2f})")
     first = res["methods"]["pbpo"]["mean"][0]
     ax.plot(ks, _anchored(ks, first, 0.5), "k--", label="√K shape (both bounds)")
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel="episodes K",
-        ylabel="cumulative regret",
-        title="regret vs K (dueling bandit)",
-    )
+    ax.set(xlabel="episodes K", ylabel="cumulative regret", title="regret vs K (dueling bandit)")
 
 
-def _plot_grid(ax, xs, ys, slope, name, powers):
-    ax.plot(xs, ys, "o-", label=f"PbPO (slope {slope:.2f})")
+def _plot_grid(ax, res, name, powers):
+    xs, ys = res[name], res["regret"]
+    ax.plot(xs, ys, "o-", label=f"PbPO (slope {res['slope']:.2f})")
     for p, lab in powers:
         ax.plot(xs, _anchored(xs, ys[0], p), "--", label=lab)
-    ax.set(
-        xscale="log",
-        yscale="log",
-        xlabel=name,
-        ylabel="cumulative regret at K_max",
-        title=f"regret vs {name}",
-    )
+    ax.set(xlabel=name, ylabel="cumulative regret at K_max", title=f"regret vs {name}")
 
 
 def plot(results: dict, out_dir) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.5))
+    fig, axes = figure(1, 4, (20, 4.5))
+    axes = axes[0]
     _plot_k(axes[0], results["regret_vs_K"], results["regret_vs_radius"])
-    rd, rh = results["regret_vs_d"], results["regret_vs_H"]
-    _plot_grid(axes[1], rd["d"], rd["regret"], rd["slope"], "d", [(1.0, "d (upper & lower)")])
-    _plot_grid(
-        axes[2],
-        rh["H"],
-        rh["regret"],
-        rh["slope"],
-        "H",
-        [(1.0, "H (lower Ω(dH√K))"), (1.5, "H^1.5 (upper Õ(κdH^1.5√K))")],
-    )
+    _plot_grid(axes[1], results["regret_vs_d"], "d", [(1.0, "d (upper & lower)")])
+    h_rates = [(1.0, "H (lower Ω(dH√K))"), (1.5, "H^1.5 (upper Õ(κdH^1.5√K))")]
+    _plot_grid(axes[2], results["regret_vs_H"], "H", h_rates)
     abl = results["ablation"]
     axes[3].bar(list(abl), list(abl.values()))
     axes[3].set(ylabel="cumulative regret at K_max", title="exploration ablation")
     for ax in axes[:3]:
+        ax.set(xscale="log", yscale="log")
         ax.legend(fontsize=7)
-    path = Path(out_dir) / "pbpo_regret.png"
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save(fig, out_dir, "pbpo_regret.png")]
 
 
 def table(results: dict) -> str:

@@ -130,11 +130,58 @@ def optimal_value(env: PreferenceEnv) -> Float[Array, ""]:
     return env.context_probs @ jnp.max(env.features @ env.theta_star, axis=-1)
 
 
+def pad_env(env: PreferenceEnv, num_responses: int, dim: int) -> PreferenceEnv:
+    r"""``env`` with ``num_responses`` responses per context and ``dim`` features, so that
+    environments of several sizes share one compiled loop (stacked, vmapped or mapped).
+
+    Each context's Y responses are repeated ``num_responses / Y`` times (Φ tiled along the
+    response axis) and Φ and θ* are zero-padded from d to ``dim`` coordinates. Every reward
+    ⟨θ*, Φ(x, y)⟩, every norm and every inner product is unchanged, hence so are J(π*) and
+    J(uniform), and the regret Σ_k [J(π*) − J(π_k)] is measured on the same values; argmaxes
+    (lowest index first) stay in the first copy. The radius of a confidence set must still use
+    the true d (``LoopParams.dim``).
+
+    Args:
+      env: a ``PreferenceEnv``, optionally with leading batch axes (features (..., X, Y, d),
+        θ* (..., d), d₀ (..., X)).
+      num_responses: a multiple of Y.
+      dim: ≥ d.
+
+    References: Jia, arXiv 2511.12867, regret Σ_k [J(π*) − J(π_k)] (Theorems 1-4) [summary].
+    """
+    *_, y, d = _checks.shape_of("env.features", env.features)
+    if _checks.shape_of("env.theta_star", env.theta_star)[-1:] != (d,):
+        raise ValueError(f"env.theta_star: expected last axis {d} (the features' d)")
+    _checks.check_int_in("num_responses", num_responses, y, 10**9)
+    if num_responses % y:
+        raise ValueError(f"num_responses: must be a multiple of the env's {y} responses")
+    _checks.check_int_in("dim", dim, d, 10**9)
+    lead = (1,) * (env.features.ndim - 2)
+    features = jnp.tile(env.features, (*lead, num_responses // y, 1))
+    pad = [(0, 0)] * (features.ndim - 1) + [(0, dim - d)]
+    theta_pad = [(0, 0)] * (env.theta_star.ndim - 1) + [(0, dim - d)]
+    return env._replace(
+        features=jnp.pad(features, pad), theta_star=jnp.pad(env.theta_star, theta_pad)
+    )
+
+
+def pad_to_common(env_list: list[PreferenceEnv]) -> list[PreferenceEnv]:
+    """Every environment ``pad_env``-ed to the largest Y and d of the list (each Y must divide
+    the largest)."""
+    if not env_list:
+        raise ValueError("env_list: need at least one environment")
+    y_max = max(e.features.shape[-2] for e in env_list)
+    d_max = max(e.features.shape[-1] for e in env_list)
+    return [pad_env(e, y_max, d_max) for e in env_list]
+
+
 __all__ = [
     "PreferenceEnv",
     "btl_label",
     "dueling_bandit",
     "optimal_value",
+    "pad_env",
+    "pad_to_common",
     "policy_value",
     "token_features",
     "token_mdp",

@@ -148,6 +148,18 @@ def run_loop(key, env: envs.PreferenceEnv, cfg: LoopConfig, prm: LoopParams) -> 
     return regrets
 
 
+@partial(jax.jit, static_argnums=3)
+def run_loops(keys, env: envs.PreferenceEnv, prm: LoopParams, cfg: LoopConfig) -> Array:
+    """(B, K) regrets of B independent loops ``run_loop(keys[b], env[b], cfg, prm[b])``: one
+    compilation for a batch of environments (of one shape, e.g. ``envs.pad_to_common``) and
+    settings, run one after another (``lax.map``: on CPU a serial map is faster than a vmap of
+    the batched Cholesky solves).
+
+    References: Jia, arXiv 2511.12867, Alg. 1 (as reconstructed in ``theory/pbpo.md``).
+    """
+    return jax.lax.map(lambda a: run_loop(a[0], a[1], cfg, a[2]), (keys, env, prm))
+
+
 __all__ = [
     "METHODS",
     "LoopConfig",
@@ -157,4 +169,5 @@ __all__ = [
     "pbpo_init",
     "pbpo_update",
     "run_loop",
+    "run_loops",
 ]
