@@ -96,3 +96,40 @@ def test_class_points_sources():
         fp.class_points("cifar", 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="dim"):
         fp.class_points("digits", 65, np.random.default_rng(0))
+
+
+def test_pair_design_matrix_and_offsets_against_loops():
+    """φ_i = (f_w − f_l)P / max‖·‖ and b_i = (log π₀(y_w) − log π₀(y_l)) / max|·|, by loops."""
+    rng = np.random.default_rng(4)
+    fw, fl, P = rng.normal(size=(5, 3)), rng.normal(size=(5, 3)), rng.normal(size=(3, 2))
+    rows = [
+        [sum((fw[i, e] - fl[i, e]) * P[e, k] for e in range(3)) for k in range(2)] for i in range(5)
+    ]
+    top = max(sum(v * v for v in r) ** 0.5 for r in rows)
+    np.testing.assert_allclose(fp.pair_design_matrix(fw, fl, P), np.array(rows) / top, rtol=1e-12)
+    raw = fw - fl
+    np.testing.assert_allclose(
+        fp.pair_design_matrix(fw, fl), raw / np.linalg.norm(raw, axis=1).max()
+    )
+    np.testing.assert_allclose(fp.scaled_offsets([-1.0, -2.0], [-3.0, -1.0]), [1.0, -0.5])
+    np.testing.assert_allclose(fp.scaled_offsets([-1.0, -2.0], [-3.0, -1.0], "none"), [2.0, -1.0])
+    with pytest.raises(ValueError, match="projection: expected 3 rows"):
+        fp.pair_design_matrix(fw, fl, P.T)
+    with pytest.raises(ValueError, match="features_l: expected shape"):
+        fp.pair_design_matrix(fw, fl[:4])
+    with pytest.raises(ValueError, match="features: every pair has identical"):
+        fp.pair_design_matrix(fw, fw)
+    with pytest.raises(ValueError, match="offset_scale: unknown 'sum'"):
+        fp.scaled_offsets([0.0], [1.0], "sum")
+    with pytest.raises(ValueError, match="logps_l: expected shape"):
+        fp.scaled_offsets([0.0, 1.0], [1.0])
+
+
+def test_gaussian_projection_preserves_squared_norms_on_average():
+    P = fp.gaussian_projection(40, 500, seed=3)
+    np.testing.assert_array_equal(P, fp.gaussian_projection(40, 500, seed=3))
+    x = np.random.default_rng(0).normal(size=(200, 40))
+    ratio = (np.linalg.norm(x @ P, axis=1) / np.linalg.norm(x, axis=1)) ** 2
+    assert abs(ratio.mean() - 1.0) < 0.03  # E‖xP‖² = ‖x‖²; sd of the mean ≈ 0.0045 here
+    with pytest.raises(ValueError, match="dim"):
+        fp.gaussian_projection(4, 0)

@@ -9,6 +9,10 @@ Optimization", arXiv 2503.01076, §6.1; the protocol as written down in ``theory
    non-member, rescaled to max_i ‖φ_i‖ = 1 (the feature half of Assumption 2);
 3. ``logged_feedback_pool``: labels, reference log-ratios and the target θ* on those φ.
 
+And the §6.2 pools from a language model's features: ``pair_design_matrix`` (φ_i = (f_w − f_l)P
+rescaled to max norm 1), ``scaled_offsets`` (b_i from the reference log-probs) and
+``gaussian_projection`` (a P).
+
 Everything is drawn from a ``numpy.random.Generator``, so one seed fixes a pool; with
 ``jax.enable_x64`` and float64 φ the fits run in float64.
 """
@@ -133,10 +137,73 @@ def logged_feedback_pool(
     return LoggedFeedbackPool(labels, b, np.asarray(star.theta), theta_0)
 
 
+def pair_design_matrix(features_w, features_l, projection=None) -> np.ndarray:
+    """(N, d) φ_i = (f_w,i − f_l,i) P / c in float64, c = max_i ‖(f_w,i − f_l,i) P‖, so that
+    max_i ‖φ_i‖ = 1 (Assumption 2's ‖φ‖ ≤ 1): the winner's minus the loser's features of each
+    pair (e.g. an LLM's last hidden state, ADPO's §6.2), optionally through an (E, d)
+    ``projection`` P (None: the identity).
+
+    References: Kveton et al., arXiv 2503.01076, §4 (φ = feature difference), §6.2, Assumption 2.
+    """
+    n, width = _checks.check_ndim("features_w", features_w, 2)
+    if _checks.shape_of("features_l", features_l) != (n, width):
+        raise ValueError(
+            f"features_l: expected shape {(n, width)} to match features_w, "
+            f"got {_checks.shape_of('features_l', features_l)}"
+        )
+    phi = np.asarray(features_w, np.float64) - np.asarray(features_l, np.float64)
+    if projection is not None:
+        rows, _ = _checks.check_ndim("projection", projection, 2)
+        if rows != width:
+            raise ValueError(f"projection: expected {width} rows (the feature width), got {rows}")
+        phi = phi @ np.asarray(projection, np.float64)
+    top = np.linalg.norm(phi, axis=1).max()
+    if not np.isfinite(top) or top == 0:
+        raise ValueError("features: every pair has identical winner and loser features")
+    return phi / top
+
+
+OFFSET_SCALES = ("max", "none")
+"""How ``scaled_offsets`` scales b: ``"max"`` to max_i |b_i| = 1, ``"none"`` raw."""
+
+
+def scaled_offsets(logps_w, logps_l, scale: str = "max") -> np.ndarray:
+    """(N,) b_i = log π₀(y_w|x_i) − log π₀(y_l|x_i) in float64, divided by max_j |b_j| with
+    ``scale="max"`` (Assumption 2's |b_i| ≤ 1: the reference enters as π₀^{1/c}, c = max_j |b_j|,
+    a departure from the paper, whose b_i are raw; ``experiments/adpo_llm/README.md`` says why).
+
+    References: Kveton et al., arXiv 2503.01076, Eq. (6) (the bias b_i), Assumption 2.
+    """
+    if scale not in OFFSET_SCALES:
+        raise ValueError(f"offset_scale: unknown {scale!r}; choices: {OFFSET_SCALES}")
+    (n,) = _checks.check_ndim("logps_w", logps_w, 1)
+    if _checks.shape_of("logps_l", logps_l) != (n,):
+        raise ValueError(f"logps_l: expected shape ({n},) to match logps_w")
+    b = np.asarray(logps_w, np.float64) - np.asarray(logps_l, np.float64)
+    top = np.abs(b).max()
+    return b / top if scale == "max" and top > 0 else b
+
+
+def gaussian_projection(width: int, dim: int, seed: int = 0) -> np.ndarray:
+    """(width, dim) i.i.d. N(0, 1/dim) entries from ``numpy.random.default_rng(seed)``: a
+    Johnson–Lindenstrauss map, E‖xP‖² = ‖x‖² (to reach the paper's d = 4096 from a narrower
+    model, or to shrink d).
+
+    References: Johnson & Lindenstrauss (1984); Kveton et al., arXiv 2503.01076, §6.2 (d).
+    """
+    _checks.check_int_in("width", width, 1, 10**7)
+    _checks.check_int_in("dim", dim, 1, 10**7)
+    return np.random.default_rng(seed).normal(size=(width, dim)) / np.sqrt(dim)
+
+
 __all__ = [
+    "OFFSET_SCALES",
     "SOURCES",
     "LoggedFeedbackPool",
     "class_points",
     "difference_vectors",
+    "gaussian_projection",
     "logged_feedback_pool",
+    "pair_design_matrix",
+    "scaled_offsets",
 ]

@@ -36,6 +36,8 @@ import numpy as np
 
 from jaxpref import design, llm
 from jaxpref.data import encode_preferences, load_tokenizer, pairs_from_rows, shipped_hh_rows
+from jaxpref.data import feature_pairs as fp
+from jaxpref.experiments._report import budget_curves, figure, save, seed_stats
 from jaxpref.losses.mle import fit_dpo_mle
 from jaxpref.metrics import logit_errors
 from jaxpref.metrics.preference_fit import pair_fit_metrics
@@ -133,8 +135,8 @@ def _check(cfg: Config, num_pairs: int, width: int, projection) -> None:
     """Everything that can be refused before the forward pass."""
     if cfg.pooling not in llm.POOLINGS:
         raise ValueError(f"pooling: unknown {cfg.pooling!r}; choices: {llm.POOLINGS}")
-    if cfg.offset_scale not in OFFSET_SCALES:
-        raise ValueError(f"offset_scale: unknown {cfg.offset_scale!r}; choices: {OFFSET_SCALES}")
+    if cfg.offset_scale not in fp.OFFSET_SCALES:
+        raise ValueError(f"offset_scale: unknown {cfg.offset_scale!r}; choices: {fp.OFFSET_SCALES}")
     if num_pairs < 2:
         raise ValueError(f"rows: the pool has {num_pairs} valid pair(s); need at least 2")
     if cfg.grid[-1] > num_pairs:
@@ -205,36 +207,6 @@ def pool_features(model, encoded, *, pad_id: int, cfg: Config, mesh=None):
     return feats[:n], feats[n:], logps[:n], logps[n:]
 
 
-def design_matrix(features_w, features_l, projection=None):
-    """φ_i = (f_w − f_l) P, rescaled so that max_i ‖φ_i‖ = 1 (ADPO Assumption 2), float64."""
-    phi = np.asarray(features_w, np.float64) - np.asarray(features_l, np.float64)
-    if projection is not None:
-        phi = phi @ np.asarray(projection, np.float64)
-    top = np.linalg.norm(phi, axis=1).max()
-    if not np.isfinite(top) or top == 0:
-        raise ValueError("features: every pair has identical winner and loser features")
-    return phi / top
-
-
-OFFSET_SCALES = ("max", "none")
-
-
-def scaled_offsets(logps_w, logps_l, scale: str = "max") -> np.ndarray:
-    """b_i = log π₀(y_w|x_i) − log π₀(y_l|x_i), divided by max_j |b_j| with ``scale="max"``
-    (Assumption 2's |b_i| ≤ 1: the reference enters as π₀^{1/c}, c = max_j |b_j|, a departure
-    from the paper, whose b_i are raw; see the README for why), float64."""
-    if scale not in OFFSET_SCALES:
-        raise ValueError(f"offset_scale: unknown {scale!r}; choices: {OFFSET_SCALES}")
-    b = np.asarray(logps_w, np.float64) - np.asarray(logps_l, np.float64)
-    top = np.abs(b).max()
-    return b / top if scale == "max" and top > 0 else b
-
-
-def random_projection(width: int, dim: int, seed: int = 0) -> np.ndarray:
-    """(width, dim) Gaussian N(0, 1/dim) entries (Johnson–Lindenstrauss)."""
-    return np.random.default_rng(seed).normal(size=(width, dim)) / np.sqrt(dim)
-
-
 # ---------------------------------------------------------------- selection and scores
 def picks(phi, b, cfg: Config, seed: int, method: str, cache: dict | None = None) -> np.ndarray:
     """The ``method``'s first n_max picks on the cached matrix (all labels 1: winner first)."""
@@ -253,18 +225,20 @@ def picks(phi, b, cfg: Config, seed: int, method: str, cache: dict | None = None
 
 def scores_on_prefixes(order, phi, b, theta_star, cfg: Config) -> dict:
     """Each metric of θ̂_n (the MLE on order[:n]) over all N pairs, for every n of the grid."""
-    out = {f: [] for f in FIELDS}
-    labels = np.ones(phi.shape[0])
-    for n in cfg.grid:
-        w = np.zeros(phi.shape[0])
-        w[np.asarray(order[:n])] = 1.0
-        kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b, weights=w)
-        theta = fit_dpo_mle(phi, labels, **kw).theta
-        m = pair_fit_metrics(theta, phi, b, beta=cfg.beta)
-        err = logit_errors(theta, theta_star, phi, b, beta=cfg.beta)
-        for field, value in zip(FIELDS, (m.accuracy, m.margin, m.nll, err.max)):
-            out[field].append(float(value))
-    return out
+    kw = dict(beta=cfg.beta, gamma=cfg.gamma)
+    thetas = design.prefix_fits(order, cfg.grid, phi, np.ones(phi.shape[0]), b, **kw)
+    m, err = _metrics(thetas, theta_star, phi, b, cfg.beta)
+    values = (m.accuracy, m.margin, m.nll, err.max)
+    return {f: [float(x) for x in v] for f, v in zip(FIELDS, values)}
+
+
+@jax.jit
+def _metrics(thetas, theta_star, phi, b, beta):
+    def one(theta):
+        err = logit_errors(theta, theta_star, phi, b, beta=beta)
+        return pair_fit_metrics(theta, phi, b, beta=beta), err
+
+    return jax.vmap(one)(thetas)
 
 
 def analyse(phi, b, cfg: Config, progress=None) -> dict:
@@ -295,18 +269,12 @@ def analyse(phi, b, cfg: Config, progress=None) -> dict:
                 tick(1)
     return {
         "picks": all_picks,
-        "methods": {m: _summary(c) for m, c in curves.items()},
+        "methods": {
+            m: {f: seed_stats(r, keep_runs=True) for f, r in c.items()} for m, c in curves.items()
+        },
         "all_labels": {f: float(getattr(full, f)) for f in ("accuracy", "margin", "nll")},
         "times": {k: (float(np.sum(v)) if isinstance(v, list) else v) for k, v in times.items()},
     }
-
-
-def _summary(curves: dict) -> dict:
-    out = {}
-    for f, runs in curves.items():
-        arr = np.asarray(runs)  # (seeds, G)
-        out[f] = {"mean": arr.mean(0), "std": arr.std(0), "runs": arr}
-    return out
 
 
 def time_selection(phi, b, cfg: Config, *, methods=METHODS, log=None) -> dict:
@@ -341,11 +309,11 @@ def time_at_width(run_dir, dim: int, *, methods=METHODS, log=print) -> dict:
     cached = np.load(run_dir / "features.npz")
     t0 = time.perf_counter()
     width = cached["features_w"].shape[1]
-    phi = design_matrix(
-        cached["features_w"], cached["features_l"], random_projection(width, dim, cfg.seed)
+    phi = fp.pair_design_matrix(
+        cached["features_w"], cached["features_l"], fp.gaussian_projection(width, dim, cfg.seed)
     )
     out = {"project_s": time.perf_counter() - t0}
-    b = scaled_offsets(cached["logps_w"], cached["logps_l"], cfg.offset_scale)
+    b = fp.scaled_offsets(cached["logps_w"], cached["logps_l"], cfg.offset_scale)
     return out | time_selection(phi, b, cfg, methods=methods, log=log)
 
 
@@ -389,8 +357,8 @@ def run(
     fw, fl, lw, ll = pool_features(model, encoded, pad_id=_pad(tok), cfg=cfg, mesh=mesh)
     times["features_s"] = time.perf_counter() - t0
     if projection is None and cfg.proj_dim is not None:
-        projection = random_projection(width, cfg.proj_dim, cfg.seed)
-    phi, b = design_matrix(fw, fl, projection), scaled_offsets(lw, ll, cfg.offset_scale)
+        projection = fp.gaussian_projection(width, cfg.proj_dim, cfg.seed)
+    phi, b = fp.pair_design_matrix(fw, fl, projection), fp.scaled_offsets(lw, ll, cfg.offset_scale)
     np.savez(
         root / "features.npz",
         phi=phi,
@@ -403,7 +371,9 @@ def run(
     tick(1)
     result = analyse(phi, b, cfg, tick)
     timing = [
-        time_selection(design_matrix(fw, fl, random_projection(width, d, cfg.seed)), b, cfg)
+        time_selection(
+            fp.pair_design_matrix(fw, fl, fp.gaussian_projection(width, d, cfg.seed)), b, cfg
+        )
         for d in cfg.timing_dims
     ]
     return {
@@ -453,38 +423,15 @@ def table(results: dict) -> str:
 
 def plot(results: dict, out_dir) -> list[Path]:
     """Fig. 2 of the paper: each metric against n, one line per method, ± one standard error."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = np.asarray(results["n"])
-    labels = {
-        "accuracy": "accuracy",
-        "margin": "margin",
-        "nll": "negative log-likelihood",
-        "max_logit_error": "max logit error",
-    }
-    fig, axes = plt.subplots(1, len(FIELDS), figsize=(4.2 * len(FIELDS), 3.6))
-    seeds = results["config"]["seeds"]
-    for ax, f in zip(axes, FIELDS):
-        for m, r in results["methods"].items():
-            mu = np.asarray(r[f]["mean"], float)
-            se = np.asarray(r[f]["std"], float) / np.sqrt(seeds)
-            ax.errorbar(n, mu, yerr=se, marker="o", ms=3, capsize=2, label=m)
+    n, pool = np.asarray(results["n"]), results["pool"]
+    fig, axes = figure(1, len(FIELDS), (4.2 * len(FIELDS), 3.6))
+    for ax, f in zip(axes[0], FIELDS):
+        budget_curves(ax, n, results["methods"], f, band=False, seeds=results["config"]["seeds"])
         if f != "max_logit_error":
             ax.axhline(results["all_labels"][f], color="k", ls="--", lw=0.8, label="all labels")
-        ax.set_xscale("log", base=2)
-        if f == "max_logit_error":
+        else:
             ax.set_yscale("log")
-        ax.set_xlabel("budget n")
-        ax.set_title(labels[f])
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7)
-    pool = results["pool"]
+        ax.set_title({"nll": "negative log-likelihood"}.get(f, f.replace("_", " ")))
+    axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"HH-RLHF harmless-base, N = {pool['N']}, d = {pool['d']}", fontsize=10)
-    fig.tight_layout()
-    path = Path(out_dir) / "adpo_llm.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [save(fig, out_dir, "adpo_llm.png")]
