@@ -24,11 +24,10 @@ from jaxpref.metrics.alignment import exact_alignment_metrics, sampled_alignment
 from jaxpref.policies.autoregressive import sequence_logps, token_logps, toy_language
 from jaxpref.regularizers import (
     conditional_pm_shaped_reward,
-    expected_objective,
     gibbs_policy,
     kl_rlhf_pairwise_preference,
+    parametric_ascent,
     pm_regularizer,
-    reinforce_loo_surrogate,
     tempered_preference,
     token_conditional_pm_shaped_reward,
 )
@@ -103,36 +102,23 @@ def _shaped_rewards(prob: dict, cfg: Config, beta: float) -> dict:
     return out
 
 
-def _objective_loss(estimator: str, lang, num_samples: int = 64):
-    """−E_π[r̃ − log π] of the tabular policy: exact by enumeration, or REINFORCE-LOO from
-    ``num_samples`` sequences (the penalty −log π(y) of the sampled tokens, as the official
-    trainer uses) — the softmax solvers' objective and surrogate on log π(y) over sequences."""
-
-    def loss(table, rt, key):
-        logp = sequence_logps(table, lang)
-        if estimator == "exact":
-            return -expected_objective(logp, rt, pm_regularizer)
-        idx = jax.random.categorical(key, jax.lax.stop_gradient(logp), shape=(num_samples,))
-        return -reinforce_loo_surrogate(logp, idx, rt, pm_regularizer)
-
-    return loss
-
-
 def optimise_tabular(shaped, init_table, lang, cfg: Config, key):
-    """Adam on the objective of each shaped reward (M at once); returns (M, nodes, tokens)."""
-    loss = _objective_loss(cfg.estimator, lang)
-    lr = cfg.learning_rate
-    sched = optax.cosine_decay_schedule(lr, cfg.num_steps, alpha=0.05)
-    opt = optax.adam(sched if cfg.estimator == "reinforce" else lr)
+    """Adam on E_π[r̃ − log π] (PM regulariser R = −log π) for each shaped reward (M at once),
+    exact or REINFORCE-LOO from 64 sampled sequences; returns (M, nodes, tokens)."""
+    sampled = cfg.estimator == "reinforce"
+    lr = optax.cosine_decay_schedule(cfg.learning_rate, cfg.num_steps, alpha=0.05)
+    opt = optax.adam(lr if sampled else cfg.learning_rate)
+    keys = jax.random.split(key, cfg.num_steps)
 
     def run_one(rt):
-        def step(carry, k):
-            table, state = carry
-            upd, state = opt.update(jax.grad(loss)(table, rt, k), state, table)
-            return (optax.apply_updates(table, upd), state), None
-
-        keys = jax.random.split(key, cfg.num_steps)
-        return jax.lax.scan(step, (init_table, opt.init(init_table)), keys)[0][0]
+        init, update = parametric_ascent(
+            lambda t: sequence_logps(t, lang),
+            rt,
+            pm_regularizer,
+            opt,
+            num_samples=64 if sampled else None,
+        )
+        return jax.lax.scan(update, init(init_table), keys)[0].logits
 
     return jax.jit(jax.vmap(run_one))(shaped)
 

@@ -59,15 +59,68 @@ def exact_gradient_ascent(
 
     References: Xiao et al., arXiv 2405.16455, eq. (3.1) under Hypothesis 3.1 (softmax over K).
     """
+    _, update = parametric_ascent(_identity, rewards, regularizer, optimizer)
+    return _init(optimizer), update
+
+
+def _identity(logits):
+    return logits
+
+
+def parametric_ascent(
+    logits_fn: Callable[[Any], Array],
+    rewards: Float[Array, " K"],
+    regularizer: Regularizer,
+    optimizer: optax.GradientTransformation,
+    *,
+    num_samples: int | None = None,
+):
+    r"""(init, update) for ascent on J over the parameters of any policy π = softmax(logits_fn(θ)).
+
+    .. math:: J(\theta) = \sum_k \pi_k (r_k + R_k(\pi_k)),\qquad
+              \pi = \mathrm{softmax}(\texttt{logits\_fn}(\theta))
+
+    (eq. (3.12)); θ is any pytree (e.g. a tabular autoregressive policy whose ``logits_fn`` gives
+    the log-probs of all K enumerable sequences). The gradient is exact (``num_samples=None``) or
+    the REINFORCE leave-one-out estimate of ``reinforce_loo_surrogate`` from ``num_samples``
+    draws y ~ π_θ. ``update(state, key) -> (state, J)``, J at the state before the step; the
+    state's ``logits`` field holds θ. With ``logits_fn`` the identity this is
+    ``exact_gradient_ascent`` / ``reinforce_loo``.
+
+    References: Xiao et al., arXiv 2405.16455, eqs. (3.1), (3.12); Williams (1992); Kool, van
+      Hoof & Welling (ICLR 2019 workshop) for the leave-one-out baseline.
+    """
     _validate.vector("rewards", rewards)
     _validate.finite(rewards=rewards)
-    loss = lambda th: -expected_objective(th, rewards, regularizer)  # noqa: E731
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 2):
+        raise ValueError(f"num_samples: need an integer >= 2, got {num_samples!r}")
 
-    def update(state: SolverState, key=None):
-        value, grad = jax.value_and_grad(loss)(state.logits)
-        return _apply(optimizer, state, grad), -value
+    def init(params) -> SolverState:
+        shape = jax.eval_shape(logits_fn, params).shape
+        if shape != jnp.shape(rewards):
+            raise ValueError(
+                f"logits_fn: gives shape {shape} for these parameters, but rewards has shape "
+                f"{jnp.shape(rewards)}"
+            )
+        return SolverState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
-    return _init(optimizer), update
+    def objective(params):
+        return expected_objective(logits_fn(params), rewards, regularizer)
+
+    def update(state: SolverState, key: PRNGKeyArray | None = None):
+        if num_samples is None:
+            value, grad = jax.value_and_grad(lambda p: -objective(p))(state.logits)
+            return _apply(optimizer, state, grad), -value
+        logits = logits_fn(state.logits)
+        samples = jax.random.categorical(key, logits, shape=(num_samples,))
+
+        def loss(p):
+            return -reinforce_loo_surrogate(logits_fn(p), samples, rewards, regularizer)
+
+        grad = jax.grad(loss)(state.logits)
+        return _apply(optimizer, state, grad), expected_objective(logits, rewards, regularizer)
+
+    return init, update
 
 
 def reinforce_loo_surrogate(
@@ -106,18 +159,11 @@ def reinforce_loo(
 
     References: see ``reinforce_loo_surrogate``.
     """
-    _validate.vector("rewards", rewards)
-    _validate.finite(rewards=rewards)
     if not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples: need an integer >= 2, got {num_samples!r}")
-
-    def update(state: SolverState, key: PRNGKeyArray):
-        samples = jax.random.categorical(key, state.logits, shape=(num_samples,))
-        loss = lambda th: -reinforce_loo_surrogate(th, samples, rewards, regularizer)  # noqa: E731
-        grad = jax.grad(loss)(state.logits)
-        value = expected_objective(state.logits, rewards, regularizer)
-        return _apply(optimizer, state, grad), value
-
+    _, update = parametric_ascent(
+        _identity, rewards, regularizer, optimizer, num_samples=num_samples
+    )
     return _init(optimizer), update
 
 
