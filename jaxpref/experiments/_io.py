@@ -139,23 +139,3 @@ def write_json(path: str | Path, obj: Any) -> Path:
     tmp.write_text(json.dumps(to_jsonable(obj), indent=2) + "\n")
     os.replace(tmp, path)
     return path
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend (the runners write files only);
-    imported on first use, so that importing a runner stays cheap."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Lay ``fig`` out tightly, write it to ``path`` and close it; returns the path."""
-    path = Path(path)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
-    return path

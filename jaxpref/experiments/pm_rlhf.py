@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxpref.experiments import _io
+from jaxpref.experiments import _report
 from jaxpref.metrics.alignment import exact_alignment_metrics, sampled_alignment_metrics
 from jaxpref.policies.autoregressive import sequence_logps, token_logps, toy_language
 from jaxpref.regularizers import (
@@ -221,10 +221,9 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[Path]:
-    plt, out_dir = _io.pyplot(), Path(out_dir)
     figs = results["figures"]
     p = np.asarray(figs["p_reward"], float)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, (axes,) = _report.figure(1, 3, (15, 4.5))
     for key_, ax, label in (("figure2", axes[0], "p_ref="), ("figure9", axes[1], "β=")):
         for k, v in figs[key_].items():
             ax.plot(p, v, label=label + k)
@@ -240,11 +239,11 @@ def plot(results: dict, out_dir) -> list[Path]:
     axes[2].set(xlabel="p(y₁ ≻ y₂)", title="toy language: pairs from π_ref (cf. Figs. 3–4)")
     for ax in axes:
         ax.legend(fontsize=7)
-    f1 = _io.save_figure(fig, out_dir / "pm_rlhf_figures_2_9.png")
+    f1 = _report.save(fig, out_dir, "pm_rlhf_figures_2_9.png")
 
     rows = results["table"]
     betas = sorted({r["beta"] for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (axes,) = _report.figure(1, 2, (12, 4.5))
     for ax, col in zip(axes, ("pm_divergence", "perplexity")):
         for r in rows:
             x = betas.index(r["beta"])
@@ -252,4 +251,4 @@ def plot(results: dict, out_dir) -> list[Path]:
             ax.annotate(r["method"], (x, r["exact"][col]), fontsize=6)
         ax.set_xticks(range(len(betas)), [f"β={b:g}" for b in betas])
         ax.set(title=f"miniature Table 2: {col} (exact)", yscale="log")
-    return [f1, _io.save_figure(fig, out_dir / "pm_rlhf_table2.png")]
+    return [f1, _report.save(fig, out_dir, "pm_rlhf_table2.png")]

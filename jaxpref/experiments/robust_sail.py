@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref import robust
-from jaxpref.experiments import _io
+from jaxpref.experiments import _report
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.policies import loglinear
 
@@ -250,8 +250,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[Path]:
-    plt, out_dir = _io.pyplot(), Path(out_dir)
-    fig, axes = plt.subplots(len(SHIFTS), len(METRICS), figsize=(15, 6.5), squeeze=False)
+    fig, axes = _report.figure(len(SHIFTS), len(METRICS), (15, 6.5))
     for i, shift in enumerate(SHIFTS):
         by_rho = results["comparison"][shift]
         rhos = [float(r) for r in by_rho]
@@ -261,10 +260,10 @@ def plot(results: dict, out_dir) -> list[Path]:
                 ax.plot(rhos, [by_rho[r][m][metric] for r in by_rho], "o-", label=m)
             ax.set(xlabel="ρ", ylabel=metric, title=f"{shift} shift")
     axes[0, 0].legend()
-    f1 = _io.save_figure(fig, out_dir / "robust_vs_nominal.png")
+    f1 = _report.save(fig, out_dir, "robust_vs_nominal.png")
 
     c = results["convergence"]
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fig, ((ax,),) = _report.figure(1, 1, (5.5, 4))
     t = np.asarray(c["T"], dtype=float)
     ax.loglog(t, c["min_grad_moreau_sq"], "o-", label=f"min_k≤T ‖∇M_λ‖² (slope {c['slope']:.2f})")
     ax.loglog(t, c["avg_grad_moreau_sq"], "s--", label=f"mean_k≤T ‖∇M_λ‖² ({c['avg_slope']:.2f})")
@@ -272,4 +271,4 @@ def plot(results: dict, out_dir) -> list[Path]:
     ax.loglog(t, ref, "k:", label="T^(-1/2): Õ(ε⁻²), ε = ‖∇M‖²")
     ax.set(xlabel="T", ylabel="‖∇M_λ(θ_k)‖²", title="robust SAIL, projected SGD")
     ax.legend(fontsize=8)
-    return [f1, _io.save_figure(fig, out_dir / "convergence.png")]
+    return [f1, _report.save(fig, out_dir, "convergence.png")]
