@@ -35,7 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref import design, llm
-from jaxpref.data import encode_preferences, load_tokenizer, pairs_from_rows, shipped_hh_rows
+from jaxpref.data import (
+    TOKENIZER_DIR,
+    encode_preferences,
+    load_tokenizer,
+    pad_id,
+    pairs_from_rows,
+    shipped_hh_rows,
+)
 from jaxpref.data import feature_pairs as fp
 from jaxpref.experiments._report import budget_curves, figure, save, seed_stats
 from jaxpref.losses.mle import fit_dpo_mle
@@ -193,16 +200,8 @@ def pool_features(model, encoded, *, pad_id: int, cfg: Config, mesh=None):
     winners and losers, from one bucketed pass over all 2N rows."""
     prompts = [e.prompt for e in encoded] * 2
     responses = [e.chosen for e in encoded] + [e.rejected for e in encoded]
-    feats, logps = llm.bucketed_features_and_logps(
-        model,
-        prompts,
-        responses,
-        pad_id=pad_id,
-        pooling=cfg.pooling,
-        batch_size=cfg.batch_size,
-        bucket=cfg.bucket,
-        mesh=mesh,
-    )
+    kw = dict(pooling=cfg.pooling, batch_size=cfg.batch_size, bucket=cfg.bucket, mesh=mesh)
+    feats, logps = llm.bucketed_features_and_logps(model, prompts, responses, pad_id=pad_id, **kw)
     n = len(encoded)
     return feats[:n], feats[n:], logps[:n], logps[n:]
 
@@ -247,10 +246,8 @@ def analyse(phi, b, cfg: Config, progress=None) -> dict:
     with jax.enable_x64(True):
         phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
         t0 = time.perf_counter()
-        star = fit_dpo_mle(
-            phi, jnp.ones(phi.shape[0]), beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b
-        )
-        theta_star = star.theta
+        kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b)
+        theta_star = fit_dpo_mle(phi, jnp.ones(phi.shape[0]), **kw).theta
         times = {"fit_all_labels_s": time.perf_counter() - t0}
         full = pair_fit_metrics(theta_star, phi, b, beta=cfg.beta)
         cache, all_picks = {}, {m: [] for m in METHODS}
@@ -329,11 +326,7 @@ def run(
     times = {}
     t0 = time.perf_counter()
     rows = shipped_hh_rows() if rows is None else list(rows)
-    tok = (
-        load_tokenizer()
-        if cfg.model_name_or_path is None
-        else load_tokenizer(cfg.model_name_or_path)
-    )
+    tok = load_tokenizer(cfg.model_name_or_path or TOKENIZER_DIR)
     encoded, report = build_pool(rows, tok, cfg)
     if model is not None:
         width = model.config.embed_width
@@ -354,20 +347,13 @@ def run(
         model = llm.from_pretrained(path, mesh=mesh)
     times["model_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fw, fl, lw, ll = pool_features(model, encoded, pad_id=_pad(tok), cfg=cfg, mesh=mesh)
+    fw, fl, lw, ll = pool_features(model, encoded, pad_id=pad_id(tok), cfg=cfg, mesh=mesh)
     times["features_s"] = time.perf_counter() - t0
     if projection is None and cfg.proj_dim is not None:
         projection = fp.gaussian_projection(width, cfg.proj_dim, cfg.seed)
     phi, b = fp.pair_design_matrix(fw, fl, projection), fp.scaled_offsets(lw, ll, cfg.offset_scale)
-    np.savez(
-        root / "features.npz",
-        phi=phi,
-        ref_logratio=b,
-        features_w=fw,
-        features_l=fl,
-        logps_w=lw,
-        logps_l=ll,
-    )
+    arrays = dict(features_w=fw, features_l=fl, logps_w=lw, logps_l=ll)
+    np.savez(root / "features.npz", phi=phi, ref_logratio=b, **arrays)
     tick(1)
     result = analyse(phi, b, cfg, tick)
     timing = [
@@ -394,12 +380,6 @@ def run(
         "features_file": str(root / "features.npz"),
         **result,
     }
-
-
-def _pad(tok) -> int:
-    from jaxpref.data import pad_id
-
-    return pad_id(tok)
 
 
 # ---------------------------------------------------------------- report
