@@ -65,7 +65,6 @@ _CONFIGS = {
         d_grid=(2, 8),
         h_grid=(1, 3),
         methods=("pbpo", "greedy"),
-        ablation=("agnostic_only", "aware_only", "pbpo"),
     ),
     "quickstart": Config(k_grid=(32, 64, 128, 256, 512), seeds=6),
     "small": Config(
@@ -226,15 +225,12 @@ def table(results: dict) -> str:
         lines.append(
             f"{m:15s} " + "  ".join(f"{v:8.2f}" for v in s["mean"]) + f"  {s['slope']:.3f}"
         )
-    rd, rh = results["regret_vs_d"], results["regret_vs_H"]
-    lines.append(
-        f"regret vs d {rd['d']}: {np.round(rd['regret'], 2).tolist()} "
-        f"(slope {rd['slope']:.2f}; bounds: 1)"
-    )
-    lines.append(
-        f"regret vs H {rh['H']}: {np.round(rh['regret'], 2).tolist()} "
-        f"(slope {rh['slope']:.2f}; bounds: 1 to 1.5)"
-    )
+    for x, bounds in (("d", "1"), ("H", "1 to 1.5")):
+        r = results[f"regret_vs_{x}"]
+        lines.append(
+            f"regret vs {x} {r[x]}: {np.round(r['regret'], 2).tolist()} "
+            f"(slope {r['slope']:.2f}; bounds: {bounds})"
+        )
     lines.append("ablation: " + ", ".join(f"{m}={v:.2f}" for m, v in results["ablation"].items()))
     rr = results["regret_vs_radius"]
     for r, s in rr["methods"].items():
