@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from jaxpref.losses import LOSS_TYPES, btl_nll, dpo_loss, plackett_luce_nll
+from jaxpref.losses import LOSS_TYPES, btl_nll, dpo_loss, logistic_loss, plackett_luce_nll
 from jaxpref.losses.preference import SMOOTHED
 
 
@@ -241,3 +241,30 @@ def test_length_normalised_ipo_is_trl_form(logps4):
     np.testing.assert_allclose(got, want)
     with pytest.raises(ValueError, match="chosen_lengths"):
         _ours(logps4, "sigmoid", chosen_lengths=jnp.asarray(lw), rejected_lengths=jnp.asarray(ll))
+
+
+def test_logistic_loss_against_float64_bernoulli_nll():
+    """The one Bernoulli-NLL primitive vs. −p log q − (1 − p) log(1 − q), q = 1/(1 + e^{−h}),
+    written out in NumPy float64 (moderate |h|, where that naive form is exact enough)."""
+    h = np.linspace(-12.0, 12.0, 49)[:, None]
+    p = np.array([0.0, 0.1, 0.5, 0.9, 1.0])[None, :]
+    q = 1.0 / (1.0 + np.exp(-h))
+    want = -(p * np.log(q) + (1 - p) * np.log(1 - q))
+    got = np.asarray(logistic_loss(jnp.asarray(h), jnp.asarray(p)))
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    # derivative σ(h) − p in h, at h = 0 included (a relu/abs form gets −p there)
+    g = jax.vmap(jax.vmap(jax.grad(logistic_loss), (None, 0)), (0, None))(h[:, 0], p[0])
+    np.testing.assert_allclose(g, q - p, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_logistic_loss_large_logits_keep_the_tail(dtype):
+    """Large |h|: no overflow, and the tail ℓ(h; 1) = log(1 + e^{−h}) ≈ e^{−h} survives (the
+    form softplus(h) − p·h returns 0 there)."""
+    h = jnp.asarray([20.0, 50.0, 1e4, -1e4], dtype)
+    with_one = np.asarray(logistic_loss(h, jnp.ones_like(h)), np.float64)
+    np.testing.assert_allclose(with_one[:2], np.exp(-np.array([20.0, 50.0])), rtol=1e-5)
+    assert with_one[2] == 0.0 and with_one[3] == pytest.approx(1e4, rel=1e-6)
+    with_zero = np.asarray(logistic_loss(h, jnp.zeros_like(h)), np.float64)
+    assert with_zero[2] == pytest.approx(1e4, rel=1e-6) and with_zero[3] == 0.0
+    assert np.all(np.isfinite(jax.grad(lambda x: logistic_loss(x, 0.3).sum())(h)))

@@ -9,7 +9,13 @@ from jaxpref.losses.policy_gradient import (
     ppo_value_loss,
     shaped_token_rewards,
 )
-from jaxpref.losses.preference import LOSS_TYPES, btl_nll, dpo_loss, plackett_luce_nll
+from jaxpref.losses.preference import (
+    LOSS_TYPES,
+    btl_nll,
+    dpo_loss,
+    logistic_loss,
+    plackett_luce_nll,
+)
 
 __all__ = [
     "LOSS_TYPES",
@@ -20,6 +26,7 @@ __all__ = [
     "fit_dpo_mle",
     "gae_advantages",
     "leave_one_out_advantages",
+    "logistic_loss",
     "plackett_luce_nll",
     "ppo_policy_loss",
     "ppo_value_loss",

@@ -30,6 +30,37 @@ SMOOTHED = ("sigmoid", "robust", "aot", "aot_unpaired")  # ε in [0, 1/2) allowe
 BATCHWISE = ("aot", "aot_unpaired")  # sort over the batch: each value depends on the others
 
 
+def logistic_loss(logits: Float[Array, "..."], labels: Float[Array, "..."]) -> Float[Array, "..."]:
+    r"""The logistic (Bernoulli) negative log-likelihood on logits: the one primitive that every
+    Bradley–Terry / DPO-sigmoid likelihood in jaxpref is written with.
+
+    .. math:: \ell(h; p) = -p\log\sigma(h) - (1 - p)\log\sigma(-h)
+              = p\,\mathrm{softplus}(-h) + (1 - p)\,\mathrm{softplus}(h)
+              = \mathrm{softplus}(h) - p\,h,
+
+    the NLL of an outcome o ~ Bernoulli(σ(h)) with (soft) label p = P(o = 1) ∈ [0, 1]. Under
+    Bradley–Terry, P(y₁ ≻ y₂) = σ(r₁ − r₂) and h = r₁ − r₂; under DPO, h = β(ρ_w − ρ_l).
+    Computed as the sum of two non-negative softplus terms, so it neither overflows for large
+    |h| nor loses the small tail e^{−|h|} to cancellation; its derivative is σ(h) − p in h and
+    −h in p (ℓ is affine in p). No argument checks (it runs inside jitted solvers); the entry
+    points built on it (``btl_nll``, ``dpo_loss``, ``fit_dpo_mle``, ``pbpo.ridge_btl_nll``,
+    ``robust.pair_loss``, ``metrics.pair_fit_metrics``) check their own inputs.
+
+    Args:
+      logits: h, any shape.
+      labels: p, broadcastable to ``logits``.
+    Returns: ℓ(h; p), the broadcast shape.
+
+    Example:
+      >>> round(float(logistic_loss(jnp.array(0.0), jnp.array(0.3))), 6)  # log 2 whatever p is
+      0.693147
+
+    References: Bradley & Terry, Biometrika 1952 (the BTL likelihood); Rafailov et al.,
+      arXiv 2305.18290, Eq. (7); Kveton et al., arXiv 2503.01076, Eq. (7).
+    """
+    return labels * jax.nn.softplus(-logits) + (1 - labels) * jax.nn.softplus(logits)
+
+
 def dpo_loss(
     policy_chosen_logps: Float[Array, " B"],
     policy_rejected_logps: Float[Array, " B"],
@@ -169,7 +200,7 @@ def _check_options(beta, loss_type, label_smoothing, discopop_tau):
 
 
 def _smoothed_sigmoid(z, eps):
-    return -(1 - eps) * jax.nn.log_sigmoid(z) - eps * jax.nn.log_sigmoid(-z)
+    return logistic_loss(z, 1 - eps)  # −(1 − ε) log σ(z) − ε log σ(−z)
 
 
 def _sigmoid(rho_w, rho_l, beta, eps, tau):
@@ -269,11 +300,11 @@ def btl_nll(
     _checks.check_finite("rewards_2", rewards_2)
     delta = rewards_1 - rewards_2
     if labels is None:
-        return -jax.nn.log_sigmoid(delta)
+        return logistic_loss(delta, 1.0)
     _checks.check_same_shape(rewards_1=rewards_1, labels=labels)
     _checks.check_finite("labels", labels)
     _checks.check_in_range("labels", labels, 0.0, 1.0)
-    return -(labels * jax.nn.log_sigmoid(delta) + (1 - labels) * jax.nn.log_sigmoid(-delta))
+    return logistic_loss(delta, labels)
 
 
 def plackett_luce_nll(

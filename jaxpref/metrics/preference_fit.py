@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from jaxpref import _checks
+from jaxpref.losses.preference import logistic_loss
 from jaxpref.policies.loglinear import dpo_logit
 
 
@@ -54,5 +54,5 @@ def pair_fit_metrics(
     _checks.check_positive("beta", beta)
     h = dpo_logit(theta, phi_diff, ref_logratio, beta)  # Eq. (6): μ_i = σ(h_i)
     return PairFitMetrics(
-        jnp.mean((h > 0).astype(h.dtype)), jnp.mean(h), -jnp.mean(jax.nn.log_sigmoid(h))
+        jnp.mean((h > 0).astype(h.dtype)), jnp.mean(h), jnp.mean(logistic_loss(h, 1.0))
     )

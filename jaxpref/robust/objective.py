@@ -24,6 +24,7 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from jaxpref import _checks
+from jaxpref.losses.preference import logistic_loss
 from jaxpref.policies import loglinear
 
 
@@ -103,7 +104,7 @@ def pair_loss(h: Float[Array, "..."], p: Float[Array, "..."]) -> Float[Array, ".
     References: Li, Gaur & Aggarwal, arXiv 2602.20457 (per-pair SAIL loss);
       Rafailov et al., arXiv 2305.18290, Eq. (7) for p ∈ {0, 1}.
     """
-    return jax.nn.softplus(h) - p * h  # Eq. (R1) of theory/robust_sail.md
+    return logistic_loss(h, p)  # Eq. (R1) of theory/robust_sail.md
 
 
 def worst_case_preference(h, p_nominal, rho):
