@@ -7,6 +7,7 @@ import pytest
 from scipy.optimize import minimize
 
 from jaxpref.losses import dpo_hessian, dpo_loss, fit_dpo_mle
+from jaxpref.losses.mle import dpo_mle_newton, logistic_newton_step
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +104,43 @@ def test_bad_input_errors(pool):
         fit_dpo_mle(phi, s, beta=-1.0)
     with pytest.raises(ValueError, match="labels"):
         fit_dpo_mle(phi, s * 2)
+
+
+def test_newton_solver_soft_labels_weights_against_bfgs(pool):
+    """The one Newton solver (``dpo_mle_newton``) on soft labels and non-uniform weights vs.
+    SciPy's BFGS on the same objective in float64; stops on its decrement, not the cap."""
+    phi, _, b, beta = pool
+    rng = np.random.default_rng(1)
+    s, w = rng.random(len(b)), rng.random(len(b)) * 2
+    res = dpo_mle_newton(phi, s, b, w, beta, 0.3, 50)
+    ref = minimize(
+        _objective_np, np.zeros(4), args=(phi, s, b, beta, 0.3, w), method="BFGS",
+        options={"gtol": 1e-10},
+    )  # fmt: skip
+    np.testing.assert_allclose(res.theta, ref.x, atol=1e-6)
+    assert float(res.grad_norm) < 1e-9 and 2 <= int(res.num_iters) < 15
+    # warm-started at the optimum: one step, and nothing moves
+    warm = dpo_mle_newton(phi, s, b, w, beta, 0.3, 50, res.theta)
+    assert int(warm.num_iters) == 1
+    np.testing.assert_allclose(warm.theta, res.theta, atol=1e-12)
+    # a loose tolerance stops earlier, with an objective gap below it
+    loose = dpo_mle_newton(phi, s, b, w, beta, 0.3, 50, None, 1e-3)
+    f_star = _objective_np(ref.x, phi, s, b, beta, 0.3, w)
+    assert int(loose.num_iters) < int(res.num_iters)
+    gap = _objective_np(np.asarray(loose.theta), phi, s, b, beta, 0.3, w) - f_star
+    assert -1e-9 <= gap <= 1e-3 * max(1.0, f_star)
+    # the cap is honoured
+    assert int(dpo_mle_newton(phi, s, b, w, beta, 0.3, 1).num_iters) == 1
+
+
+def test_newton_step_decreases_the_objective_from_far_away(pool):
+    """Far from the optimum the full step can overshoot; the damped step never increases F."""
+    phi, s, b, beta = pool
+    w = np.ones(len(s))
+    theta = np.full(4, 40.0)
+    for _ in range(5):
+        new, decrement, f_new = logistic_newton_step(theta, phi, s, b, w, beta, 0.1)
+        f_old = _objective_np(theta, phi, s, b, beta, 0.1, w)
+        assert float(decrement) >= 0 and float(f_new) <= f_old
+        np.testing.assert_allclose(f_new, _objective_np(np.asarray(new), phi, s, b, beta, 0.1, w))
+        theta = np.asarray(new)

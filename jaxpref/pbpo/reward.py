@@ -4,8 +4,8 @@ Sequence level r_θ(τ) = ⟨θ, φ(τ)⟩; token level r_θ(τ) = Σ_{h≤H} �
 sequence-level model with trajectory feature φ(τ) = Σ_h φ(s_h, a_h). A preference pair is
 represented by Δφ = φ(τ¹) − φ(τ⁰) and a label o = 1{τ¹ ≻ τ⁰}, with P(o = 1) = σ(⟨θ, Δφ⟩).
 
-This module also holds a small regularised BTL maximum-likelihood fit (`fit_btl_mle`), kept
-here so that `jaxpref.pbpo` does not wait on `jaxpref.losses`; the two are meant to be merged.
+The regularised BTL maximum-likelihood fits here (`fit_btl_mle`, `btl_newton`) are
+``jaxpref.losses``' ridge logistic MLE with β = 1 and b = 0: one Newton solver for both.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from jaxpref import _checks, linalg
-from jaxpref.losses.mle import dpo_hessian, fit_dpo_mle
+from jaxpref import _checks
+from jaxpref.losses.mle import dpo_hessian, dpo_mle_newton, fit_dpo_mle
+from jaxpref.losses.preference import logistic_loss
 
 
 def sequence_reward(theta: Float[Array, " d"], phi: Float[Array, "... d"]) -> Float[Array, "..."]:
@@ -86,9 +87,8 @@ def ridge_btl_nll(theta, delta_phi, labels, lam, weights=None) -> Float[Array, "
       arXiv 2301.11270, Eq. (2) (MLE), with a ridge term as in Faury et al. arXiv 2002.07530.
     """
     z = delta_phi @ theta
-    ll = labels * jax.nn.log_sigmoid(z) + (1 - labels) * jax.nn.log_sigmoid(-z)
     w = jnp.ones_like(z) if weights is None else weights
-    return -jnp.sum(w * ll) + 0.5 * lam * jnp.dot(theta, theta)  # ℓ_λ(θ)
+    return jnp.sum(w * logistic_loss(z, labels)) + 0.5 * lam * jnp.dot(theta, theta)  # ℓ_λ(θ)
 
 
 def btl_hessian(theta, delta_phi, lam, weights=None) -> Float[Array, "d d"]:
@@ -98,18 +98,16 @@ def btl_hessian(theta, delta_phi, lam, weights=None) -> Float[Array, "d d"]:
     return dpo_hessian(theta, delta_phi, weights=weights) + lam * jnp.eye(d, dtype=delta_phi.dtype)
 
 
-def _newton_step(theta, delta_phi, labels, lam, weights):
-    w = jnp.ones_like(labels) if weights is None else weights
-    grad = delta_phi.T @ (w * (jax.nn.sigmoid(delta_phi @ theta) - labels)) + lam * theta
-    return theta - linalg.psd_solve(btl_hessian(theta, delta_phi, lam, weights), grad)
-
-
 def btl_newton(theta0, delta_phi, labels, lam, weights=None, num_steps: int = 25):
-    """`num_steps` undamped Newton iterations on ℓ_λ from ``theta0`` (jittable; no argument
-    checks). A fixed step count from a warm start, so it scans cheaply inside the PbPO loop;
-    for a one-off fit use :func:`fit_btl_mle` (damped Newton to convergence)."""
-    body = lambda _, th: _newton_step(th, delta_phi, labels, lam, weights)  # noqa: E731
-    return jax.lax.fori_loop(0, num_steps, body, theta0)
+    """θ̂ = argmin ℓ_λ by at most ``num_steps`` full Newton steps from ``theta0`` (jittable; no
+    argument checks): ``losses.mle.dpo_mle_newton`` with β = 1, b = 0, γ = λ, warm-started and
+    undamped, stopping early once the Newton decrement reaches working precision. Each PbPO
+    update adds one pair to a fit already at its optimum, where the full step is accepted
+    anyway; the backtracking loop would cost 2.4x the update time under ``vmap`` (CPU time,
+    loaded machine, 2026-12-01). For a one-off checked fit use :func:`fit_btl_mle` (damped)."""
+    w = jnp.ones_like(labels) if weights is None else weights
+    b = jnp.zeros_like(labels)
+    return dpo_mle_newton(delta_phi, labels, b, w, 1.0, lam, num_steps, theta0, damped=False).theta
 
 
 def fit_btl_mle(delta_phi, labels, *, lam=1.0, weights=None, max_iters: int = 50):
