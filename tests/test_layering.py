@@ -66,10 +66,10 @@ def _package_of(path):
     return rel.parts[0].removesuffix(".py")
 
 
-def _private_cross_imports(path):
+def _private_cross_imports(path, own=None):
     """Names with a leading underscore imported from another jaxpref package (``_checks`` is
     the project's shared check module, meant for every package)."""
-    own = _package_of(path)
+    own = own or _package_of(path)
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxpref"):
             for alias in node.names:
@@ -82,10 +82,66 @@ def _private_cross_imports(path):
                     yield ".".join(["jaxpref", *segs])
 
 
+def _dotted(node):
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return [node.id, *reversed(parts)] if isinstance(node, ast.Name) else None
+
+
+def _private_cross_attributes(path, own=None):
+    """``mod._name`` where ``mod`` is another jaxpref package's module bound by an import
+    (``from jaxpref.pbpo import confidence`` then ``confidence._radius``, or a dotted
+    ``jaxpref.pbpo.confidence._radius``)."""
+    own = own or _package_of(path)
+    tree = ast.parse(path.read_text())
+    bound = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxpref"):
+            bound.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.startswith("jaxpref"):
+                    bound[a.asname or a.name.split(".")[0]] = a.asname and a.name or "jaxpref"
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or isinstance(node.value, ast.Attribute):
+            continue  # judge each chain once, from its innermost attribute outwards
+        chain = _dotted(node)
+        if not chain or chain[0] not in bound:
+            continue
+        segs = [*bound[chain[0]].split(".")[1:], *chain[1:]]
+        if not segs or segs[0] in (own, "_checks"):
+            continue
+        if own in ("cli", "experiments") and segs[0] in ("cli", "experiments"):
+            continue
+        if any(s.startswith("_") and not s.startswith("__") for s in segs):
+            yield ".".join(["jaxpref", *segs])
+
+
 @pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
 def test_no_private_cross_package_imports(path):
-    bad = list(_private_cross_imports(path))
-    assert not bad, f"{path.relative_to(PKG)} imports private names of another package: {bad}"
+    bad = list(_private_cross_imports(path)) + list(_private_cross_attributes(path))
+    assert not bad, f"{path.relative_to(PKG)} uses private names of another package: {bad}"
+
+
+def test_private_name_check_sees_imports_and_attribute_access(tmp_path):
+    """The rule's own guard: both spellings of a private cross-package use are caught."""
+    probe = tmp_path / "probe.py"
+    src = (
+        "from jaxpref.losses.mle import _x\n"
+        "from jaxpref.pbpo import confidence\n"
+        "import jaxpref.robust.objective as obj\n"
+        "confidence._radius(1)\nobj._y\nconfidence.public\n"
+    )
+    probe.write_text(src)
+    found = list(_private_cross_imports(probe, "design"))
+    found += _private_cross_attributes(probe, "design")
+    assert sorted(found) == [
+        "jaxpref.losses.mle._x",
+        "jaxpref.pbpo.confidence._radius",
+        "jaxpref.robust.objective._y",
+    ]
 
 
 @pytest.mark.parametrize(
