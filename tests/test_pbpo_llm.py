@@ -229,10 +229,12 @@ def test_episodes_fill_the_set_and_train(task, tmp_path, objective):
         episode_steps=2,
         radius_rule="heuristic",
         policy_objective=objective,
-        **kw,
+        **kw
+        | ({"dataset_test_split": "test", "eval_steps": 2} if objective == "stackelberg" else {}),
     )
     result = train(config, log=lambda _: None)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in logged if "loss" in r]
     assert [r["confidence/pairs"] for r in rows] == [2, 2, 4, 4]
     first = [r for r in rows if "explore/bonus" in r]
     assert len(first) == 2 and all(r["explore/bonus"] >= r["explore/bonus_all"] for r in first)
@@ -242,5 +244,7 @@ def test_episodes_fill_the_set_and_train(task, tmp_path, objective):
         assert all(
             r["stackelberg/shift"] > 0 and np.isfinite(r["stackelberg/penalty"]) for r in rows
         )
+        evals = [r for r in logged if "eval_value" in r]  # evaluation does not move it
+        assert evals and not any("eval_stackelberg/shift" in r for r in evals)
     assert rows[0]["rollout/kl"] == 0.0  # π_ref^0 is the initial policy
     llm.from_pretrained(pathlib.Path(result.output_dir))

@@ -193,12 +193,17 @@ class PbPO(RLHF):
         top = float(jnp.linalg.eigvalsh(s.gram)[-1])
         return 1.0 / (c.penalty_weight * (c.ridge + 0.25 * (top - c.ridge)))
 
+    def follower_theta(self, buffer: dict) -> jax.Array:
+        """The follower's current θ: the stored one, or θ̂ when the set grew since it moved."""
+        s = self.confidence_set(buffer)
+        return buffer["theta"] if int(buffer["theta_pairs"]) == s.pairs else s.theta_hat
+
     def follower(self, buffer: dict, u, weight) -> tuple[jax.Array, dict, dict]:
         """The follower's move against the responses' Δφ = ``u`` (rows weighted by ``weight``):
         θ_f, the buffer holding it, and its metrics."""
         c, s = self.config, self.confidence_set(buffer)
         k = s.pairs
-        start = buffer["theta"] if int(buffer["theta_pairs"]) == k else s.theta_hat
+        start = self.follower_theta(buffer)
         mask = (jnp.arange(self.capacity) < k).astype(jnp.float32)
         X, o = buffer["delta_phi"], buffer["labels"]
         theta, grad_norm = _follower(
@@ -336,8 +341,11 @@ class PbPO(RLHF):
         buffer = trainer.frozen["pbpo"]
         phi_ref = jnp.repeat(phi_ref, k, axis=0)
         extra = {}
-        if self.config.policy_objective == "stackelberg":
-            theta, trainer.frozen["pbpo"], extra = self.follower(buffer, phi - phi_ref, weight)
+        if self.config.policy_objective == "stackelberg":  # the follower moves on train only
+            if split == "train":
+                theta, trainer.frozen["pbpo"], extra = self.follower(buffer, phi - phi_ref, weight)
+            else:
+                theta = self.follower_theta(buffer)
             values = pbpo.sequence_reward(theta, phi - phi_ref) * weight
         else:
             values = self.response_values(buffer, phi, phi_ref) * weight
