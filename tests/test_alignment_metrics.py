@@ -11,6 +11,8 @@ import pytest
 from jaxpref.metrics.alignment import (
     alignment_metrics_from_samples,
     exact_alignment_metrics,
+    preference_collapse_fraction,
+    reference_pair_preferences,
     sampled_alignment_metrics,
 )
 from jaxpref.regularizers import pm_policy
@@ -141,3 +143,91 @@ def test_math_modules_import_only_math():
                 else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             )
             assert not any(n.startswith(banned) for n in names), (f, names)
+
+
+# ------------------------------------------------ preference collapse (Section 5.2, Figs. 3-4)
+def _collapse_world():
+    """A reference with one dominant, one middling and two rare responses (pairs near 0/1)."""
+    ref = np.log(np.array([0.6, 0.3, 0.07, 0.03]))
+    rewards = np.array([0.2, -0.1, 0.4, 0.0])
+    return ref, rewards
+
+
+def test_pair_preferences_match_a_float64_loop_and_their_pairs_follow_pi_ref():
+    ref, rewards = _collapse_world()
+    n = 40000
+    pairs = reference_pair_preferences(jax.random.key(3), ref, rewards, n)
+    first, second = np.asarray(pairs.first), np.asarray(pairs.second)
+    for i in range(0, n, 97):  # every 97th pair, by the two-response ratio in float64
+        a, b = first[i], second[i]
+        pa, pb = np.exp(ref[a]), np.exp(ref[b])
+        assert abs(float(pairs.reference[i]) - pa / (pa + pb)) < 1e-6
+        bt = 1.0 / (1.0 + np.exp(rewards[b] - rewards[a]))
+        assert abs(float(pairs.reward[i]) - bt) < 1e-6
+    counts = np.zeros((4, 4))
+    np.add.at(counts, (first, second), 1)
+    joint = np.outer(np.exp(ref), np.exp(ref))  # independent draws from π_ref
+    sd = np.sqrt(joint * (1 - joint) / n)
+    assert np.all(np.abs(counts / n - joint) < 5 * sd + 1e-12)
+
+
+def test_collapse_fraction_counts_like_a_loop_and_matches_enumeration():
+    p = np.array([0.0, 0.05, 0.0499, 0.5, 0.95, 0.9501, 1.0, 0.3])
+    for margin in (0.05, 0.0, 0.3, 0.4):  # strict: p = margin or 1 − margin is not extreme
+        loop = sum(1 for q in p if q < margin or q > 1 - margin) / len(p)
+        assert float(preference_collapse_fraction(p, margin=margin)) == pytest.approx(loop)
+    assert float(preference_collapse_fraction(p)) == pytest.approx(4 / 8)  # default margin 0.05
+    # over distinct pairs from π_ref: the sampled fraction estimates the enumerated one
+    ref, rewards = _collapse_world()
+    pairs = reference_pair_preferences(jax.random.key(5), ref, rewards, 40000)
+    distinct = np.asarray(pairs.first != pairs.second)
+    probs = np.exp(ref)
+    for field, score in (("reference", ref), ("reward", rewards)):
+        num = den = 0.0
+        for a in range(4):
+            for b in range(4):
+                if a != b:
+                    q = 1.0 / (1.0 + np.exp(score[b] - score[a]))
+                    den += probs[a] * probs[b]
+                    num += probs[a] * probs[b] * (q < 0.05 or q > 0.95)
+        exact = num / den
+        sampled = float(preference_collapse_fraction(np.asarray(getattr(pairs, field))[distinct]))
+        assert abs(sampled - exact) < 5 * np.sqrt(exact * (1 - exact) / distinct.sum()) + 1e-9
+    assert 0.0 == float(preference_collapse_fraction(np.asarray(pairs.reward)[distinct]))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: reference_pair_preferences(jax.random.key(0), np.zeros((2, 2)), np.zeros(4), 3),
+            "ref_logps",
+        ),
+        (
+            lambda: reference_pair_preferences(
+                jax.random.key(0), np.log([0.5, 0.5]), np.zeros(3), 3
+            ),
+            "rewards",
+        ),
+        (
+            lambda: reference_pair_preferences(
+                jax.random.key(0), np.array([0.1, -1.0]), np.zeros(2), 3
+            ),
+            "ref_logps",
+        ),
+        (
+            lambda: reference_pair_preferences(
+                jax.random.key(0), np.log([0.5, 0.5]), np.zeros(2), 0
+            ),
+            "num_pairs",
+        ),
+        (lambda: preference_collapse_fraction(np.array([0.2, 1.2])), "preferences"),
+        (lambda: preference_collapse_fraction(np.array([0.2, np.nan])), "preferences"),
+        (lambda: preference_collapse_fraction(np.zeros((2, 2))), "preferences"),
+        (lambda: preference_collapse_fraction(np.zeros(0)), "preferences"),
+        (lambda: preference_collapse_fraction(np.array([0.2]), margin=0.5), "margin"),
+    ],
+)
+def test_bad_collapse_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -86,3 +86,19 @@ def test_importing_the_registry_imports_no_runner():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['jaxpref.experiments.registry']", out.stdout
+
+
+def test_scale_configs_replace_the_base_per_scale():
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        steps: int = 10
+        seeds: int = 3
+
+    config = registry.scale_configs(Cfg(), test=dict(steps=2), full=dict(steps=99, seeds=8))
+    assert [config(s) for s in registry.SCALES] == [Cfg(2, 3), Cfg(), Cfg(), Cfg(99, 8)]
+    with pytest.raises(ValueError, match="scale"):
+        config("huge")
+    with pytest.raises(ValueError, match="overrides"):
+        registry.scale_configs(Cfg(), tiny=dict(steps=1))
+    with pytest.raises(TypeError, match="stepz"):
+        registry.scale_configs(Cfg(), test=dict(stepz=1))

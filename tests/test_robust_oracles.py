@@ -171,3 +171,49 @@ def test_weak_convexity_estimate_matches_finite_differences():
     assert tau == pytest.approx(max(0.0, -min(lows)), abs=1e-5)
     with pytest.raises(ValueError, match="points"):
         robust.weak_convexity_estimate(prob, rho, pts[:, :2])
+
+
+def _ks(u, v):
+    """Two-sample Kolmogorov–Smirnov statistic sup |F_u − F_v|."""
+    grid = np.sort(np.concatenate([u, v]))
+    cdf = lambda w: np.searchsorted(np.sort(w), grid, side="right") / len(w)  # noqa: E731
+    return float(np.max(np.abs(cdf(u) - cdf(v))))
+
+
+def test_verbosity_features_follow_their_law_and_stay_in_the_unit_ball():
+    n, k, d = 2000, 4, 3
+    with jax.enable_x64(True):
+        phi = np.asarray(robust.verbosity_features(jax.random.key(0), n, k, d))
+        again = np.asarray(robust.verbosity_features(jax.random.key(0), n, k, d))
+    assert phi.shape == (n, k, d) and phi.dtype == np.float64
+    np.testing.assert_array_equal(phi, again)
+    assert np.all(np.linalg.norm(phi, axis=-1) <= 1.0 + 1e-12) and np.all(phi[..., 0] >= 0)
+    # the documented law, drawn with NumPy one vector at a time in float64
+    rng = np.random.default_rng(1)
+    ref = np.empty((n * k, d))
+    for i in range(n * k):
+        v = np.concatenate([[rng.uniform()], 0.5 * rng.normal(size=d - 1)])
+        norm = math.sqrt(sum(x * x for x in v))
+        ref[i] = v / max(norm, 1.0)
+    flat = phi.reshape(-1, d)
+    # KS two-sample critical value at level 1e-3 for 8000 vs 8000 draws: 1.95·√(2/8000) ≈ 0.031
+    for stat in (lambda w: w[:, 0], lambda w: w[:, 1], lambda w: np.linalg.norm(w, axis=1)):
+        assert _ks(stat(flat), stat(ref)) < 0.031
+    with jax.enable_x64(False):
+        assert robust.verbosity_features(jax.random.key(0), 2, 2, 2).dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_contexts=0), "num_contexts"),
+        (dict(num_responses=1.5), "num_responses"),
+        (dict(dim=1), "dim"),
+        (dict(noise_scale=0.0), "noise_scale"),
+        (dict(dtype=jnp.int32), "dtype"),
+    ],
+)
+def test_bad_feature_arguments_are_named(kwargs, match):
+    args = dict(num_contexts=2, num_responses=3, dim=2) | kwargs
+    with pytest.raises(ValueError, match=match):
+        robust.verbosity_features(jax.random.key(0), **args)

@@ -20,7 +20,13 @@ import numpy as np
 import optax
 
 from jaxpref.experiments import _report
-from jaxpref.metrics.alignment import exact_alignment_metrics, sampled_alignment_metrics
+from jaxpref.experiments.registry import scale_configs
+from jaxpref.metrics.alignment import (
+    exact_alignment_metrics,
+    preference_collapse_fraction,
+    reference_pair_preferences,
+    sampled_alignment_metrics,
+)
 from jaxpref.policies.autoregressive import sequence_logps, token_logps, toy_language
 from jaxpref.regularizers import (
     conditional_pm_shaped_reward,
@@ -53,18 +59,12 @@ class Config:
     fig_betas: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
-_CONFIGS = {
-    "test": Config(vocab_size=2, max_len=3, num_steps=300, num_samples=2000),
-    "quickstart": Config(num_steps=400),
-    "small": Config(),
-    "full": Config(vocab_size=4, max_len=5, num_steps=1500, num_samples=20000),
-}
-
-
-def config(scale: str) -> Config:
-    if scale not in _CONFIGS:
-        raise ValueError(f"scale: must be one of {tuple(_CONFIGS)}, got {scale!r}")
-    return _CONFIGS[scale]
+config = scale_configs(
+    Config(),
+    test=dict(vocab_size=2, max_len=3, num_steps=300, num_samples=2000),
+    quickstart=dict(num_steps=400),
+    full=dict(vocab_size=4, max_len=5, num_steps=1500, num_samples=20000),
+)
 
 
 def num_units(cfg: Config) -> int:
@@ -168,17 +168,14 @@ def _figures(cfg: Config) -> dict:
 
 def _collapse(prob, key, n=20000) -> dict:
     """Pairwise preferences of pairs drawn from π_ref: reference vs reward (Figures 3–4)."""
-    a, b = jax.random.categorical(key, prob["ref_logps"], shape=(2, n))
-    p_ref = jax.nn.sigmoid(prob["ref_logps"][a] - prob["ref_logps"][b])
-    p_rm = jax.nn.sigmoid(prob["reward"][a] - prob["reward"][b])
-    extreme = lambda q: float(jnp.mean((q < 0.05) | (q > 0.95)))  # noqa: E731
-    distinct = a != b
-    p_ref, p_rm = p_ref[distinct], p_rm[distinct]
+    pairs = reference_pair_preferences(key, prob["ref_logps"], prob["reward"], n)
+    distinct = pairs.first != pairs.second
+    p_ref, p_rm = pairs.reference[distinct], pairs.reward[distinct]
     return dict(
         p_ref=np.asarray(p_ref[:2000]),
         p_reward=np.asarray(p_rm[:2000]),
-        frac_extreme_ref=extreme(p_ref),
-        frac_extreme_reward=extreme(p_rm),
+        frac_extreme_ref=float(preference_collapse_fraction(p_ref)),
+        frac_extreme_reward=float(preference_collapse_fraction(p_rm)),
     )
 
 

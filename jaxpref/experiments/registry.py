@@ -30,6 +30,23 @@ Progress = Callable[[int], Any]
 """``progress(n_done)``: advances a bar by ``n_done`` units."""
 
 
+def scale_configs(base, **overrides: dict) -> Callable[[str], Any]:
+    """A runner's ``config(scale)``: the frozen dataclass ``base`` with
+    ``dataclasses.replace(base, **overrides[scale])`` for each scale of :data:`SCALES` (scales
+    without overrides get ``base``); a ``ValueError`` naming ``scale`` for any other."""
+    unknown = set(overrides) - set(SCALES)
+    if unknown:
+        raise ValueError(f"overrides: unknown scales {sorted(unknown)}; scales are {SCALES}")
+    configs = {s: dataclasses.replace(base, **overrides.get(s, {})) for s in SCALES}
+
+    def config(scale: str):
+        if scale not in configs:
+            raise ValueError(f"scale: must be one of {SCALES}, got {scale!r}")
+        return configs[scale]
+
+    return config
+
+
 @dataclasses.dataclass(frozen=True)
 class Runner:
     """The interface of one runner module (see the module docstring).

@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxpref import robust
 from jaxpref.experiments import _report
+from jaxpref.experiments.registry import scale_configs
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.policies import loglinear
 
@@ -53,35 +54,13 @@ class Config:
     seed: int = 0
 
 
-_CONFIGS = {
-    "test": Config(
-        num_test_contexts=32,
-        num_seeds=2,
-        num_steps=400,
-        rhos=(0.2,),
-        dpo_steps=200,
-        conv_steps=128,
-        conv_seeds=2,
-    ),
-    "quickstart": Config(),
-    "small": Config(),
-    "full": Config(
-        num_contexts=32,
-        num_test_contexts=256,
-        rhos=(0.0, 0.05, 0.1, 0.15, 0.2),
-        num_seeds=8,
-        num_steps=8000,
-        conv_steps=2048,
-        conv_seeds=8,
-    ),
-}
-
-
-def config(scale: str) -> Config:
-    """Sizes for "test" (seconds), "quickstart"/"small" (a minute on CPU) and "full"."""
-    if scale not in _CONFIGS:
-        raise ValueError(f"scale: expected one of {', '.join(_CONFIGS)}; got {scale!r}")
-    return _CONFIGS[scale]
+config = scale_configs(
+    Config(),
+    test=dict(num_test_contexts=32, num_seeds=2, num_steps=400, rhos=(0.2,), dpo_steps=200)
+    | dict(conv_steps=128, conv_seeds=2),
+    full=dict(num_contexts=32, num_test_contexts=256, rhos=(0.0, 0.05, 0.1, 0.15, 0.2))
+    | dict(num_seeds=8, num_steps=8000, conv_steps=2048, conv_seeds=8),
+)
 
 
 def num_units(cfg: Config) -> int:
@@ -89,15 +68,6 @@ def num_units(cfg: Config) -> int:
 
 
 # ----------------------------------------------------------------------------- problem
-
-
-def _features(key, cfg, n):
-    k_v, k_z = jax.random.split(key)
-    verbosity = jax.random.uniform(k_v, (n, cfg.num_responses, 1), dtype=jnp.float64)
-    rest = jax.random.normal(k_z, (n, cfg.num_responses, cfg.dim - 1), dtype=jnp.float64)
-    phi = jnp.concatenate([verbosity, 0.5 * rest], axis=-1)
-    norms = jnp.linalg.norm(phi, axis=-1, keepdims=True)
-    return phi / jnp.maximum(norms, 1.0)
 
 
 def make_world(cfg: Config):
@@ -109,8 +79,10 @@ def make_world(cfg: Config):
     return dict(
         theta_star=theta_star,
         theta_ref=theta_ref,
-        phi_train=_features(keys[2], cfg, cfg.num_contexts),
-        phi_test=_features(keys[3], cfg, cfg.num_test_contexts),
+        phi_train=robust.verbosity_features(keys[2], cfg.num_contexts, cfg.num_responses, cfg.dim),
+        phi_test=robust.verbosity_features(
+            keys[3], cfg.num_test_contexts, cfg.num_responses, cfg.dim
+        ),
     )
 
 

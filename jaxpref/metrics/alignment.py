@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from jaxpref import _checks
@@ -163,3 +164,77 @@ def _from_samples(logp_1, logp_2, ref_1, ref_2, reward_1, reward_2, length_1, le
     return AlignmentMetrics(
         pm, jnp.mean(lengths), jnp.mean(ppl), jnp.mean(surprisal), jnp.mean(ratio)
     )
+
+
+class PairPreferences(NamedTuple):
+    first: Array  # (n,) index of y₁ ~ π_ref
+    second: Array  # (n,) index of y₂ ~ π_ref (independent of y₁; may equal it)
+    reference: Array  # (n,) p_ref(y₁) = σ(log π_ref(y₁) − log π_ref(y₂))
+    reward: Array  # (n,) p_reward(y₁) = σ(r(y₁) − r(y₂))
+
+
+def reference_pair_preferences(
+    key: PRNGKeyArray,
+    ref_logps: Float[Array, " S"],
+    rewards: Float[Array, " S"],
+    num_pairs: int,
+) -> PairPreferences:
+    r"""The preferences behind preference collapse: ``num_pairs`` pairs y₁, y₂ drawn
+    independently from π_ref over an enumerated response set, each with the reference's
+    two-response preference :math:`p_{\rm ref}(y_1) = \pi_{\rm ref}(y_1)/(\pi_{\rm ref}(y_1) +
+    \pi_{\rm ref}(y_2)) = \sigma(\log\pi_{\rm ref}(y_1) - \log\pi_{\rm ref}(y_2))` and the reward
+    model's Bradley–Terry preference :math:`p_{\rm reward}(y_1) = \sigma(r(y_1) - r(y_2))`.
+
+    The paper's protocol for Figures 3–4 (two random responses per prompt, both preferences on
+    the same pairs); :func:`preference_collapse_fraction` summarises them. A pair with y₁ = y₂
+    (``first == second``) has both preferences ½.
+
+    Args:
+      key: PRNG key. ref_logps: (S,) log π_ref(y) (summing to one in probability).
+      rewards: (S,) r(y) (the paper's r_θ/β). num_pairs: n ≥ 1.
+    Returns:
+      :class:`PairPreferences` of (n,) arrays.
+
+    References: Xiao et al., arXiv 2405.16455, Section 5.2 (preference collapse) and
+      Figures 3–4; ``theory/pm_rlhf.md`` §7.
+    """
+    _checks.check_ndim("ref_logps", ref_logps, 1)
+    _checks.check_same_shape(ref_logps=ref_logps, rewards=rewards)
+    _checks.check_logps("ref_logps", ref_logps)
+    _checks.check_all_finite(rewards=rewards)
+    n = _checks.check_int_in("num_pairs", num_pairs, 1, 10**9)
+    return _pair_preferences(key, jnp.asarray(ref_logps), jnp.asarray(rewards), n)
+
+
+@jax.jit(static_argnames="n")
+def _pair_preferences(key, ref_logps, rewards, n):
+    a, b = jax.random.categorical(key, ref_logps, shape=(2, n))
+    p_ref = jax.nn.sigmoid(ref_logps[a] - ref_logps[b])
+    return PairPreferences(a, b, p_ref, jax.nn.sigmoid(rewards[a] - rewards[b]))
+
+
+def preference_collapse_fraction(preferences, *, margin=0.05) -> Float[Array, ""]:
+    r"""The fraction of pairwise preferences outside [margin, 1 − margin]: how close to
+    preference collapse (p ∈ {0, 1}) a set of preferences is.
+
+    Section 5.2 of the paper: KL-RLHF keeps p_rlhf = p_ref wherever the reference's preference
+    is 0 or 1, whatever the reward, and Figures 3–4 show that reference models put most random
+    pairs near 0 or 1 while the reward model does not. Strict inequalities: p = margin is not
+    extreme. Pairs with y₁ = y₂ (preference ½) are the caller's to drop or keep.
+
+    Args:
+      preferences: (n,) preferences in [0, 1] (e.g. ``PairPreferences.reference``).
+      margin: in [0, ½).
+    Returns:
+      The fraction, a scalar.
+
+    References: Xiao et al., arXiv 2405.16455, Section 5.2 and Figures 3–4.
+    """
+    _checks.check_ndim("preferences", preferences, 1)
+    _checks.check_in_range("margin", margin, 0.0, 0.5, closed="left")
+    p = jnp.asarray(preferences)
+    if _checks.is_concrete(p) and not np.all((np.asarray(p) >= 0) & (np.asarray(p) <= 1)):
+        raise ValueError("preferences: must lie in [0, 1] (no NaN)")
+    if p.shape[0] == 0:
+        raise ValueError("preferences: need at least one preference, got none")
+    return jnp.mean((p < margin) | (p > 1 - margin))

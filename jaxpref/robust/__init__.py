@@ -53,6 +53,7 @@ from jaxpref.robust.oracles import (
     offline_dpo_objective,
     shifted_preferences,
     true_oracle_metrics,
+    verbosity_features,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "offline_dpo_objective",
     "shifted_preferences",
     "true_oracle_metrics",
+    "verbosity_features",
     "weak_convexity_estimate",
     "MoreauResult",
     "PairSample",

@@ -1,5 +1,5 @@
-"""Preference oracles for the robust-SAIL testbed, the offline-DPO baseline, and evaluation
-against the true oracle (all exact on a finite response set).
+"""The robust-SAIL testbed: its features, preference oracles, the offline-DPO baseline, and
+evaluation against the true oracle (all exact on a finite response set).
 
 The setting of ``theory/robust_sail.md`` §1 and §10: the true oracle is Bradley–Terry in a linear
 reward r*(x, y) = φ(x, y)ᵀθ*; the learner sees a misspecified oracle P° with |P° − P*| ≤ ρ, so
@@ -25,6 +25,40 @@ from jaxpref.robust.optim import project_ball
 
 SHIFTS = ("verbosity", "adversarial")
 """The misspecified oracles of :func:`shifted_preferences`."""
+
+
+def verbosity_features(
+    key, num_contexts: int, num_responses: int, dim: int, *, noise_scale=0.5, dtype=None
+) -> Float[Array, "n K d"]:
+    r"""Features of a testbed with a verbosity confounder: φ(x, y) ∈ ℝᵈ for ``num_contexts``
+    contexts × ``num_responses`` responses, coordinate 0 a "verbosity" v ~ U[0, 1) and the other
+    d − 1 coordinates ``noise_scale`` · N(0, 1), each vector then scaled onto the unit ball,
+    φ ← φ / max(‖φ‖, 1) (the bounded-feature assumption ‖φ‖ ≤ 1).
+
+    A true reward that ignores coordinate 0 (θ*₀ = 0) and the ``"verbosity"`` oracle of
+    :func:`shifted_preferences` (which favours large φ₀) then disagree exactly through a style
+    feature, the confounder the paper names. Draws in ``dtype`` (default: JAX's default float).
+
+    References: Li, Gaur & Aggarwal, arXiv 2602.20457, introduction (oracle shift from "style
+      confounders such as verbosity", ``papers/SPEC.md`` §3.2); ``theory/robust_sail.md`` §1
+      (‖φ‖ ≤ 1) and §10 (the experiment).
+    """
+    for name, value, lo in (
+        ("num_contexts", num_contexts, 1),
+        ("num_responses", num_responses, 1),
+        ("dim", dim, 2),
+    ):
+        _checks.check_int_in(name, value, lo, 10**9)
+    _checks.check_positive("noise_scale", noise_scale)
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"dtype: expected a floating dtype, got {dtype}")
+    k_v, k_z = jax.random.split(key)
+    shape = (num_contexts, num_responses)
+    verbosity = jax.random.uniform(k_v, (*shape, 1), dtype=dtype)
+    rest = jax.random.normal(k_z, (*shape, dim - 1), dtype=dtype)
+    phi = jnp.concatenate([verbosity, noise_scale * rest], axis=-1)
+    return phi / jnp.maximum(jnp.linalg.norm(phi, axis=-1, keepdims=True), 1.0)
 
 
 def _check_world(phi, theta_star):
