@@ -164,3 +164,25 @@ def test_bucketed_pass_equals_one_call_per_row():
         np.testing.assert_allclose(lp, float(want_lp[0]), rtol=1e-10)
     with pytest.raises(ValueError, match="responses: an empty response"):
         llm.bucketed_features_and_logps(model, [[1]], [[]], pad_id=0)
+
+
+def test_pair_features_are_each_sides_own_unpadded_pass():
+    """Both sides of every pair share one bucketed pass; each returned row equals that side's
+    prompt + response run alone (winners then losers, in pair order)."""
+    from jaxpref.data import EncodedPair
+
+    model = llm.create_model(CONFIG, seed=3, dtype=jnp.float64)
+    rng = np.random.default_rng(7)
+    pairs = [
+        EncodedPair(*(list(rng.integers(1, 90, n)) for n in lengths))
+        for lengths in ((3, 2, 4), (6, 1, 1), (2, 5, 3))
+    ]
+    fw, fl, lw, ll = llm.pair_features_and_logps(model, pairs, pad_id=0, batch_size=4, bucket=4)
+    assert fw.shape == fl.shape == (3, CONFIG.embed_width) and lw.shape == ll.shape == (3,)
+    for i, p in enumerate(pairs):
+        for response, f, lp in ((p.chosen, fw[i], lw[i]), (p.rejected, fl[i], ll[i])):
+            ids = jnp.asarray([p.prompt + response])
+            loss = jnp.asarray([[0] * len(p.prompt) + [1] * len(response)])
+            want_f, want_lp = llm.features_and_logps(model, ids, jnp.ones_like(ids), loss)
+            np.testing.assert_allclose(f, np.asarray(want_f[0]), rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(lp, float(want_lp[0]), rtol=1e-10)

@@ -190,3 +190,41 @@ def test_encode_completions_truncates_from_the_start(tok):
     kept, report = encode_completions(tok, examples, max_length=4)
     assert [e.index for e in kept] == [0] and report.empty == (1,)
     assert kept[0].prompt == [tok.bos_token_id] and kept[0].length == 4
+
+
+def test_encode_preference_rows_reports_every_drop_and_subsets_in_row_order(tok):
+    """Guards the pool of the ADPO §6.2 runner: malformed rows and truncation drops are counted
+    by row, and ``num_pairs`` keeps a seeded subset in row order."""
+    from jaxpref.data import encode_preference_rows
+
+    n_prompt = len(tok("Q:")["input_ids"])
+    rows = [
+        {"prompt": "Q:", "chosen": " yes and more words", "rejected": " yes but other"},  # same
+        {"prompt": "word " * 50, "chosen": " a", "rejected": " b"},  # empty after truncation
+        {"prompt": "Q:", "chosen": " same", "rejected": " same"},  # malformed: identical
+    ] + [{"prompt": "Q:", "chosen": f" {c}", "rejected": f" {r}"} for c, r in ("ab", "cd", "ef")]
+    kw = dict(max_length=n_prompt + 1)
+    full, report = encode_preference_rows(tok, rows, **kw)
+    assert [e.index for e in full] == [3, 4, 5]
+    assert report == {
+        "rows": 6,
+        "valid_pairs": 5,
+        "malformed": {"identical": 1},
+        "malformed_rows": [2],
+        "truncated": 5,
+        "dropped_empty_after_truncation": [1],
+        "dropped_identical_after_truncation": [0],
+        "pool_pairs": 3,
+    }
+    subsets = []
+    for seed in range(6):
+        sub, rep = encode_preference_rows(tok, rows, **kw, num_pairs=2, seed=seed)
+        idx = [e.index for e in sub]
+        assert rep["pool_pairs"] == 2 and idx == sorted(idx) and set(idx) <= {3, 4, 5}
+        again, _ = encode_preference_rows(tok, rows, **kw, num_pairs=2, seed=seed)
+        assert [e.index for e in again] == idx
+        subsets.append(tuple(idx))
+    assert len(set(subsets)) > 1  # the seed picks the subset
+    assert encode_preference_rows(tok, rows, **kw, num_pairs=3)[0] == full
+    with pytest.raises(ValueError, match="num_pairs: must be None or an integer ≥ 1"):
+        encode_preference_rows(tok, rows, num_pairs=0)

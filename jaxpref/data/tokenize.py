@@ -27,7 +27,13 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from jaxpref.data.preferences import ASSISTANT, PreferencePair, Text, dialogue_messages
+from jaxpref.data.preferences import (
+    ASSISTANT,
+    PreferencePair,
+    Text,
+    dialogue_messages,
+    pairs_from_rows,
+)
 
 
 class TokenBatch(NamedTuple):
@@ -203,6 +209,45 @@ def encode_preferences(
             kept.append(enc)
     report = TruncationReport(len(pairs), truncated, tuple(empty), tuple(identical))
     return kept, report
+
+
+def encode_preference_rows(
+    tokenizer: Any,
+    rows: Sequence[dict],
+    *,
+    max_length: int | None = None,
+    max_prompt_length: int | None = None,
+    num_pairs: int | None = None,
+    seed: int = 0,
+) -> tuple[list[EncodedPair], dict]:
+    """Preference rows → encoded pairs, with a JSON-ready report of every row dropped.
+
+    Malformed rows (:func:`~jaxpref.data.pairs_from_rows`) are dropped, then the pairs that
+    truncation leaves empty or identical (:func:`encode_preferences`); with ``num_pairs`` below
+    what is left, a random subset of that size (``numpy.random.default_rng(seed)``, kept in row
+    order). Report keys: ``rows``, ``valid_pairs``, ``malformed`` (counts by reason),
+    ``malformed_rows``, ``truncated``, ``dropped_empty_after_truncation``,
+    ``dropped_identical_after_truncation``, ``pool_pairs`` (the pairs returned).
+    """
+    if num_pairs is not None and (int(num_pairs) != num_pairs or num_pairs < 1):
+        raise ValueError(f"num_pairs: must be None or an integer ≥ 1, got {num_pairs!r}")
+    data = pairs_from_rows(rows)
+    encoded, trunc = encode_preferences(
+        tokenizer, data.pairs, max_length=max_length, max_prompt_length=max_prompt_length
+    )
+    report = {
+        "rows": data.num_rows,
+        "valid_pairs": len(data.pairs),
+        "malformed": data.malformed_counts(),
+        "malformed_rows": [m.index for m in data.malformed],
+        "truncated": trunc.num_truncated,
+        "dropped_empty_after_truncation": list(trunc.empty),
+        "dropped_identical_after_truncation": list(trunc.identical),
+    }
+    if num_pairs is not None and num_pairs < len(encoded):
+        keep = np.sort(np.random.default_rng(seed).choice(len(encoded), num_pairs, False))
+        encoded = [encoded[i] for i in keep]
+    return encoded, report | {"pool_pairs": len(encoded)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""What several runners report alike: statistics over seeds and metric-vs-budget figures."""
+"""What several runners report alike: statistics over seeds, stage timings and metric-vs-budget
+figures."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,16 @@ def seed_stats(runs, *, keep_runs: bool = False) -> dict:
         raise ValueError(f"runs: need at least one run along axis 0, got shape {arr.shape}")
     out = {"mean": arr.mean(0), "std": arr.std(0)}
     return out | {"runs": arr} if keep_runs else out
+
+
+@contextlib.contextmanager
+def stopwatch(times: dict, key: str, *, add: bool = False):
+    """Write the wall-clock seconds the ``with`` block takes to ``times[key]`` (with ``add``,
+    add them to what is there)."""
+    t0 = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - t0
+    times[key] = times.get(key, 0.0) + elapsed if add else elapsed
 
 
 def figure(rows: int, cols: int, figsize):
@@ -36,6 +49,12 @@ def save(fig, out_dir, name: str, *, dpi: int = 120) -> Path:
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def rate_shape(x, y0: float, power: float) -> np.ndarray:
+    """y0 · (x / x[0])^power: a rate with unknown constant, drawn through the first point."""
+    x = np.asarray(x, dtype=float)
+    return y0 * (x / x[0]) ** power
 
 
 def budget_curves(ax, n, methods: dict, field: str, *, band: bool = True, seeds=None) -> None:

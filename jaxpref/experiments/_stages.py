@@ -30,3 +30,32 @@ def base_model(root: pathlib.Path, tok, cfg, *, max_positions: int, seed: int) -
         max_positions=max_positions,
     )
     return init_model_dir(root / "base", small_llama(tok, **shape), tok, seed=seed, overwrite=True)
+
+
+def sft_on_rows(root: pathlib.Path, rows, cfg, *, source: pathlib.Path, batch: int = 16):
+    """``source`` fine-tuned (SFT) on every row's chosen response into ``root/sft``: the rows go to
+    ``root/data/train.jsonl``; ``cfg.sft_steps`` steps at ``cfg.sft_lr`` with ``cfg``'s
+    ``max_length``, ``max_prompt_length`` and ``seed``, ``batch`` rows a step over the data
+    mesh. Returns ``root/sft``."""
+    from jaxpref.train import SFTConfig, train
+    from jaxpref.train.mesh import data_parallel_mesh
+
+    write_splits(rows, root / "data", {"train": -1}, seed=cfg.seed)
+    mesh, per_device = data_parallel_mesh(batch)
+    sft = SFTConfig(
+        model_name_or_path=str(source),
+        output_dir=str(root / "sft"),
+        dataset_name=str(root / "data"),
+        learning_rate=cfg.sft_lr,
+        max_steps=cfg.sft_steps,
+        max_length=cfg.max_length,
+        max_prompt_length=cfg.max_prompt_length,
+        per_device_train_batch_size=per_device,
+        save_steps=0,
+        seed=cfg.seed,
+        disable_tqdm=True,
+        overwrite=True,  # the run owns its folder
+        warmup_ratio=0.05,
+    )
+    train(sft, log=lambda _: None, mesh=mesh)
+    return root / "sft"

@@ -23,6 +23,7 @@ from jaxpref.llm.features import (
     POOLINGS,
     bucketed_features_and_logps,
     features_and_logps,
+    pair_features_and_logps,
     pair_offsets,
     sequence_features,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "load_generation_config",
     "logical_to_spec",
     "merge_lora",
+    "pair_features_and_logps",
     "pair_offsets",
     "param_map",
     "position_ids",

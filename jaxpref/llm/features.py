@@ -213,6 +213,23 @@ def bucketed_features_and_logps(
     return np.concatenate(feats)[inverse], np.concatenate(logps)[inverse]
 
 
+def pair_features_and_logps(model, pairs, *, pad_id: int, **kwargs):
+    """:func:`bucketed_features_and_logps` of both sides of preference pairs in one pass.
+
+    ``pairs``: objects with ``prompt``, ``chosen`` and ``rejected`` token lists (e.g.
+    :class:`jaxpref.data.EncodedPair`); all 2N rows share the buckets. ``kwargs``: ``pooling``,
+    ``batch_size``, ``bucket``, ``mesh`` as there.
+
+    Returns: ``(features_w (N, E), features_l (N, E), logps_w (N,), logps_l (N,))`` of the
+    winners (``chosen``) and losers (``rejected``), in pair order.
+    """
+    prompts = [p.prompt for p in pairs] * 2
+    responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    feats, logps = bucketed_features_and_logps(model, prompts, responses, pad_id=pad_id, **kwargs)
+    n = len(pairs)
+    return feats[:n], feats[n:], logps[:n], logps[n:]
+
+
 def _right_padded(prompts, responses, width, pad_id):
     """(ids, attention mask, response mask) of ``prompt + response`` rows, (B, width) int32."""
     out = np.zeros((3, len(prompts), width), np.int32)
@@ -228,6 +245,7 @@ __all__ = [
     "POOLINGS",
     "bucketed_features_and_logps",
     "features_and_logps",
+    "pair_features_and_logps",
     "pair_offsets",
     "pool_hidden",
     "pool_segments",
