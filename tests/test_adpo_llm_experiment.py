@@ -43,7 +43,7 @@ def test_bad_rows_are_reported_and_dropped(outcome):
 
 def test_cached_features_and_offsets_are_the_models(outcome):
     results, work, cached = outcome
-    model = llm.from_pretrained(work / "base_model")
+    model = llm.from_pretrained(work / "base")
     tok = load_tokenizer()
     data = pairs_from_rows(pool_rows())
     encoded, _ = encode_preferences(
@@ -135,4 +135,4 @@ def test_bad_input_is_refused_before_any_forward_pass(tmp_path, change, kwargs, 
     cfg = dataclasses.replace(CFG, **change)
     with pytest.raises(ValueError, match=message):
         adpo_llm.run(cfg, work_dir=tmp_path, rows=pool_rows(), **kwargs)
-    assert not (tmp_path / "base_model").exists() and not (tmp_path / "features.npz").exists()
+    assert not (tmp_path / "base").exists() and not (tmp_path / "features.npz").exists()

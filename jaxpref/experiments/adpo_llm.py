@@ -17,7 +17,7 @@ leaves empty or identical):
    θ* (:func:`jaxpref.metrics.logit_errors`).
 
 The model is a randomly initialised small Llama with the shipped tokenizer (``sft_steps > 0``
-first fine-tunes it on the pool's chosen responses, as the HH pipeline's SFT stage does), or any
+first fine-tunes it on the pool's chosen responses, ``experiments._stages.sft_on_rows``), or any
 Hugging Face directory given as ``model_name_or_path``. Seeds change the random methods (uniform
 and ADPO's candidate subsets); ADPO+, APO and certainty are deterministic on a fixed pool.
 """
@@ -25,9 +25,9 @@ and ADPO's candidate subsets); ADPO+, APO and certainty are deterministic on a f
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
 import tempfile
-import time
 from pathlib import Path
 
 import jax
@@ -37,14 +37,13 @@ import numpy as np
 from jaxpref import design, llm
 from jaxpref.data import (
     TOKENIZER_DIR,
-    encode_preferences,
+    encode_preference_rows,
     load_tokenizer,
     pad_id,
-    pairs_from_rows,
     shipped_hh_rows,
 )
 from jaxpref.data import feature_pairs as fp
-from jaxpref.experiments._report import budget_curves, figure, save, seed_stats
+from jaxpref.experiments._report import budget_curves, figure, save, seed_stats, stopwatch
 from jaxpref.losses.mle import fit_dpo_mle
 from jaxpref.metrics import logit_errors
 from jaxpref.metrics.preference_fit import pair_fit_metrics
@@ -83,61 +82,28 @@ class Config:
         return 2 ** np.arange(self.log2_n[0], self.log2_n[1] + 1)
 
 
-_CONFIGS = {
-    "test": Config(
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        num_pairs=40,
-        max_length=64,
-        max_prompt_length=48,
-        batch_size=16,
-        bucket=16,
-        log2_n=(2, 5),
-        seeds=2,
-        num_candidates=8,
-    ),
-    "quickstart": Config(hidden_size=64, num_layers=2, num_pairs=512, log2_n=(3, 8), seeds=2),
-    "small": Config(log2_n=(3, 11), seeds=3),
-    "full": Config(
-        hidden_size=256, num_layers=6, num_heads=8, sft_steps=300, max_length=384, seeds=5
-    ),
+_SCALES = {  # each scale's changes to the defaults
+    "test": dict(hidden_size=32, num_layers=2, num_heads=2, num_pairs=40, max_length=64)
+    | dict(max_prompt_length=48, batch_size=16, bucket=16, log2_n=(2, 5), seeds=2)
+    | dict(num_candidates=8),
+    "quickstart": dict(hidden_size=64, num_layers=2, num_pairs=512, log2_n=(3, 8), seeds=2),
+    "small": dict(log2_n=(3, 11), seeds=3),
+    "full": dict(hidden_size=256, num_layers=6, num_heads=8, sft_steps=300, max_length=384)
+    | dict(seeds=5),
 }
 
 
 def config(scale: str) -> Config:
-    if scale not in _CONFIGS:
-        raise ValueError(f"scale: must be one of {tuple(_CONFIGS)}, got {scale!r}")
-    return _CONFIGS[scale]
+    if scale not in _SCALES:
+        raise ValueError(f"scale: must be one of {tuple(_SCALES)}, got {scale!r}")
+    return Config(**_SCALES[scale])
 
 
 def num_units(cfg: Config) -> int:
     return 2 + cfg.seeds * len(METHODS)  # pool + features, then every (seed, method)
 
 
-# ---------------------------------------------------------------- pool and features
-def build_pool(rows, tokenizer, cfg: Config) -> tuple[list, dict]:
-    """Encoded valid pairs and the report of every dropped row (malformed, then truncation)."""
-    data = pairs_from_rows(rows)
-    encoded, trunc = encode_preferences(
-        tokenizer, data.pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length
-    )
-    report = {
-        "rows": data.num_rows,
-        "valid_pairs": len(data.pairs),
-        "malformed": data.malformed_counts(),
-        "malformed_rows": [m.index for m in data.malformed],
-        "truncated": trunc.num_truncated,
-        "dropped_empty_after_truncation": list(trunc.empty),
-        "dropped_identical_after_truncation": list(trunc.identical),
-    }
-    if cfg.num_pairs is not None and cfg.num_pairs < len(encoded):
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(encoded), cfg.num_pairs, False))
-        encoded = [encoded[i] for i in keep]
-    report["pool_pairs"] = len(encoded)
-    return encoded, report
-
-
+# ---------------------------------------------------------------- pool and model
 def _check(cfg: Config, num_pairs: int, width: int, projection) -> None:
     """Everything that can be refused before the forward pass."""
     if cfg.pooling not in llm.POOLINGS:
@@ -161,49 +127,26 @@ def _check(cfg: Config, num_pairs: int, width: int, projection) -> None:
             raise ValueError(f"projection: has {shape[1]} columns but proj_dim is {cfg.proj_dim}")
 
 
-def _model_dir(cfg: Config, root: Path, tok, rows) -> Path:
-    from jaxpref.train.models import init_model_dir, small_llama
+def _width(cfg: Config, model) -> int:
+    """The feature width E of ``model``, of ``model_name_or_path``, or of the random model."""
+    if model is not None:
+        return model.config.embed_width
+    if cfg.model_name_or_path is not None:
+        return llm.load_config(cfg.model_name_or_path).embed_width
+    return cfg.hidden_size
 
-    base = root / "base_model"
-    shape = dict(hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads)
-    config = small_llama(tok, max_positions=512, **shape)
-    init_model_dir(base, config, tok, seed=cfg.seed, overwrite=True)  # the run owns its folder
-    if cfg.sft_steps <= 0:
-        return base
-    from jaxpref.data import write_splits
-    from jaxpref.train import SFTConfig, train
+
+def _load_model(cfg: Config, root: Path, tok, rows):
+    """(model, mesh): ``model_name_or_path``, else ``root/base`` (then SFT when asked)."""
+    from jaxpref.experiments._stages import base_model, sft_on_rows
     from jaxpref.train.mesh import data_parallel_mesh
 
-    write_splits(rows, root / "data", {"train": -1}, seed=cfg.seed)
-    mesh, per_device = data_parallel_mesh(16)
-    sft = SFTConfig(
-        model_name_or_path=str(base),
-        output_dir=str(root / "sft"),
-        dataset_name=str(root / "data"),
-        learning_rate=cfg.sft_lr,
-        max_steps=cfg.sft_steps,
-        max_length=cfg.max_length,
-        max_prompt_length=cfg.max_prompt_length,
-        per_device_train_batch_size=per_device,
-        save_steps=0,
-        seed=cfg.seed,
-        disable_tqdm=True,
-        overwrite=True,
-        warmup_ratio=0.05,
-    )
-    train(sft, log=lambda _: None, mesh=mesh)
-    return root / "sft"
-
-
-def pool_features(model, encoded, *, pad_id: int, cfg: Config, mesh=None):
-    """``(features_w (N, E), features_l (N, E), logps_w (N,), logps_l (N,))`` of the pool's
-    winners and losers, from one bucketed pass over all 2N rows."""
-    prompts = [e.prompt for e in encoded] * 2
-    responses = [e.chosen for e in encoded] + [e.rejected for e in encoded]
-    kw = dict(pooling=cfg.pooling, batch_size=cfg.batch_size, bucket=cfg.bucket, mesh=mesh)
-    feats, logps = llm.bucketed_features_and_logps(model, prompts, responses, pad_id=pad_id, **kw)
-    n = len(encoded)
-    return feats[:n], feats[n:], logps[:n], logps[n:]
+    mesh, _ = data_parallel_mesh(cfg.batch_size)
+    path = cfg.model_name_or_path
+    if path is None:
+        path = base_model(root, tok, cfg, max_positions=512, seed=cfg.seed)
+        path = sft_on_rows(root, rows, cfg, source=path) if cfg.sft_steps > 0 else path
+    return llm.from_pretrained(path, mesh=mesh), mesh
 
 
 # ---------------------------------------------------------------- selection and scores
@@ -242,24 +185,20 @@ def _metrics(thetas, theta_star, phi, b, beta):
 
 def analyse(phi, b, cfg: Config, progress=None) -> dict:
     """Picks and curves of every method and seed on a cached (φ, b), in float64."""
-    tick = progress or (lambda _: None)
+    tick, times = progress or (lambda _: None), {}
+    all_picks, curves = {m: [] for m in METHODS}, {m: {f: [] for f in FIELDS} for m in METHODS}
     with jax.enable_x64(True):
         phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
-        t0 = time.perf_counter()
-        kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b)
-        theta_star = fit_dpo_mle(phi, jnp.ones(phi.shape[0]), **kw).theta
-        times = {"fit_all_labels_s": time.perf_counter() - t0}
-        full = pair_fit_metrics(theta_star, phi, b, beta=cfg.beta)
-        cache, all_picks = {}, {m: [] for m in METHODS}
-        curves = {m: {f: [] for f in FIELDS} for m in METHODS}
+        with stopwatch(times, "fit_all_labels_s"):
+            kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b)
+            theta_star = fit_dpo_mle(phi, jnp.ones(phi.shape[0]), **kw).theta
+        full, cache = pair_fit_metrics(theta_star, phi, b, beta=cfg.beta), {}
         for seed in range(cfg.seeds):
             for method in METHODS:
-                t0 = time.perf_counter()
-                order = picks(phi, b, cfg, seed, method, cache)
-                times.setdefault(f"select_{method}_s", []).append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                res = scores_on_prefixes(order, phi, b, theta_star, cfg)
-                times.setdefault("fits_and_metrics_s", []).append(time.perf_counter() - t0)
+                with stopwatch(times, f"select_{method}_s", add=True):
+                    order = picks(phi, b, cfg, seed, method, cache)
+                with stopwatch(times, "fits_and_metrics_s", add=True):
+                    res = scores_on_prefixes(order, phi, b, theta_star, cfg)
                 all_picks[method].append(np.asarray(order).tolist())
                 for f in FIELDS:
                     curves[method][f].append(res[f])
@@ -270,7 +209,7 @@ def analyse(phi, b, cfg: Config, progress=None) -> dict:
             m: {f: seed_stats(r, keep_runs=True) for f, r in c.items()} for m, c in curves.items()
         },
         "all_labels": {f: float(getattr(full, f)) for f in ("accuracy", "margin", "nll")},
-        "times": {k: (float(np.sum(v)) if isinstance(v, list) else v) for k, v in times.items()},
+        "times": times,
     }
 
 
@@ -281,35 +220,28 @@ def time_selection(phi, b, cfg: Config, *, methods=METHODS, log=None) -> dict:
     with jax.enable_x64(True):
         phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
         for method in methods:
-            t0 = time.perf_counter()
-            order = picks(phi, b, cfg, 0, method)
-            out[f"select_{method}_s"] = time.perf_counter() - t0
+            with stopwatch(out, f"select_{method}_s"):
+                order = picks(phi, b, cfg, 0, method)
             if log is not None:
                 log(f"d={out['d']}: {method} picks {out['n']} in {out[f'select_{method}_s']:.1f} s")
         w = np.zeros(phi.shape[0])
         w[np.asarray(order)] = 1.0
-        t0 = time.perf_counter()
-        kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b, weights=jnp.asarray(w))
-        jax.block_until_ready(fit_dpo_mle(phi, jnp.ones(phi.shape[0]), **kw).theta)
-        out["one_fit_s"] = time.perf_counter() - t0
+        with stopwatch(out, "one_fit_s"):
+            kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b, weights=jnp.asarray(w))
+            jax.block_until_ready(fit_dpo_mle(phi, jnp.ones(phi.shape[0]), **kw).theta)
     return out
 
 
 def time_at_width(run_dir, dim: int, *, methods=METHODS, log=print) -> dict:
     """:func:`time_selection` on a finished run's cached features through a random projection
     to ``dim`` (the paper's d = 4096 from a narrower model), with that run's config."""
-    import json
-
-    run_dir = Path(run_dir)
+    run_dir, out = Path(run_dir), {}
     cfg_dict = json.loads((run_dir / "results.json").read_text())["config"]
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
     cached = np.load(run_dir / "features.npz")
-    t0 = time.perf_counter()
-    width = cached["features_w"].shape[1]
-    phi = fp.pair_design_matrix(
-        cached["features_w"], cached["features_l"], fp.gaussian_projection(width, dim, cfg.seed)
-    )
-    out = {"project_s": time.perf_counter() - t0}
+    with stopwatch(out, "project_s"):
+        fw, fl = cached["features_w"], cached["features_l"]
+        phi = fp.pair_design_matrix(fw, fl, fp.gaussian_projection(fw.shape[1], dim, cfg.seed))
     b = fp.scaled_offsets(cached["logps_w"], cached["logps_l"], cfg.offset_scale)
     return out | time_selection(phi, b, cfg, methods=methods, log=log)
 
@@ -321,34 +253,22 @@ def run(
     """The protocol end to end. ``rows``: dataset rows (default the shipped HH split);
     ``projection``: an (E, d) matrix applied to φ (default: a random one when ``proj_dim`` is
     set); ``model``: a :class:`~jaxpref.llm.Decoder` to use instead of loading one."""
-    tick = progress or (lambda _: None)
+    tick, times = progress or (lambda _: None), {}
     root = pathlib.Path(work_dir) if work_dir else pathlib.Path(tempfile.mkdtemp("adpo_llm"))
-    times = {}
-    t0 = time.perf_counter()
-    rows = shipped_hh_rows() if rows is None else list(rows)
-    tok = load_tokenizer(cfg.model_name_or_path or TOKENIZER_DIR)
-    encoded, report = build_pool(rows, tok, cfg)
-    if model is not None:
-        width = model.config.embed_width
-    elif cfg.model_name_or_path is not None:
-        width = llm.load_config(cfg.model_name_or_path).embed_width
-    else:
-        width = cfg.hidden_size
-    _check(cfg, len(encoded), width, projection)
-    times["pool_s"] = time.perf_counter() - t0
+    with stopwatch(times, "pool_s"):
+        rows = shipped_hh_rows() if rows is None else list(rows)
+        tok = load_tokenizer(cfg.model_name_or_path or TOKENIZER_DIR)
+        lengths = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
+        kw = dict(num_pairs=cfg.num_pairs, seed=cfg.seed)
+        encoded, report = encode_preference_rows(tok, rows, **lengths, **kw)
+        width = _width(cfg, model)
+        _check(cfg, len(encoded), width, projection)
     tick(1)
-    t0 = time.perf_counter()
-    mesh = None
-    if model is None:
-        from jaxpref.train.mesh import data_parallel_mesh
-
-        mesh, _ = data_parallel_mesh(cfg.batch_size)
-        path = cfg.model_name_or_path or _model_dir(cfg, root, tok, rows)
-        model = llm.from_pretrained(path, mesh=mesh)
-    times["model_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fw, fl, lw, ll = pool_features(model, encoded, pad_id=pad_id(tok), cfg=cfg, mesh=mesh)
-    times["features_s"] = time.perf_counter() - t0
+    with stopwatch(times, "model_s"):
+        model, mesh = (model, None) if model is not None else _load_model(cfg, root, tok, rows)
+    with stopwatch(times, "features_s"):
+        kw = dict(pooling=cfg.pooling, batch_size=cfg.batch_size, bucket=cfg.bucket, mesh=mesh)
+        fw, fl, lw, ll = llm.pair_features_and_logps(model, encoded, pad_id=pad_id(tok), **kw)
     if projection is None and cfg.proj_dim is not None:
         projection = fp.gaussian_projection(width, cfg.proj_dim, cfg.seed)
     phi, b = fp.pair_design_matrix(fw, fl, projection), fp.scaled_offsets(lw, ll, cfg.offset_scale)
@@ -356,25 +276,17 @@ def run(
     np.savez(root / "features.npz", phi=phi, ref_logratio=b, **arrays)
     tick(1)
     result = analyse(phi, b, cfg, tick)
+    project = lambda d: fp.gaussian_projection(width, d, cfg.seed)  # noqa: E731
     timing = [
-        time_selection(
-            fp.pair_design_matrix(fw, fl, fp.gaussian_projection(width, d, cfg.seed)), b, cfg
-        )
-        for d in cfg.timing_dims
+        time_selection(fp.pair_design_matrix(fw, fl, project(d)), b, cfg) for d in cfg.timing_dims
     ]
+    raw = np.abs(lw - ll)
+    report |= dict(N=int(phi.shape[0]), d=int(phi.shape[1]), feature_width=int(width))
+    report["abs_ref_logratio_raw"] = {"max": float(raw.max()), "mean": float(raw.mean())}
     return {
         "config": dataclasses.asdict(cfg),
         "n": cfg.grid.tolist(),
-        "pool": report
-        | {
-            "N": int(phi.shape[0]),
-            "d": int(phi.shape[1]),
-            "feature_width": int(width),
-            "abs_ref_logratio_raw": {
-                "max": float(np.abs(lw - ll).max()),
-                "mean": float(np.abs(lw - ll).mean()),
-            },
-        },
+        "pool": report,
         "stage_times_s": times | result.pop("times"),
         "timing_at_other_d": timing,
         "features_file": str(root / "features.npz"),

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpref.experiments._report import figure, save
+from jaxpref.experiments._report import figure, rate_shape, save
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.pbpo import RADII, envs, loop, radius_kappa
 
@@ -55,28 +55,14 @@ class Config:
         return max(self.k_grid)
 
 
-_CONFIGS = {
-    "test": Config(
-        k_grid=(32, 64, 128, 256),
-        seeds=5,
-        num_contexts=32,
-        num_arms=8,
-        dim=4,
-        d_grid=(2, 8),
-        h_grid=(1, 3),
-        methods=("pbpo", "greedy"),
-    ),
-    "quickstart": Config(k_grid=(32, 64, 128, 256, 512), seeds=6),
-    "small": Config(
-        k_grid=(64, 128, 256, 512, 1024), seeds=10, d_grid=(2, 4, 8, 16), h_grid=(1, 2, 3, 4, 5)
-    ),
-    "full": Config(
-        k_grid=(64, 128, 256, 512, 1024, 2048, 4096),
-        seeds=20,
-        num_contexts=128,
-        d_grid=(2, 4, 8, 16, 32),
-        h_grid=(1, 2, 3, 4, 5, 6),
-    ),
+_SCALES = {  # each scale's changes to the defaults
+    "test": dict(k_grid=(32, 64, 128, 256), seeds=5, num_contexts=32, num_arms=8, dim=4)
+    | dict(d_grid=(2, 8), h_grid=(1, 3), methods=("pbpo", "greedy")),
+    "quickstart": dict(k_grid=(32, 64, 128, 256, 512), seeds=6),
+    "small": dict(k_grid=(64, 128, 256, 512, 1024), seeds=10, d_grid=(2, 4, 8, 16))
+    | dict(h_grid=(1, 2, 3, 4, 5)),
+    "full": dict(k_grid=(64, 128, 256, 512, 1024, 2048, 4096), seeds=20, num_contexts=128)
+    | dict(d_grid=(2, 4, 8, 16, 32), h_grid=(1, 2, 3, 4, 5, 6)),
 }
 
 
@@ -84,9 +70,9 @@ def config(scale: str, radius: str = "certified") -> Config:
     """The named scale's settings; ``radius`` picks κ of β_k(δ) (``jaxpref.pbpo.RADII``)."""
     if radius not in RADII:
         raise ValueError(f"radius: must be one of {tuple(RADII)}, got {radius!r}")
-    if scale not in _CONFIGS:
-        raise ValueError(f"scale: must be one of {tuple(_CONFIGS)}, got {scale!r}")
-    return dataclasses.replace(_CONFIGS[scale], radius=radius)
+    if scale not in _SCALES:
+        raise ValueError(f"scale: must be one of {tuple(_SCALES)}, got {scale!r}")
+    return Config(**_SCALES[scale], radius=radius)
 
 
 def num_units(cfg: Config) -> int:
@@ -178,11 +164,6 @@ def run(cfg: Config, *, progress=None) -> dict:
     }
 
 
-def _anchored(x, y0, power):
-    x = np.asarray(x, dtype=float)
-    return y0 * (x / x[0]) ** power
-
-
 def _plot_k(ax, res, radii):
     ks = res["K"]
     for m, s in res["methods"].items():
@@ -190,7 +171,7 @@ def _plot_k(ax, res, radii):
     for r, s in radii["methods"].items():
         ax.plot(ks, s["mean"], ":", marker=".", label=f"PbPO, {r} radius (slope {s['slope']:.2f})")
     first = res["methods"]["pbpo"]["mean"][0]
-    ax.plot(ks, _anchored(ks, first, 0.5), "k--", label="√K shape (both bounds)")
+    ax.plot(ks, rate_shape(ks, first, 0.5), "k--", label="√K shape (both bounds)")
     ax.set(xlabel="episodes K", ylabel="cumulative regret", title="regret vs K (dueling bandit)")
 
 
@@ -198,7 +179,7 @@ def _plot_grid(ax, res, name, powers):
     xs, ys = res[name], res["regret"]
     ax.plot(xs, ys, "o-", label=f"PbPO (slope {res['slope']:.2f})")
     for p, lab in powers:
-        ax.plot(xs, _anchored(xs, ys[0], p), "--", label=lab)
+        ax.plot(xs, rate_shape(xs, ys[0], p), "--", label=lab)
     ax.set(xlabel=name, ylabel="cumulative regret at K_max", title=f"regret vs {name}")
 
 
