@@ -44,6 +44,7 @@ from jaxpref.data import (
 )
 from jaxpref.data import feature_pairs as fp
 from jaxpref.experiments._report import budget_curves, figure, save, seed_stats, stopwatch
+from jaxpref.experiments.registry import scale_configs
 from jaxpref.losses.mle import fit_dpo_mle
 from jaxpref.metrics import logit_errors
 from jaxpref.metrics.preference_fit import pair_fit_metrics
@@ -82,21 +83,16 @@ class Config:
         return 2 ** np.arange(self.log2_n[0], self.log2_n[1] + 1)
 
 
-_SCALES = {  # each scale's changes to the defaults
-    "test": dict(hidden_size=32, num_layers=2, num_heads=2, num_pairs=40, max_length=64)
+config = scale_configs(
+    Config(),
+    test=dict(hidden_size=32, num_layers=2, num_heads=2, num_pairs=40, max_length=64)
     | dict(max_prompt_length=48, batch_size=16, bucket=16, log2_n=(2, 5), seeds=2)
     | dict(num_candidates=8),
-    "quickstart": dict(hidden_size=64, num_layers=2, num_pairs=512, log2_n=(3, 8), seeds=2),
-    "small": dict(log2_n=(3, 11), seeds=3),
-    "full": dict(hidden_size=256, num_layers=6, num_heads=8, sft_steps=300, max_length=384)
+    quickstart=dict(hidden_size=64, num_layers=2, num_pairs=512, log2_n=(3, 8), seeds=2),
+    small=dict(log2_n=(3, 11), seeds=3),
+    full=dict(hidden_size=256, num_layers=6, num_heads=8, sft_steps=300, max_length=384)
     | dict(seeds=5),
-}
-
-
-def config(scale: str) -> Config:
-    if scale not in _SCALES:
-        raise ValueError(f"scale: must be one of {tuple(_SCALES)}, got {scale!r}")
-    return Config(**_SCALES[scale])
+)
 
 
 def num_units(cfg: Config) -> int:

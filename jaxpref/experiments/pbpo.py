@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpref.experiments._report import figure, rate_shape, save
+from jaxpref.experiments.registry import scale_configs
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.pbpo import RADII, envs, loop, radius_kappa
 
@@ -55,24 +56,23 @@ class Config:
         return max(self.k_grid)
 
 
-_SCALES = {  # each scale's changes to the defaults
-    "test": dict(k_grid=(32, 64, 128, 256), seeds=5, num_contexts=32, num_arms=8, dim=4)
+_config = scale_configs(
+    Config(),
+    test=dict(k_grid=(32, 64, 128, 256), seeds=5, num_contexts=32, num_arms=8, dim=4)
     | dict(d_grid=(2, 8), h_grid=(1, 3), methods=("pbpo", "greedy")),
-    "quickstart": dict(k_grid=(32, 64, 128, 256, 512), seeds=6),
-    "small": dict(k_grid=(64, 128, 256, 512, 1024), seeds=10, d_grid=(2, 4, 8, 16))
+    quickstart=dict(k_grid=(32, 64, 128, 256, 512), seeds=6),
+    small=dict(k_grid=(64, 128, 256, 512, 1024), seeds=10, d_grid=(2, 4, 8, 16))
     | dict(h_grid=(1, 2, 3, 4, 5)),
-    "full": dict(k_grid=(64, 128, 256, 512, 1024, 2048, 4096), seeds=20, num_contexts=128)
+    full=dict(k_grid=(64, 128, 256, 512, 1024, 2048, 4096), seeds=20, num_contexts=128)
     | dict(d_grid=(2, 4, 8, 16, 32), h_grid=(1, 2, 3, 4, 5, 6)),
-}
+)
 
 
 def config(scale: str, radius: str = "certified") -> Config:
     """The named scale's settings; ``radius`` picks κ of β_k(δ) (``jaxpref.pbpo.RADII``)."""
     if radius not in RADII:
         raise ValueError(f"radius: must be one of {tuple(RADII)}, got {radius!r}")
-    if scale not in _SCALES:
-        raise ValueError(f"scale: must be one of {tuple(_SCALES)}, got {scale!r}")
-    return Config(**_SCALES[scale], radius=radius)
+    return dataclasses.replace(_config(scale), radius=radius)
 
 
 def num_units(cfg: Config) -> int:
