@@ -192,3 +192,28 @@ def test_projected_subgradient_path_is_the_loop_of_updates(problem):
         assert float(jnp.linalg.norm(path[k])) <= radius + 1e-12
     with pytest.raises(ValueError, match="num_steps"):
         robust.projected_subgradient_path(key, problem, 0.2, radius, eta, 0)
+
+
+def test_stationarity_curves_match_a_loop_over_runs_and_prefixes():
+    rng = np.random.default_rng(4)
+    g = rng.exponential(size=(3, 40)) / np.arange(1, 41)  # decaying, non-monotone
+    horizons = np.array([1, 2, 8, 17, 40])
+    min_curve, mean_curve = robust.stationarity_curves(g, horizons)
+    for i, t in enumerate(horizons):
+        best = [min(float(x) for x in run[:t]) for run in g]
+        total = sum(float(x) for run in g for x in run[:t])
+        assert min_curve[i] == pytest.approx(sum(best) / len(best), rel=1e-13)
+        assert mean_curve[i] == pytest.approx(total / (len(g) * t), rel=1e-13)
+    assert np.all(min_curve <= mean_curve) and np.all(np.diff(min_curve) <= 0)
+    one_min, one_mean = robust.stationarity_curves(g[1], horizons)  # one run, shape (T,)
+    np.testing.assert_array_equal(one_min, robust.stationarity_curves(g[1:2], horizons)[0])
+    assert one_mean[0] == g[1, 0]
+    for bad, match in (
+        ((g, np.array([0, 3])), "horizons"),
+        ((g, np.array([41])), "horizons"),
+        ((g, np.array([2.0])), "horizons"),
+        ((-g, horizons), "sq_norms"),
+        ((np.zeros((2, 2, 2)), horizons), "sq_norms"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            robust.stationarity_curves(*bad)

@@ -160,9 +160,7 @@ def _convergence(world, cfg: Config):
     sq = robust.moreau_gradient_norms(flat, problem, cfg.conv_rho, lam, cfg.radius, tol=1e-7)
     sq = np.asarray(sq).reshape(cfg.conv_seeds, cfg.conv_steps)
     horizons = 2 ** np.arange(3, int(np.log2(cfg.conv_steps)) + 1)
-    running_min = np.minimum.accumulate(sq, axis=1)
-    min_curve = running_min[:, horizons - 1].mean(axis=0)
-    avg_curve = np.array([sq[:, :t].mean() for t in horizons])
+    min_curve, avg_curve = robust.stationarity_curves(sq, horizons)
     slope, intercept = loglog_slope(horizons, min_curve)
     avg_slope, _ = loglog_slope(horizons, avg_curve)
     out = dict(T=horizons, min_grad_moreau_sq=min_curve, avg_grad_moreau_sq=avg_curve)
@@ -172,6 +170,7 @@ def _convergence(world, cfg: Config):
 
 def run(cfg: Config, *, progress=None) -> dict:
     """Comparison across shifts and ρ, then the convergence curve; JSON-ready dict."""
+    tick = progress or (lambda n: None)
     with _x64():
         world = make_world(cfg)
         comparison = {}
@@ -179,11 +178,9 @@ def run(cfg: Config, *, progress=None) -> dict:
             comparison[shift] = {}
             for rho in cfg.rhos:
                 comparison[shift][str(rho)] = _compare(world, rho, shift, cfg)
-                if progress is not None:
-                    progress(1)
+                tick(1)
         convergence = _convergence(world, cfg)
-        if progress is not None:
-            progress(1)
+        tick(1)
     return dict(
         config=dataclasses.asdict(cfg),
         comparison=comparison,

@@ -17,6 +17,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from jaxpref import _checks
 from jaxpref.regularizers.divergence import pm_divergence_unchecked
+from jaxpref.regularizers.policies import pairwise_preference, reward_preference
 
 
 class AlignmentMetrics(NamedTuple):
@@ -209,8 +210,8 @@ def reference_pair_preferences(
 @jax.jit(static_argnames="n")
 def _pair_preferences(key, ref_logps, rewards, n):
     a, b = jax.random.categorical(key, ref_logps, shape=(2, n))
-    p_ref = jax.nn.sigmoid(ref_logps[a] - ref_logps[b])
-    return PairPreferences(a, b, p_ref, jax.nn.sigmoid(rewards[a] - rewards[b]))
+    p_ref = pairwise_preference(ref_logps[a], ref_logps[b])
+    return PairPreferences(a, b, p_ref, reward_preference(rewards[a], rewards[b]))
 
 
 def preference_collapse_fraction(preferences, *, margin=0.05) -> Float[Array, ""]:

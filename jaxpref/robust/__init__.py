@@ -43,6 +43,7 @@ from jaxpref.robust.optim import (
     proximal_point_update,
     smoothed_robust_objective,
     smoothness_bound,
+    stationarity_curves,
     weak_convexity_estimate,
 )
 from jaxpref.robust.oracles import (
@@ -98,6 +99,7 @@ __all__ = [
     "sensitivity_penalty",
     "smoothed_robust_objective",
     "smoothness_bound",
+    "stationarity_curves",
     "worst_case_pair_loss",
     "worst_case_preference",
 ]

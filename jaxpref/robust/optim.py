@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from jaxpref import _checks
@@ -253,6 +254,39 @@ def moreau_gradient_norms(
     run = jax.vmap(functools.partial(_moreau, max_iters=max_iters), in_axes=(0,) + (None,) * 6)
     res = run(thetas, problem, rho, lam, radius, delta, tol)
     return jnp.sum(res.gradient**2, axis=-1)
+
+
+def stationarity_curves(sq_norms, horizons) -> tuple[np.ndarray, np.ndarray]:
+    r"""The stationarity measures of the rate at each horizon T, from squared envelope-gradient
+    norms g_{s,k} = ‖∇M_λ(θ_k)‖² of runs s = 1..S (``moreau_gradient_norms`` of each path):
+
+    - ``min_curve[T]`` = mean_s min_{k<T} g_{s,k} (the best iterate so far);
+    - ``mean_curve[T]`` = mean_{s, k<T} g_{s,k} = E‖∇M_λ(θ_R)‖², R uniform on the first T
+      iterates: the random-iterate quantity that the Õ(ε⁻²) rate bounds by O(1/√T).
+
+    Args:
+      sq_norms: (S, T_max) or (T_max,) (one run) finite, non-negative squared norms.
+      horizons: (H,) integers in [1, T_max].
+    Returns:
+      ``(min_curve, mean_curve)``, each (H,), float64 NumPy (a host-side summary, not traced).
+
+    References: Davis & Drusvyatskiy, arXiv 1803.06523 (the random-iterate guarantee, Moreau
+      envelope); Li, Gaur & Aggarwal, arXiv 2602.20457 (Õ(ε⁻²)); ``theory/robust_sail.md`` §9.
+    """
+    g = np.asarray(sq_norms, dtype=np.float64)
+    if g.ndim == 1:
+        g = g[None]
+    if g.ndim != 2 or g.shape[1] == 0:
+        raise ValueError(f"sq_norms: expected shape (S, T) or (T,) with T >= 1, got {g.shape}")
+    if not np.all(np.isfinite(g) & (g >= 0)):
+        raise ValueError("sq_norms: must be finite and >= 0")
+    h = np.asarray(horizons)
+    if h.ndim != 1 or not np.issubdtype(h.dtype, np.integer) or h.size == 0:
+        raise ValueError(f"horizons: expected a non-empty 1-D integer array, got {horizons!r}")
+    if h.min() < 1 or h.max() > g.shape[1]:
+        raise ValueError(f"horizons: must lie in [1, {g.shape[1]}], got {h.min()}..{h.max()}")
+    min_curve = np.minimum.accumulate(g, axis=1)[:, h - 1].mean(axis=0)
+    return min_curve, np.array([g[:, :t].mean() for t in h])
 
 
 # ----------------------------------------------------------------------------- outer prox point
