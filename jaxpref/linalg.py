@@ -14,12 +14,12 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 
 
-def symmetrize(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
+def symmetrize(A: Float[ArrayLike, "d d"]) -> Float[Array, "d d"]:
     """(A + Aᵀ)/2: removes the asymmetry that accumulates in repeated rank-one updates."""
     return 0.5 * (A + A.T)
 
@@ -53,7 +53,7 @@ def check_psd(name: str, A, *, strict: bool = True) -> None:
         )
 
 
-def cholesky(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
+def cholesky(A: Float[ArrayLike, "d d"]) -> Float[Array, "d d"]:
     """Lower Cholesky factor of a symmetric PD matrix (NaN if A is not PD; check first).
 
     float16/bfloat16 are refused with a ``ValueError`` (a static check, so also under ``jit``);
@@ -62,22 +62,22 @@ def cholesky(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
     return jnp.linalg.cholesky(symmetrize(A))
 
 
-def psd_solve(A: Float[Array, "d d"], b: Float[Array, "d ..."]) -> Float[Array, "d ..."]:
+def psd_solve(A: Float[ArrayLike, "d d"], b: Float[ArrayLike, "d ..."]) -> Float[Array, "d ..."]:
     """A⁻¹b for symmetric PD A, by Cholesky."""
     return jsl.cho_solve((cholesky(A), True), b)
 
 
-def psd_inverse(A: Float[Array, "d d"]) -> Float[Array, "d d"]:
+def psd_inverse(A: Float[ArrayLike, "d d"]) -> Float[Array, "d d"]:
     """A⁻¹ for symmetric PD A, by Cholesky solves against the identity (kept symmetric)."""
     return symmetrize(psd_solve(A, jnp.eye(A.shape[0], dtype=A.dtype)))
 
 
-def psd_logdet(A: Float[Array, "d d"]) -> Float[Array, ""]:
+def psd_logdet(A: Float[ArrayLike, "d d"]) -> Float[Array, ""]:
     """log det A for symmetric PD A: 2 Σ log diag(chol A)."""
     return 2.0 * jnp.sum(jnp.log(jnp.diagonal(cholesky(A))))
 
 
-def mahalanobis_sq(A: Float[Array, "d d"], X: Float[Array, "... d"]) -> Float[Array, "..."]:
+def mahalanobis_sq(A: Float[ArrayLike, "d d"], X: Float[ArrayLike, "... d"]) -> Float[Array, "..."]:
     """‖x‖²_{A⁻¹} = xᵀA⁻¹x for each row x of X, via one triangular solve (A symmetric PD)."""
     L = cholesky(A)
     flat = X.reshape(-1, X.shape[-1])
@@ -85,13 +85,13 @@ def mahalanobis_sq(A: Float[Array, "d d"], X: Float[Array, "... d"]) -> Float[Ar
     return jnp.sum(Z * Z, axis=0).reshape(X.shape[:-1])
 
 
-def quad_form(M: Float[Array, "d d"], X: Float[Array, "... d"]) -> Float[Array, "..."]:
+def quad_form(M: Float[ArrayLike, "d d"], X: Float[ArrayLike, "... d"]) -> Float[Array, "..."]:
     """xᵀMx for each row x of X (M given explicitly, e.g. a maintained inverse)."""
     return jnp.einsum("...i,ij,...j->...", X, M, X)
 
 
 def sherman_morrison(
-    A_inv: Float[Array, "d d"], v: Float[Array, " d"]
+    A_inv: Float[ArrayLike, "d d"], v: Float[ArrayLike, " d"]
 ) -> tuple[Float[Array, "d d"], Float[Array, " d"], Float[Array, ""]]:
     """(A + vvᵀ)⁻¹ from A⁻¹ in O(d²).
 
@@ -101,6 +101,7 @@ def sherman_morrison(
       (new inverse, u = A⁻¹v, q = vᵀA⁻¹v); by the matrix determinant lemma
       log det(A + vvᵀ) = log det A + log1p(q).
     """
+    A_inv, v = jnp.asarray(A_inv), jnp.asarray(v)  # NumPy inputs gave a NumPy u
     u = A_inv @ v
     q = jnp.dot(v, u)
     return symmetrize(A_inv - jnp.outer(u, u) / (1.0 + q)), u, q
@@ -122,7 +123,7 @@ def low_rank_inverse(d: int, n: int, gamma, dtype) -> LowRankInverse:
     return LowRankInverse(zeros, jnp.zeros((), jnp.int32), jnp.asarray(gamma, dtype))
 
 
-def on_used_rows(rows: Float[Array, "n ..."], count, fn):
+def on_used_rows(rows: Float[ArrayLike, "n ..."], count, fn):
     """``fn(rows[:k])`` for the smallest k in {n/16, n/8, n/4, n/2, n} (at least 1) with
     k ≥ ``count`` (traced): the rows past ``count`` must be zero or not matter to ``fn``, so a
     product over a partly filled buffer costs at most twice the rows in use."""
@@ -136,14 +137,14 @@ def _on_used_rows(inv: LowRankInverse, fn):
     return on_used_rows(inv.rows, inv.count, fn)
 
 
-def inverse_apply(A_inv, v: Float[Array, " d"]) -> Float[Array, " d"]:
+def inverse_apply(A_inv, v: Float[ArrayLike, " d"]) -> Float[Array, " d"]:
     """A⁻¹v for a dense inverse or a :class:`LowRankInverse`."""
     if isinstance(A_inv, LowRankInverse):
         return v / A_inv.gamma - _on_used_rows(A_inv, lambda U: U.T @ (U @ v))
     return A_inv @ v
 
 
-def inverse_quad_form(A_inv, X: Float[Array, "N d"]) -> Float[Array, " N"]:
+def inverse_quad_form(A_inv, X: Float[ArrayLike, "N d"]) -> Float[Array, " N"]:
     """xᵀA⁻¹x for each row of X, for a dense inverse or a :class:`LowRankInverse` (one
     N × d × t product)."""
     if isinstance(A_inv, LowRankInverse):
@@ -156,7 +157,7 @@ def inverse_quad_form(A_inv, X: Float[Array, "N d"]) -> Float[Array, " N"]:
     return quad_form(A_inv, X)
 
 
-def inverse_rank_one(A_inv, v: Float[Array, " d"]):
+def inverse_rank_one(A_inv, v: Float[ArrayLike, " d"]):
     """``sherman_morrison`` for a dense inverse or a :class:`LowRankInverse` (which must have
     room: count < n): (new inverse, u = A⁻¹v, q = vᵀA⁻¹v)."""
     if not isinstance(A_inv, LowRankInverse):
@@ -167,12 +168,12 @@ def inverse_rank_one(A_inv, v: Float[Array, " d"]):
     return A_inv._replace(rows=rows, count=A_inv.count + 1), u, q
 
 
-def logdet_rank_one(logdet: Float[Array, ""], q: Float[Array, ""]) -> Float[Array, ""]:
+def logdet_rank_one(logdet: Float[ArrayLike, ""], q: Float[ArrayLike, ""]) -> Float[Array, ""]:
     """Matrix determinant lemma: log det(A + vvᵀ) = log det A + log(1 + vᵀA⁻¹v)."""
     return logdet + jnp.log1p(q)
 
 
-def ridge_gram(X: Float[Array, "N d"], lam, weights=None) -> Float[Array, "d d"]:
+def ridge_gram(X: Float[ArrayLike, "N d"], lam, weights=None) -> Float[Array, "d d"]:
     """λI + Σ_i w_i x_i x_iᵀ (w = 1 when not given)."""
     Xw = X if weights is None else X * weights[:, None]
     return lam * jnp.eye(X.shape[1], dtype=X.dtype) + Xw.T @ X

@@ -1,11 +1,43 @@
-"""Strict JAX for the whole suite: float64 available, rank promotion raises, 8 CPU devices."""
+"""Strict JAX for the whole suite: float64 available, rank promotion raises, 8 CPU devices;
+the math layer's jaxtyping shape annotations checked at run time (beartype, the dev extra)."""
 
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import jax  # noqa: E402
+import jaxtyping  # noqa: E402
+import pytest  # noqa: E402
+
+# Every annotated function of these modules checks its arguments' and results' dtypes and
+# shapes (consistently across arguments: "N d" and " N" share N) on each call; under ``jit``
+# only while tracing. Installed here, before any test module imports jaxpref, so that it
+# holds under pytest-xdist workers too.
+SHAPE_CHECKED = (
+    "jaxpref.linalg",
+    "jaxpref.design",
+    "jaxpref.losses",
+    "jaxpref.metrics",
+    "jaxpref.pbpo",
+    "jaxpref.robust",
+    "jaxpref.regularizers",
+    "jaxpref.policies.loglinear",
+    "jaxpref.policies.autoregressive",
+)
+jaxtyping.install_import_hook(SHAPE_CHECKED, "beartype.beartype")
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def library_checks_only():
+    """Turn the shape hook off for one test: the library's own argument errors (ValueError
+    naming the argument), as a user without the hook sees them, instead of jaxtyping's
+    TypeCheckError raised before them."""
+    jaxtyping.config.update("jaxtyping_disable", True)
+    try:
+        yield
+    finally:
+        jaxtyping.config.update("jaxtyping_disable", False)

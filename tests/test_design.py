@@ -201,7 +201,7 @@ def test_float32_path():
     np.testing.assert_array_equal(r32.indices, design.greedy_doptimal(V, 10).indices)
 
 
-def test_greedy_bad_input():
+def test_greedy_bad_input(library_checks_only):
     V = np.ones((5, 2))
     with pytest.raises(ValueError, match="n: must lie in"):
         design.greedy_doptimal(V, 6)
@@ -361,7 +361,7 @@ def test_apo_certainty_uniform(pool):
     np.testing.assert_array_equal(np.sort(u), np.arange(50))
 
 
-def test_active_bad_input(pool):
+def test_active_bad_input(pool, library_checks_only):
     phi, s, b = pool
     with pytest.raises(ValueError, match="ref_logratio: expected shape"):
         design.adpo_plus(phi, s, b[:-1], 5)
@@ -391,7 +391,7 @@ def test_adpo_plus_kappa_is_the_assumption_4_ratio_of_its_run(pool):
     assert design.adpo(jax.random.key(0), phi, s, b, 4).kappa is None
 
 
-def test_select_runs_each_named_rule(pool):
+def test_select_runs_each_named_rule(pool, library_checks_only):
     """``select`` by name against direct implementations (brute-force greedy for ADPO+ and APO,
     ``adpo`` itself, tested against brute force above, with the same α and subsets, the
     certainty rule's first pick, the key's permutation for uniform). Budgets as in the tests
@@ -440,7 +440,7 @@ def test_prefix_fits_equal_fits_on_the_selected_subsets(pool):
         np.testing.assert_allclose(grad, 0.0, atol=1e-9)
 
 
-def test_prefix_fits_bad_input(pool):
+def test_prefix_fits_bad_input(pool, library_checks_only):
     phi, s, b = pool
     order = np.arange(10)
     with pytest.raises(ValueError, match="order: expected integer"):

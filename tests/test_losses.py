@@ -108,7 +108,7 @@ def test_btl_labels():
     )
 
 
-def test_bad_input_errors():
+def test_bad_input_errors(library_checks_only):
     z = jnp.zeros(3)
     with pytest.raises(ValueError, match="shape mismatch"):
         dpo_loss(z, jnp.zeros(2), z, z)

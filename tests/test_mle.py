@@ -90,7 +90,7 @@ def test_separable_data_converges_with_ridge():
     assert np.all(np.isfinite(res.theta)) and float(res.grad_norm) < 1e-8
 
 
-def test_bad_input_errors(pool):
+def test_bad_input_errors(pool, library_checks_only):
     phi, s, b, _ = pool
     with pytest.raises(ValueError, match="labels: expected shape"):
         fit_dpo_mle(phi, s[:-1])

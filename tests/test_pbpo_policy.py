@@ -67,7 +67,7 @@ def test_optimistic_scores_are_optimistic_values():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-def test_exploration_bad_input():
+def test_exploration_bad_input(library_checks_only):
     with pytest.raises(ValueError, match="ref_probs"):
         exploration.enhancer_scores(jnp.eye(2), jnp.ones((3, 2)), jnp.ones(4))
     with pytest.raises(ValueError, match="gram"):

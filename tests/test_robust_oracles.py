@@ -61,7 +61,7 @@ def test_true_oracle_is_the_worst_case_of_the_adversarial_shift():
     np.testing.assert_allclose(worst[room], p_true[room], atol=1e-14)
 
 
-def test_bad_oracle_arguments_are_refused():
+def test_bad_oracle_arguments_are_refused(library_checks_only):
     phi, theta_star, _ = _world()
     with pytest.raises(ValueError, match="shift"):
         robust.shifted_preferences(phi, theta_star, 0.1, "lengthy")

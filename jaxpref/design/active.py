@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jaxpref import _checks, linalg
 from jaxpref.design.greedy import (
@@ -37,13 +37,13 @@ class ActiveResult(NamedTuple):
 
 
 def design_vectors(
-    theta_hat: Float[Array, " d"],
-    phi_diff: Float[Array, "N d"],
-    ref_logratio: Float[Array, " N"],
+    theta_hat: Float[ArrayLike, " d"],
+    phi_diff: Float[ArrayLike, "N d"],
+    ref_logratio: Float[ArrayLike, " N"],
     *,
     beta=1.0,
     alpha=0.0,
-    precision: Float[Array, "d d"] | None = None,
+    precision: Float[ArrayLike, "d d"] | None = None,
 ) -> Float[Array, "N d"]:
     r"""ADPO design vectors v_i = β √U_i φ_i.
 
@@ -144,9 +144,9 @@ def _check_pairs(phi_diff, labels, ref_logratio, n, beta, gamma):
 
 def adpo(
     key: PRNGKeyArray,
-    phi_diff: Float[Array, "N d"],
-    labels: Float[Array, " N"],
-    ref_logratio: Float[Array, " N"],
+    phi_diff: Float[ArrayLike, "N d"],
+    labels: Float[ArrayLike, " N"],
+    ref_logratio: Float[ArrayLike, " N"],
     n: int,
     *,
     beta=1.0,
@@ -188,9 +188,9 @@ def adpo(
 
 
 def adpo_plus(
-    phi_diff: Float[Array, "N d"],
-    labels: Float[Array, " N"],
-    ref_logratio: Float[Array, " N"],
+    phi_diff: Float[ArrayLike, "N d"],
+    labels: Float[ArrayLike, " N"],
+    ref_logratio: Float[ArrayLike, " N"],
     n: int,
     *,
     beta=1.0,
@@ -214,7 +214,7 @@ def adpo_plus(
     return ActiveResult(res.indices, theta, res.kappa)
 
 
-def apo(phi_diff: Float[Array, "N d"], n: int, *, gamma=1.0) -> ActiveResult:
+def apo(phi_diff: Float[ArrayLike, "N d"], n: int, *, gamma=1.0) -> ActiveResult:
     r"""Practical APO: greedy on ‖φ_i‖_{H_t⁻¹} with the unweighted Gram matrix
     H_t = γI + Σ φφᵀ (no μ(1 − μ) weights, no β), as described in ADPO's App. C.
 
@@ -248,9 +248,9 @@ def _certainty(phi, labels, b, beta, gamma, n):
 
 
 def certainty(
-    phi_diff: Float[Array, "N d"],
-    labels: Float[Array, " N"],
-    ref_logratio: Float[Array, " N"],
+    phi_diff: Float[ArrayLike, "N d"],
+    labels: Float[ArrayLike, " N"],
+    ref_logratio: Float[ArrayLike, " N"],
     n: int,
     *,
     beta=1.0,
@@ -283,9 +283,9 @@ DETERMINISTIC = ("ADPO+", "APO", "certainty")
 def select(
     method: str,
     key: PRNGKeyArray,
-    phi_diff: Float[Array, "N d"],
-    labels: Float[Array, " N"],
-    ref_logratio: Float[Array, " N"],
+    phi_diff: Float[ArrayLike, "N d"],
+    labels: Float[ArrayLike, " N"],
+    ref_logratio: Float[ArrayLike, " N"],
     n: int,
     *,
     beta=1.0,
@@ -337,11 +337,11 @@ def _prefix_fits(order, budgets, phi, labels, b, beta, gamma, max_iters):
 
 
 def prefix_fits(
-    order: Array,
+    order: Int[ArrayLike, " n"],
     budgets,
-    phi_diff: Float[Array, "N d"],
-    labels: Float[Array, " N"],
-    ref_logratio: Float[Array, " N"],
+    phi_diff: Float[ArrayLike, "N d"],
+    labels: Float[ArrayLike, " N"],
+    ref_logratio: Float[ArrayLike, " N"],
     *,
     beta=1.0,
     gamma=1.0,

@@ -35,7 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxpref import _checks, linalg
 
@@ -63,9 +63,9 @@ def _unit_rows(x):
 
 
 def pair_features(
-    response_features: Float[Array, "M k"],
-    first: Int[Array, " N"],
-    second: Int[Array, " N"],
+    response_features: Float[ArrayLike, "M k"],
+    first: Int[ArrayLike, " N"],
+    second: Int[ArrayLike, " N"],
     *,
     normalize: str = "response",
 ) -> Float[Array, "N k"]:
@@ -92,8 +92,8 @@ def pair_features(
 
 @partial(jax.jit, static_argnames=("capacity",))
 def gradient_design_init(
-    candidates: Float[Array, "N k"],
-    past: Float[Array, "P k"] | None,
+    candidates: Float[ArrayLike, "N k"],
+    past: Float[ArrayLike, "P k"] | None,
     *,
     lam,
     capacity: int,
@@ -124,7 +124,7 @@ def gradient_design_init(
 
 @jax.jit
 def gradient_design_update(
-    state: GradientDesignState, candidates: Float[Array, "N k"]
+    state: GradientDesignState, candidates: Float[ArrayLike, "N k"]
 ) -> tuple[GradientDesignState, Int[Array, ""]]:
     """One greedy pick (Eq. 3; ties → lowest index) and the within-batch update V ← V + φφᵀ
     (Eq. 4), in O(N k + N R)."""
@@ -160,11 +160,11 @@ def _select(candidates, past, lam, batch_size: int):
 
 
 def gradient_uncertainty_batch(
-    candidates: Float[Array, "N k"],
+    candidates: Float[ArrayLike, "N k"],
     batch_size: int,
     *,
     lam,
-    past: Float[Array, "P k"] | None = None,
+    past: Float[ArrayLike, "P k"] | None = None,
 ) -> GradientSelection:
     r"""ActiveDPO's batch: ``batch_size`` greedy picks of argmax φ_iᵀV⁻¹φ_i with V updated
     after every pick.

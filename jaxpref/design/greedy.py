@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from jaxpref import _checks, linalg
 from jaxpref.design.lazy import lazy_greedy_doptimal
@@ -38,11 +38,11 @@ class DOptimalResult(NamedTuple):
 
 
 def doptimal_init(
-    features: Float[Array, "N d"],
+    features: Float[ArrayLike, "N d"],
     *,
     gamma=1.0,
-    H_inv: Float[Array, "d d"] | None = None,
-    logdet: Float[Array, ""] | None = None,
+    H_inv: Float[ArrayLike, "d d"] | None = None,
+    logdet: Float[ArrayLike, ""] | None = None,
     max_picks: int | None = None,
 ) -> DOptimalState:
     """Start a design over the rows of ``features`` with H_0 = γI (or a given H⁻¹, log det H).
@@ -69,7 +69,7 @@ def doptimal_init(
 
 
 def doptimal_add(
-    state: DOptimalState, features: Float[Array, "N d"], v: Float[Array, " d"]
+    state: DOptimalState, features: Float[ArrayLike, "N d"], v: Float[ArrayLike, " d"]
 ) -> DOptimalState:
     """Add any vector v to the design (H ← H + vvᵀ) and update every candidate's score."""
     H_inv, u, q = linalg.inverse_rank_one(state.H_inv, v)
@@ -81,7 +81,7 @@ def doptimal_add(
 
 
 def doptimal_update(
-    state: DOptimalState, features: Float[Array, "N d"]
+    state: DOptimalState, features: Float[ArrayLike, "N d"]
 ) -> tuple[DOptimalState, Int[Array, ""]]:
     """One greedy step: pick argmax over unselected candidates of v_iᵀH⁻¹v_i (ties → lowest
     index), add it to the design. ADPO Eq. (10)."""
@@ -113,7 +113,7 @@ def _check_features(features, name="features"):
 
 
 def greedy_doptimal_batch(
-    state: DOptimalState, features: Float[Array, "N d"], batch_size: int
+    state: DOptimalState, features: Float[ArrayLike, "N d"], batch_size: int
 ) -> tuple[DOptimalState, DOptimalResult]:
     """Continue a design by ``batch_size`` greedy picks, updating H inside the batch.
 
@@ -134,7 +134,7 @@ GREEDY_METHODS = ("lazy", "plain")
 
 
 def greedy_doptimal(
-    features: Float[Array, "N d"], n: int, *, gamma=1.0, method: str = "lazy"
+    features: Float[ArrayLike, "N d"], n: int, *, gamma=1.0, method: str = "lazy"
 ) -> DOptimalResult:
     r"""Greedy D-optimal selection of n rows of ``features`` without replacement.
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import linalg
 
@@ -180,7 +180,7 @@ def _lazy_select(features, gamma, n: int, block: int, chunk: int, m: int, max_wa
 
 
 def lazy_greedy_doptimal(
-    features: Float[Array, "N d"], n: int, *, gamma=1.0, block: int = 32, chunk: int = 128
+    features: Float[ArrayLike, "N d"], n: int, *, gamma=1.0, block: int = 32, chunk: int = 128
 ):
     """Greedy D-optimal selection by stale bounds + block refreshes; see the module docstring.
 

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks, linalg
 from jaxpref.losses.preference import logistic_loss
@@ -35,12 +35,12 @@ class MLEResult(NamedTuple):
 
 
 def dpo_hessian(
-    theta: Float[Array, " d"],
-    phi_diff: Float[Array, "N d"],
+    theta: Float[ArrayLike, " d"],
+    phi_diff: Float[ArrayLike, "N d"],
     *,
     beta=1.0,
-    ref_logratio: Float[Array, " N"] | None = None,
-    weights: Float[Array, " N"] | None = None,
+    ref_logratio: Float[ArrayLike, " N"] | None = None,
+    weights: Float[ArrayLike, " N"] | None = None,
 ) -> Float[Array, "d d"]:
     """Lemma 1 of ADPO: ∇²L_DPO(θ; S) = β² Σ_{i∈S} μ_i(θ)(1 − μ_i(θ)) φ_i φ_iᵀ.
 
@@ -57,11 +57,11 @@ def dpo_hessian(
 
 
 def logistic_newton_step(
-    theta: Float[Array, " d"],
-    phi: Float[Array, "N d"],
-    s: Float[Array, " N"],
-    b: Float[Array, " N"],
-    w: Float[Array, " N"],
+    theta: Float[ArrayLike, " d"],
+    phi: Float[ArrayLike, "N d"],
+    s: Float[ArrayLike, " N"],
+    b: Float[ArrayLike, " N"],
+    w: Float[ArrayLike, " N"],
     beta,
     gamma,
     damped: bool = True,
@@ -151,13 +151,13 @@ def dpo_mle_newton(phi, s, b, w, beta, gamma, max_iters, theta0=None, tol=None, 
 
 
 def fit_dpo_mle(
-    phi_diff: Float[Array, "N d"],
-    labels: Float[Array, " N"],
+    phi_diff: Float[ArrayLike, "N d"],
+    labels: Float[ArrayLike, " N"],
     *,
     beta=1.0,
     gamma=1.0,
-    ref_logratio: Float[Array, " N"] | None = None,
-    weights: Float[Array, " N"] | None = None,
+    ref_logratio: Float[ArrayLike, " N"] | None = None,
+    weights: Float[ArrayLike, " N"] | None = None,
     max_iters: int = 50,
 ) -> MLEResult:
     r"""θ̂ = argmin_θ Σ_i w_i ℓ(β(φ_iᵀθ − b_i); s_i) + (γ/2)‖θ‖² by damped Newton (IRLS).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Shaped
 
 from jaxpref import _checks
 
@@ -22,9 +22,9 @@ def _check_tokens(**arrays) -> tuple[int, ...]:
 
 
 def shaped_token_rewards(
-    penalty: Float[Array, "B T"],
-    scores: Float[Array, " B"],
-    mask: Float[Array, "B T"],
+    penalty: Float[ArrayLike, "B T"],
+    scores: Float[ArrayLike, " B"],
+    mask: Shaped[ArrayLike, "B T"],
     *,
     beta: float,
     clip_reward_value: float | None = 5.0,
@@ -60,9 +60,9 @@ def shaped_token_rewards(
 
 
 def gae_advantages(
-    rewards: Float[Array, "B T"],
-    values: Float[Array, "B T"],
-    mask: Float[Array, "B T"],
+    rewards: Float[ArrayLike, "B T"],
+    values: Float[ArrayLike, "B T"],
+    mask: Shaped[ArrayLike, "B T"],
     *,
     gamma: float = 1.0,
     lam: float = 0.95,
@@ -91,9 +91,9 @@ def gae_advantages(
 
 
 def ppo_policy_loss(
-    logps: Float[Array, "B T"],
-    old_logps: Float[Array, "B T"],
-    advantages: Float[Array, "B T"],
+    logps: Float[ArrayLike, "B T"],
+    old_logps: Float[ArrayLike, "B T"],
+    advantages: Float[ArrayLike, "B T"],
     *,
     clip: float = 0.2,
 ) -> Float[Array, "B T"]:
@@ -112,9 +112,9 @@ def ppo_policy_loss(
 
 
 def ppo_value_loss(
-    values: Float[Array, "B T"],
-    old_values: Float[Array, "B T"],
-    returns: Float[Array, "B T"],
+    values: Float[ArrayLike, "B T"],
+    old_values: Float[ArrayLike, "B T"],
+    returns: Float[ArrayLike, "B T"],
     *,
     clip: float = 0.2,
 ) -> Float[Array, "B T"]:
@@ -125,7 +125,7 @@ def ppo_value_loss(
     return 0.5 * jnp.maximum((values - returns) ** 2, (clipped - returns) ** 2)
 
 
-def leave_one_out_advantages(rewards: Float[Array, "B K"]) -> Float[Array, "B K"]:
+def leave_one_out_advantages(rewards: Float[ArrayLike, "B K"]) -> Float[Array, "B K"]:
     r"""RLOO: each of K samples' reward minus the mean of the other K − 1 (Kool et al. 2019;
     Ahmadian et al., arXiv 2402.14740, Eq. 7): A_k = r_k − (Σ_j r_j − r_k)/(K − 1)."""
     shape = _checks.check_ndim("rewards", rewards, 2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 from jaxpref import _checks
 
@@ -30,7 +30,9 @@ SMOOTHED = ("sigmoid", "robust", "aot", "aot_unpaired")  # ε in [0, 1/2) allowe
 BATCHWISE = ("aot", "aot_unpaired")  # sort over the batch: each value depends on the others
 
 
-def logistic_loss(logits: Float[Array, "..."], labels: Float[Array, "..."]) -> Float[Array, "..."]:
+def logistic_loss(
+    logits: Float[ArrayLike, "..."], labels: Float[ArrayLike, "..."]
+) -> Float[Array, "..."]:
     r"""The logistic (Bernoulli) negative log-likelihood on logits: the one primitive that every
     Bradley–Terry / DPO-sigmoid likelihood in jaxpref is written with.
 
@@ -62,18 +64,18 @@ def logistic_loss(logits: Float[Array, "..."], labels: Float[Array, "..."]) -> F
 
 
 def dpo_loss(
-    policy_chosen_logps: Float[Array, " B"],
-    policy_rejected_logps: Float[Array, " B"],
-    ref_chosen_logps: Float[Array, " B"],
-    ref_rejected_logps: Float[Array, " B"],
+    policy_chosen_logps: Float[ArrayLike, " B"],
+    policy_rejected_logps: Float[ArrayLike, " B"],
+    ref_chosen_logps: Float[ArrayLike, " B"],
+    ref_rejected_logps: Float[ArrayLike, " B"],
     *,
     beta: float = 0.1,
     loss_type: str = "sigmoid",
     label_smoothing: float = 0.0,
     discopop_tau: float = 0.05,
-    chosen_lengths: Float[Array, " B"] | None = None,
-    rejected_lengths: Float[Array, " B"] | None = None,
-    valid: Bool[Array, " B"] | None = None,
+    chosen_lengths: Real[ArrayLike, " B"] | None = None,
+    rejected_lengths: Real[ArrayLike, " B"] | None = None,
+    valid: Bool[ArrayLike, " B"] | None = None,
 ) -> Float[Array, " B"]:
     r"""Per-example DPO-family loss of a chosen-over-rejected pair.
 
@@ -284,9 +286,9 @@ _LOSSES = {
 
 
 def btl_nll(
-    rewards_1: Float[Array, " B"],
-    rewards_2: Float[Array, " B"],
-    labels: Float[Array, " B"] | None = None,
+    rewards_1: Float[ArrayLike, " B"],
+    rewards_2: Float[ArrayLike, " B"],
+    labels: Float[ArrayLike, " B"] | None = None,
 ) -> Float[Array, " B"]:
     r"""Bradley–Terry negative log-likelihood of observed preferences.
 
@@ -308,7 +310,7 @@ def btl_nll(
 
 
 def plackett_luce_nll(
-    scores: Float[Array, "... K"], ranking: Int[Array, "... K"] | None = None
+    scores: Float[ArrayLike, "... K"], ranking: Int[ArrayLike, "... K"] | None = None
 ) -> Float[Array, "..."]:
     r"""Plackett–Luce negative log-likelihood of a full ranking.
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from jaxpref import _checks
 from jaxpref.regularizers.divergence import pm_divergence_unchecked
@@ -46,10 +46,10 @@ def _check(policy_logps, ref_logps, rewards, lengths):
 
 
 def exact_alignment_metrics(
-    policy_logps: Float[Array, " S"],
-    ref_logps: Float[Array, " S"],
-    rewards: Float[Array, " S"],
-    lengths: Float[Array, " S"],
+    policy_logps: Float[ArrayLike, " S"],
+    ref_logps: Float[ArrayLike, " S"],
+    rewards: Float[ArrayLike, " S"],
+    lengths: Float[ArrayLike, " S"],
 ) -> AlignmentMetrics:
     r"""The five columns of Table 2 as exact expectations over an enumerated response set.
 
@@ -82,10 +82,10 @@ def _exact(logp, ref_logp, rewards, lengths):
 
 def sampled_alignment_metrics(
     key: PRNGKeyArray,
-    policy_logps: Float[Array, " S"],
-    ref_logps: Float[Array, " S"],
-    rewards: Float[Array, " S"],
-    lengths: Float[Array, " S"],
+    policy_logps: Float[ArrayLike, " S"],
+    ref_logps: Float[ArrayLike, " S"],
+    rewards: Float[ArrayLike, " S"],
+    lengths: Float[ArrayLike, " S"],
     num_samples: int,
 ) -> AlignmentMetrics:
     r"""Monte-Carlo estimates of the five columns from ``num_samples`` pairs y₁, y₂ ~ π.
@@ -114,14 +114,14 @@ def _sampled(key, logp, ref_logp, rewards, lengths, n):
 
 
 def alignment_metrics_from_samples(
-    policy_logp_1: Float[Array, " n"],
-    policy_logp_2: Float[Array, " n"],
-    ref_logp_1: Float[Array, " n"],
-    ref_logp_2: Float[Array, " n"],
-    reward_1: Float[Array, " n"],
-    reward_2: Float[Array, " n"],
-    length_1: Float[Array, " n"],
-    length_2: Float[Array, " n"],
+    policy_logp_1: Float[ArrayLike, " n"],
+    policy_logp_2: Float[ArrayLike, " n"],
+    ref_logp_1: Float[ArrayLike, " n"],
+    ref_logp_2: Float[ArrayLike, " n"],
+    reward_1: Float[ArrayLike, " n"],
+    reward_2: Float[ArrayLike, " n"],
+    length_1: Float[ArrayLike, " n"],
+    length_2: Float[ArrayLike, " n"],
 ) -> AlignmentMetrics:
     r"""The five columns from n sampled pairs (y₁, y₂) ~ π, as on an LLM (one pair per prompt).
 

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 
@@ -19,10 +19,10 @@ class LogitErrors(NamedTuple):
 
 
 def logit_errors(
-    theta_hat: Float[Array, " d"],
-    theta_star: Float[Array, " d"],
-    phi_diff: Float[Array, "N d"],
-    ref_logratio: Float[Array, " N"],
+    theta_hat: Float[ArrayLike, " d"],
+    theta_star: Float[ArrayLike, " d"],
+    phi_diff: Float[ArrayLike, "N d"],
+    ref_logratio: Float[ArrayLike, " N"],
     *,
     beta=1.0,
 ) -> LogitErrors:
@@ -75,7 +75,7 @@ def _check_budget(n, d, gamma, kappa) -> np.ndarray:
     return n
 
 
-def design_bound(n, d: int, *, beta=1.0, gamma=1.0, kappa=1.0) -> np.ndarray:
+def design_bound(n, d: int, *, beta=1.0, gamma=1.0, kappa=1.0) -> np.ndarray | np.float64:
     r"""Theorem 4 (re-derived): max_i φ_iᵀΣ_n⁻¹φ_i after n greedy D-optimal picks (NumPy, float64).
 
       φ_iᵀ Σ_n⁻¹ φ_i ≤ c_max² κ d log(1 + c_max n/(γd)) / (c_min² γ log(1 + c_max/γ) n)
@@ -116,7 +116,9 @@ def design_bound(n, d: int, *, beta=1.0, gamma=1.0, kappa=1.0) -> np.ndarray:
     )  # Thm 4 (corrected)
 
 
-def logit_error_bound(n, d: int, *, beta=1.0, gamma=1.0, delta=0.05, kappa=1.0) -> np.ndarray:
+def logit_error_bound(
+    n, d: int, *, beta=1.0, gamma=1.0, delta=0.05, kappa=1.0
+) -> np.ndarray | np.float64:
     r"""The explicit high-probability bound on E(θ̂_n, θ*) from Theorems 3 and 4 (NumPy, float64).
 
     E ≤ β max_i ‖φ_i‖_{Σ_n⁻¹} ‖θ̂_n − θ*‖_{Σ_n}, with (Σ_n = γI + ∇²L(θ*; S_n))

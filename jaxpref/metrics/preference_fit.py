@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.losses.preference import logistic_loss
@@ -19,9 +19,9 @@ class PairFitMetrics(NamedTuple):
 
 
 def pair_fit_metrics(
-    theta: Float[Array, " d"],
-    phi_diff: Float[Array, "N d"],
-    ref_logratio: Float[Array, " N"],
+    theta: Float[ArrayLike, " d"],
+    phi_diff: Float[ArrayLike, "N d"],
+    ref_logratio: Float[ArrayLike, " N"],
     *,
     beta=1.0,
 ) -> PairFitMetrics:

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks, linalg
 from jaxpref.pbpo import reward
@@ -112,7 +112,7 @@ def likelihood_ratio_threshold(radius):
     return 0.5 * radius**2  # ζ = β²/2
 
 
-def gram_matrix(delta_phi: Float[Array, "N d"], lam, weights=None) -> Float[Array, "d d"]:
+def gram_matrix(delta_phi: Float[ArrayLike, "N d"], lam, weights=None) -> Float[Array, "d d"]:
     """Σ = λI + Σ_j w_j Δφ_j Δφ_jᵀ (the design/Gram matrix of the comparisons).
 
     References: Zhan et al., "Provable reward-agnostic preference-based RL", arXiv 2305.18505,

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.pbpo import reward
@@ -113,7 +113,7 @@ def btl_label(key, theta_star, phi_1, phi_0):
     return jax.random.bernoulli(key, p).astype(phi_1.dtype)
 
 
-def policy_value(env: PreferenceEnv, probs: Float[Array, "X Y"]) -> Float[Array, ""]:
+def policy_value(env: PreferenceEnv, probs: Float[ArrayLike, "X Y"]) -> Float[Array, ""]:
     """J(π) = Σ_x d₀(x) Σ_y π(y|x) ⟨θ*, Φ(x, y)⟩, exact by enumeration.
 
     References: Jia, arXiv 2511.12867, regret Σ_k [J(π*) − J(π_k)] (Theorems 1-4) [summary].

@@ -7,7 +7,7 @@ by its probabilities over the same Y responses.
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks, linalg
 from jaxpref.pbpo import confidence
@@ -33,7 +33,7 @@ def enhancer_scores_unchecked(gram, phi, ref_probs):
 
 
 def enhancer_scores(
-    gram: Float[Array, "d d"], phi: Float[Array, "Y d"], ref_probs: Float[Array, " Y"]
+    gram: Float[ArrayLike, "d d"], phi: Float[ArrayLike, "Y d"], ref_probs: Float[ArrayLike, " Y"]
 ) -> Float[Array, " Y"]:
     """Reward-agnostic exploration score of each response y as τ¹ against τ⁰ ~ π_ref:
 

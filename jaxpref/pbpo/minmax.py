@@ -9,19 +9,24 @@ is played by gradients with policy and reward parameters as pytrees (`stackelber
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.pbpo import confidence
 
 
 def minmax_finite(
-    theta_hat, gram, radius, policy_features: Float[Array, "N d"], ref_features: Float[Array, " d"]
+    theta_hat,
+    gram,
+    radius,
+    policy_features: Float[ArrayLike, "N d"],
+    ref_features: Float[ArrayLike, " d"],
 ):
     """Exact min-max step over a finite policy class {π_1..π_N} given by E_{π_n} φ.
 
@@ -46,7 +51,7 @@ def minmax_finite(
     return jnp.argmax(values), values
 
 
-def deterministic_policy_features(features: Float[Array, "X Y d"], context_probs):
+def deterministic_policy_features(features: Float[ArrayLike, "X Y d"], context_probs):
     """E_π φ for every deterministic tabular policy π: x ↦ y (all Y^X of them).
 
     E_π φ = Σ_x d₀(x) φ(x, π(x)); with `minmax_finite` this gives the exact joint min-max step

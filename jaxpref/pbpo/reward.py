@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.losses.mle import dpo_hessian, dpo_mle_newton, fit_dpo_mle
 from jaxpref.losses.preference import logistic_loss
 
 
-def sequence_reward(theta: Float[Array, " d"], phi: Float[Array, "... d"]) -> Float[Array, "..."]:
+def sequence_reward(
+    theta: Float[ArrayLike, " d"], phi: Float[ArrayLike, "... d"]
+) -> Float[Array, "..."]:
     """Sequence-level linear reward r_θ(τ) = ⟨θ, φ(τ)⟩.
 
     Args:
@@ -38,7 +40,7 @@ def sequence_reward(theta: Float[Array, " d"], phi: Float[Array, "... d"]) -> Fl
     return phi @ theta  # r_θ(τ) = ⟨θ, φ(τ)⟩
 
 
-def trajectory_features(phi_tokens: Float[Array, "... H d"]) -> Float[Array, "... d"]:
+def trajectory_features(phi_tokens: Float[ArrayLike, "... H d"]) -> Float[Array, "... d"]:
     """φ(τ) = Σ_{h=1}^H φ(s_h, a_h): the token-level model as a sequence-level one.
 
     References: Jia, arXiv 2511.12867, token-level reward model (Theorems 3-4) [summary].
@@ -47,7 +49,7 @@ def trajectory_features(phi_tokens: Float[Array, "... H d"]) -> Float[Array, "..
 
 
 def token_reward(
-    theta: Float[Array, " d"], phi_tokens: Float[Array, "... H d"]
+    theta: Float[ArrayLike, " d"], phi_tokens: Float[ArrayLike, "... H d"]
 ) -> Float[Array, "..."]:
     """Token-level linear reward r_θ(τ) = Σ_{h=1}^H ⟨θ, φ(s_h, a_h)⟩.
 
@@ -63,7 +65,9 @@ def token_reward(
     return jnp.sum(phi_tokens @ theta, axis=-1)  # r_θ(τ) = Σ_h ⟨θ, φ(s_h, a_h)⟩
 
 
-def btl_prob(theta: Float[Array, " d"], delta_phi: Float[Array, "... d"]) -> Float[Array, "..."]:
+def btl_prob(
+    theta: Float[ArrayLike, " d"], delta_phi: Float[ArrayLike, "... d"]
+) -> Float[Array, "..."]:
     """BTL preference probability P(τ¹ ≻ τ⁰) = σ(⟨θ, φ(τ¹) − φ(τ⁰)⟩).
 
     References: Bradley & Terry (1952); Jia, arXiv 2511.12867 (BTL oracle) [summary].

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 
@@ -95,7 +95,7 @@ def _check_table(table_logits, lang: ToyLanguage) -> None:
         )
 
 
-def token_logps(table_logits: Float[Array, "N V1"], lang: ToyLanguage) -> Float[Array, "S L1"]:
+def token_logps(table_logits: Float[ArrayLike, "N V1"], lang: ToyLanguage) -> Float[Array, "S L1"]:
     """(S, max_len + 1) log π(T_i | T_<i) along every sequence's path (0 where masked).
 
     References: the autoregressive factorisation of a sequence policy (module docstring).
@@ -105,7 +105,7 @@ def token_logps(table_logits: Float[Array, "N V1"], lang: ToyLanguage) -> Float[
     return logsm[lang.node, lang.token] * lang.mask
 
 
-def sequence_logps(table_logits: Float[Array, "N V1"], lang: ToyLanguage) -> Float[Array, " S"]:
+def sequence_logps(table_logits: Float[ArrayLike, "N V1"], lang: ToyLanguage) -> Float[Array, " S"]:
     """(S,) log π(y) = Σ_i log π(T_i | T_<i), a distribution over the S sequences.
 
     References: the autoregressive factorisation of a sequence policy (module docstring).

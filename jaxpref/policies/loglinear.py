@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 
-def log_probs(theta: Float[Array, " d"], phi: Float[Array, "K d"]) -> Float[Array, " K"]:
+def log_probs(theta: Float[ArrayLike, " d"], phi: Float[ArrayLike, "K d"]) -> Float[Array, " K"]:
     """log π(y|x; θ) = φ(x, y)ᵀθ − log Σ_{y'} exp φ(x, y')ᵀθ for each of the K responses.
 
     Example:
@@ -26,14 +26,14 @@ def log_probs(theta: Float[Array, " d"], phi: Float[Array, "K d"]) -> Float[Arra
 
 
 def sample(
-    key: PRNGKeyArray, theta: Float[Array, " d"], phi: Float[Array, "K d"], shape=()
+    key: PRNGKeyArray, theta: Float[ArrayLike, " d"], phi: Float[ArrayLike, "K d"], shape=()
 ) -> Int[Array, "..."]:
     """Draw response indices y ~ π(·|x; θ)."""
     return jax.random.categorical(key, phi @ theta, shape=shape)
 
 
 def score_function(
-    theta: Float[Array, " d"], phi: Float[Array, "K d"], y: Int[Array, ""]
+    theta: Float[ArrayLike, " d"], phi: Float[ArrayLike, "K d"], y: Int[ArrayLike, ""]
 ) -> Float[Array, " d"]:
     """∇_θ log π(y|x; θ) = φ(x, y) − E_{y'~π_θ}[φ(x, y')] (the log-linear score function)."""
     probs = jnp.exp(log_probs(theta, phi))
@@ -41,9 +41,9 @@ def score_function(
 
 
 def dpo_logit(
-    theta: Float[Array, " d"],
-    phi_diff: Float[Array, "... d"],
-    ref_logratio: Float[Array, "..."],
+    theta: Float[ArrayLike, " d"],
+    phi_diff: Float[ArrayLike, "... d"],
+    ref_logratio: Float[ArrayLike, "..."],
     beta=1.0,
 ) -> Float[Array, "..."]:
     """DPO logit of a pair: h(θ) = β(φᵢᵀθ − bᵢ).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref.regularizers import _validate
 
@@ -21,10 +21,10 @@ def _check_pairs(policy_logp_1, policy_logp_2, reward_1, reward_2):
 
 
 def pm_divergence(
-    policy_logp_1: Float[Array, "..."],
-    policy_logp_2: Float[Array, "..."],
-    reward_1: Float[Array, "..."],
-    reward_2: Float[Array, "..."],
+    policy_logp_1: Float[ArrayLike, "..."],
+    policy_logp_2: Float[ArrayLike, "..."],
+    reward_1: Float[ArrayLike, "..."],
+    reward_2: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
     r"""Instance PM divergence KL(Bern(p_llm) ‖ Bern(p_reward)) of a response pair.
 
@@ -62,10 +62,10 @@ def pm_divergence_unchecked(logp_1, logp_2, reward_1, reward_2):
 
 
 def code_pm_squared_gap(
-    policy_logp_1: Float[Array, "..."],
-    policy_logp_2: Float[Array, "..."],
-    reward_1: Float[Array, "..."],
-    reward_2: Float[Array, "..."],
+    policy_logp_1: Float[ArrayLike, "..."],
+    policy_logp_2: Float[ArrayLike, "..."],
+    reward_1: Float[ArrayLike, "..."],
+    reward_2: Float[ArrayLike, "..."],
 ) -> Float[Array, "..."]:
     r"""The official code's "PM divergence" score, :math:`((r_1-r_2)-(\log\pi_1-\log\pi_2))^2`.
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.regularizers import _validate
@@ -72,7 +72,7 @@ def alpha_divergence(a: float) -> FDivergence:
 
 
 def f_divergence(
-    probs: Float[Array, " K"], ref_probs: Float[Array, " K"], divergence: FDivergence
+    probs: Float[ArrayLike, " K"], ref_probs: Float[ArrayLike, " K"], divergence: FDivergence
 ) -> Float[Array, ""]:
     r""":math:`D_f(\pi\|\pi_{\rm ref}) = \sum_y \pi_{\rm ref}(y) f(\pi(y)/\pi_{\rm ref}(y))`.
 
@@ -90,8 +90,8 @@ def f_divergence(
 
 
 def f_rlhf_policy(
-    rewards: Float[Array, " K"],
-    ref_probs: Float[Array, " K"],
+    rewards: Float[ArrayLike, " K"],
+    ref_probs: Float[ArrayLike, " K"],
     beta,
     divergence: FDivergence,
     iters: int = 200,
@@ -130,9 +130,9 @@ def _f_rlhf_policy(rewards, ref_probs, beta, divergence, iters):
 
 
 def f_rlhf_pairwise_preference(
-    p_ref: Float[Array, "..."],
-    reward_1: Float[Array, "..."],
-    reward_2: Float[Array, "..."],
+    p_ref: Float[ArrayLike, "..."],
+    reward_1: Float[ArrayLike, "..."],
+    reward_2: Float[ArrayLike, "..."],
     beta,
     divergence: FDivergence,
 ) -> Float[Array, "..."]:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.regularizers import _validate
@@ -72,7 +72,7 @@ def make_link(name, g, g_inv, G, lo=-10.0, hi=10.0) -> Link:
 
 
 def link_pm_regularizer(
-    probs: Float[Array, "..."], link: Link, c1=0.0, c2=0.0, scale=1.0
+    probs: Float[ArrayLike, "..."], link: Link, c1=0.0, c2=0.0, scale=1.0
 ) -> Float[Array, "..."]:
     r"""Theorem 3: :math:`R(\pi) = -g^{-1}(s\pi) + C_1 + (G(g^{-1}(s\pi))/s + C_2)/\pi`.
 
@@ -96,7 +96,7 @@ def link_pm_regularizer(
     return -u + c1 + (link.G(u) / scale + c2) / probs  # Eq. (3.14)
 
 
-def generalized_pl_policy(rewards: Float[Array, " K"], link: Link) -> Float[Array, " K"]:
+def generalized_pl_policy(rewards: Float[ArrayLike, " K"], link: Link) -> Float[Array, " K"]:
     r"""The generalised PL policy :math:`\pi_k = g(r_k)/\sum_j g(r_j)` (Section 3.4), as probs.
 
     For the exp link this is a max-shifted softmax (rewards [89, 0] overflow e^r in float32);
@@ -123,7 +123,7 @@ _softmax = jax.jit(jax.nn.softmax)
 
 
 def link_pm_maximiser(
-    rewards: Float[Array, " K"], link: Link, scale=1.0, iters: int = 200
+    rewards: Float[ArrayLike, " K"], link: Link, scale=1.0, iters: int = 200
 ) -> Float[Array, " K"]:
     r"""Exact maximiser of E_π[r + R(π)] for R = ``link_pm_regularizer(·, link, scale=s)``.
 

@@ -13,13 +13,13 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Shaped
 
 from jaxpref import _checks
 from jaxpref.regularizers import _validate
 
 
-def pm_regularizer(probs: Float[Array, "..."], c1=0.0, c2=0.0) -> Float[Array, "..."]:
+def pm_regularizer(probs: Float[ArrayLike, "..."], c1=0.0, c2=0.0) -> Float[Array, "..."]:
     r"""The PM regularizer :math:`R(\pi) = -\log\pi + C_1 + C_2/\pi` (Theorem 1).
 
     It is the general solution of the PM differential equation πR'' + 2R' + 1/π = 0; with it,
@@ -51,7 +51,7 @@ def _pm_regularizer(probs, c1, c2):
 
 
 def response_dependent_pm_regularizer(
-    probs: Float[Array, " K"], c1, c2: Float[Array, " K"]
+    probs: Float[ArrayLike, " K"], c1, c2: Float[ArrayLike, " K"]
 ) -> Float[Array, " K"]:
     r"""Theorem 2: :math:`R_{x,y}(\pi) = -\log\pi + C_{1,x} + C_{2,x,y}/\pi`, one C₂ per response.
 
@@ -75,7 +75,7 @@ def _check_policy_and_ref(probs, ref_probs):
 
 
 def kl_regularizer(
-    probs: Float[Array, "..."], ref_probs: Float[Array, "..."], beta=1.0
+    probs: Float[ArrayLike, "..."], ref_probs: Float[ArrayLike, "..."], beta=1.0
 ) -> Float[Array, "..."]:
     r"""The KL-RLHF per-response penalty :math:`R(\pi) = -\beta\log(\pi/\pi_{\mathrm{ref}})`.
 
@@ -100,7 +100,7 @@ def _kl_regularizer(probs, ref_probs, beta):
 
 
 def conditional_pm_regularizer(
-    probs: Float[Array, "..."], ref_probs: Float[Array, "..."], alpha
+    probs: Float[ArrayLike, "..."], ref_probs: Float[ArrayLike, "..."], alpha
 ) -> Float[Array, "..."]:
     r"""Sequence-level conditional PM (Definition 4.1), ε = π_ref and M(x) = {π_ref ≥ α}.
 
@@ -128,10 +128,10 @@ def _conditional_pm_regularizer(probs, ref_probs, alpha):
 
 
 def token_conditional_pm_penalty(
-    token_logps: Float[Array, "... L"],
-    ref_token_logps: Float[Array, "... L"],
+    token_logps: Float[ArrayLike, "... L"],
+    ref_token_logps: Float[ArrayLike, "... L"],
     alpha,
-    mask: Float[Array, "... L"] | None = None,
+    mask: Shaped[ArrayLike, "... L"] | None = None,
 ) -> Float[Array, "... L"]:
     r"""Per-token penalty of the official code (a variant; the paper gates whole sequences).
 
@@ -172,10 +172,10 @@ def _token_penalty(logp, ref_logp, alpha, mask):
 
 
 def token_conditional_pm_shaped_reward(
-    rewards: Float[Array, "..."],
-    ref_token_logps: Float[Array, "... L"],
+    rewards: Float[ArrayLike, "..."],
+    ref_token_logps: Float[ArrayLike, "... L"],
     alpha,
-    mask: Float[Array, "... L"] | None = None,
+    mask: Shaped[ArrayLike, "... L"] | None = None,
 ) -> Float[Array, "..."]:
     r"""Sequence-level shaped reward of the code's token-gated penalty (``theory/pm_rlhf.md`` §6).
 
@@ -214,7 +214,7 @@ def token_conditional_pm_shaped_reward(
 
 def pm_ode_residual(
     regularizer: Callable[[Array], Array],
-    probs: Float[Array, " N"],
+    probs: Float[ArrayLike, " N"],
     inv_link_derivative: Callable[[Array], Array] | None = None,
 ) -> Float[Array, " N"]:
     r"""Residual of the PM differential equation :math:`\pi R'' + 2R' + 1/g'(g^{-1}(\pi))`.
@@ -252,7 +252,7 @@ def _pm_ode_residual(regularizer, gprime, probs):
 
 
 def pm_stationarity_constant(
-    regularizer: Callable[[Array], Array], probs: Float[Array, " N"], num_responses: int
+    regularizer: Callable[[Array], Array], probs: Float[ArrayLike, " N"], num_responses: int
 ) -> Float[Array, "N K"]:
     r"""c_k(π) = R_k(π) + πR_k'(π) + log π for each response k at each grid point π.
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.regularizers import _validate
 
 
-def gibbs_policy(shaped_rewards: Float[Array, " K"]) -> Float[Array, " K"]:
+def gibbs_policy(shaped_rewards: Float[ArrayLike, " K"]) -> Float[Array, " K"]:
     r"""log π* for max_π E_π[r̃ − log π]: :math:`\pi^* = \mathrm{softmax}(\tilde r)`.
 
     Σ_k π_k(r̃_k − log π_k) = log Σ e^{r̃} − KL(π ‖ softmax r̃), so the maximiser is unique.
@@ -35,7 +35,7 @@ def gibbs_policy(shaped_rewards: Float[Array, " K"]) -> Float[Array, " K"]:
 _log_softmax = jax.jit(jax.nn.log_softmax)
 
 
-def pm_policy(rewards: Float[Array, " K"]) -> Float[Array, " K"]:
+def pm_policy(rewards: Float[ArrayLike, " K"]) -> Float[Array, " K"]:
     r"""The PM policy :math:`\pi(y|x) = e^{r(x,y)}/\sum_{y'}e^{r(x,y')}` (eq. (3.2)), as log-probs.
 
     Args:
@@ -49,7 +49,7 @@ def pm_policy(rewards: Float[Array, " K"]) -> Float[Array, " K"]:
 
 
 def kl_rlhf_policy(
-    rewards: Float[Array, " K"], ref_logps: Float[Array, " K"], beta
+    rewards: Float[ArrayLike, " K"], ref_logps: Float[ArrayLike, " K"], beta
 ) -> Float[Array, " K"]:
     r"""KL-RLHF optimum :math:`\pi \propto \pi_{\rm ref}\,e^{r/\beta}` (Proposition 5.1), log-probs.
 
@@ -68,7 +68,7 @@ def kl_rlhf_policy(
 
 
 def conditional_pm_shaped_reward(
-    rewards: Float[Array, " K"], ref_logps: Float[Array, " K"], alpha
+    rewards: Float[ArrayLike, " K"], ref_logps: Float[ArrayLike, " K"], alpha
 ) -> Float[Array, " K"]:
     r"""Shaped reward of Definition 4.1, r̃ = r + log π_ref · 1(π_ref < α).
 
@@ -90,7 +90,7 @@ def _cpm_shaped(rewards, ref_logps, alpha):
 
 
 def conditional_pm_policy(
-    rewards: Float[Array, " K"], ref_logps: Float[Array, " K"], alpha
+    rewards: Float[ArrayLike, " K"], ref_logps: Float[ArrayLike, " K"], alpha
 ) -> Float[Array, " K"]:
     r"""Exact maximiser of conditional PM RLHF (Definition 4.1), as log-probs.
 
@@ -111,7 +111,7 @@ def conditional_pm_policy(
     return gibbs_policy(conditional_pm_shaped_reward(rewards, ref_logps, alpha))  # Thm 4
 
 
-def pairwise_preference(logp_1: Float[Array, "..."], logp_2: Float[Array, "..."]):
+def pairwise_preference(logp_1: Float[ArrayLike, "..."], logp_2: Float[ArrayLike, "..."]):
     r"""p(y₁ | y₁, y₂) = π(y₁)/(π(y₁) + π(y₂)) = σ(log π(y₁) − log π(y₂)).
 
     References: Xiao et al., arXiv 2405.16455, Section 5.1 and Section 6.1 (p_llm).
@@ -122,7 +122,7 @@ def pairwise_preference(logp_1: Float[Array, "..."], logp_2: Float[Array, "..."]
 
 
 def kl_rlhf_pairwise_preference(
-    p_ref: Float[Array, "..."], p_reward: Float[Array, "..."]
+    p_ref: Float[ArrayLike, "..."], p_reward: Float[ArrayLike, "..."]
 ) -> Float[Array, "..."]:
     r"""Eq. (5.2), the KL-RLHF pairwise preference from the reference's and the reward's.
 
@@ -159,7 +159,7 @@ def reward_preference(reward_1, reward_2, beta=1.0):
     return jax.nn.sigmoid((jnp.asarray(reward_1) - jnp.asarray(reward_2)) / beta)  # Sec. 5.1
 
 
-def tempered_preference(p_reward: Float[Array, "..."], beta) -> Float[Array, "..."]:
+def tempered_preference(p_reward: Float[ArrayLike, "..."], beta) -> Float[Array, "..."]:
     r"""σ(logit(p)/β): the preference of rewards r/β given the β = 1 preference p (Figure 9).
 
     References: Xiao et al., arXiv 2405.16455, Appendix A.3 (Figure 9).
@@ -171,7 +171,7 @@ def tempered_preference(p_reward: Float[Array, "..."], beta) -> Float[Array, "..
     return jax.nn.sigmoid((jnp.log(p) - jnp.log1p(-p)) / beta)  # Fig. 9: r → r/β
 
 
-def preference_collapse_limit(p_ref: Float[Array, "..."], p_reward: Float[Array, "..."]):
+def preference_collapse_limit(p_ref: Float[ArrayLike, "..."], p_reward: Float[ArrayLike, "..."]):
     r"""Preference collapse: the limit of eq. (5.2) as β → 0 with p_reward tempered by β.
 
     .. math:: \lim_{\beta\to0} p_{\rm rlhf} = \begin{cases}

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from jaxpref.regularizers import _validate
 
@@ -29,7 +29,7 @@ class SolverState(NamedTuple):
 
 
 def expected_objective(
-    logits: Float[Array, " K"], rewards: Float[Array, " K"], regularizer: Regularizer
+    logits: Float[ArrayLike, " K"], rewards: Float[ArrayLike, " K"], regularizer: Regularizer
 ) -> Float[Array, ""]:
     r""":math:`J(\theta) = \sum_k \pi_k (r_k + R_k(\pi_k))`, π = softmax(θ) (eq. (3.5)/(3.12)).
 
@@ -40,7 +40,7 @@ def expected_objective(
 
 
 def _init(optimizer):
-    def init(logits: Float[Array, " K"]) -> SolverState:
+    def init(logits: Float[ArrayLike, " K"]) -> SolverState:
         _validate.vector("logits", logits)
         return SolverState(logits, optimizer.init(logits), jnp.zeros((), jnp.int32))
 
@@ -53,7 +53,9 @@ def _apply(optimizer, state, grad):
 
 
 def exact_gradient_ascent(
-    rewards: Float[Array, " K"], regularizer: Regularizer, optimizer: optax.GradientTransformation
+    rewards: Float[ArrayLike, " K"],
+    regularizer: Regularizer,
+    optimizer: optax.GradientTransformation,
 ):
     """(init, update) for ascent on the exact J(θ); ``update(state, key=None) -> (state, J)``.
 
@@ -69,7 +71,7 @@ def _identity(logits):
 
 def parametric_ascent(
     logits_fn: Callable[[Any], Array],
-    rewards: Float[Array, " K"],
+    rewards: Float[ArrayLike, " K"],
     regularizer: Regularizer,
     optimizer: optax.GradientTransformation,
     *,
@@ -124,9 +126,9 @@ def parametric_ascent(
 
 
 def reinforce_loo_surrogate(
-    logits: Float[Array, " K"],
+    logits: Float[ArrayLike, " K"],
     samples: Array,
-    rewards: Float[Array, " K"],
+    rewards: Float[ArrayLike, " K"],
     regularizer: Regularizer,
 ) -> Float[Array, ""]:
     r"""Surrogate whose gradient is the REINFORCE leave-one-out estimate of ∇J(θ).
@@ -150,7 +152,7 @@ def reinforce_loo_surrogate(
 
 
 def reinforce_loo(
-    rewards: Float[Array, " K"],
+    rewards: Float[ArrayLike, " K"],
     regularizer: Regularizer,
     optimizer: optax.GradientTransformation,
     num_samples: int,

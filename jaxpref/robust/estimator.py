@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jaxpref import _checks
 from jaxpref.policies import loglinear
@@ -63,12 +63,12 @@ def _pair_gradient(theta, problem, rho, baseline, i, y, yp):
 
 
 def pair_gradient_estimate(
-    theta: Float[Array, " d"],
+    theta: Float[ArrayLike, " d"],
     problem: PreferenceProblem,
     rho,
-    context: Int[Array, ""],
-    first: Int[Array, ""],
-    second: Int[Array, ""],
+    context: Int[ArrayLike, ""],
+    first: Int[ArrayLike, ""],
+    second: Int[ArrayLike, ""],
     baseline=0.0,
 ) -> Float[Array, " d"]:
     r"""One-sample estimator ĝ(θ; x, y, y') of ∇ of the robust SAIL objective.
@@ -99,7 +99,7 @@ def pair_gradient_estimate(
 
 def robust_sail_gradient_estimate(
     key: PRNGKeyArray,
-    theta: Float[Array, " d"],
+    theta: Float[ArrayLike, " d"],
     problem: PreferenceProblem,
     rho,
     num_samples: int = 1,

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.losses.preference import logistic_loss
@@ -85,7 +85,7 @@ def _check_pair_args(h, p_nominal, rho):
 # ----------------------------------------------------------------------------- pair level
 
 
-def pair_loss(h: Float[Array, "..."], p: Float[Array, "..."]) -> Float[Array, "..."]:
+def pair_loss(h: Float[ArrayLike, "..."], p: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
     r"""Expected logistic loss of a pair under oracle probability p.
 
     .. math:: \ell(h; p) = -p\log\sigma(h) - (1-p)\log\sigma(-h) = \mathrm{softplus}(h) - p\,h.
@@ -203,7 +203,7 @@ def expectation(theta, problem: PreferenceProblem, rho, pair_value=_robust_pair_
 _expectation = jax.jit(expectation, static_argnames="pair_value")
 
 
-def sail_objective(theta: Float[Array, " d"], problem: PreferenceProblem) -> Float[Array, ""]:
+def sail_objective(theta: Float[ArrayLike, " d"], problem: PreferenceProblem) -> Float[Array, ""]:
     r"""SAIL objective with policy-dependent sampling, exact on a finite response set.
 
     .. math:: L_{\mathrm{SAIL}}(\theta; P) = \mathbb{E}_{x}\sum_{y,y'} \pi_\theta(y|x)
@@ -220,7 +220,9 @@ def sail_objective(theta: Float[Array, " d"], problem: PreferenceProblem) -> Flo
     return _expectation(theta, problem, 0.0)  # Eq. (R2)
 
 
-def robust_penalty(theta: Float[Array, " d"], problem: PreferenceProblem, rho) -> Float[Array, ""]:
+def robust_penalty(
+    theta: Float[ArrayLike, " d"], problem: PreferenceProblem, rho
+) -> Float[Array, ""]:
     r"""Exact penalty ρR_ρ(θ) = E_x E_{y,y'~π_θ} |h_θ|·min(ρ, q(h_θ, P°)), q as in clipping.
 
     Equals ρ·`sensitivity_penalty` while no clipping binds (ρ ≤ min(P°, 1 − P°) on the support).
@@ -232,7 +234,9 @@ def robust_penalty(theta: Float[Array, " d"], problem: PreferenceProblem, rho) -
     return _expectation(theta, problem, rho, _excess_pair_value)  # Eq. (R5), second term
 
 
-def sensitivity_penalty(theta: Float[Array, " d"], problem: PreferenceProblem) -> Float[Array, ""]:
+def sensitivity_penalty(
+    theta: Float[ArrayLike, " d"], problem: PreferenceProblem
+) -> Float[Array, ""]:
     r"""R(θ) = E_x E_{y,y'~π_θ} |h_θ(x, y, y')| (the unclipped sensitivity penalty).
 
     References: Li, Gaur & Aggarwal, arXiv 2602.20457 (R(θ)) [Reconstruction, theory Eq. (R6)].
@@ -241,7 +245,7 @@ def sensitivity_penalty(theta: Float[Array, " d"], problem: PreferenceProblem) -
     return _expectation(theta, problem, 0.0, _abs_pair_value)  # Eq. (R6)
 
 
-def robust_sail_objective(theta: Float[Array, " d"], problem: PreferenceProblem, rho):
+def robust_sail_objective(theta: Float[ArrayLike, " d"], problem: PreferenceProblem, rho):
     r"""Robust objective sup_{P ∈ U_ρ(P°)} L_SAIL(θ; P) in closed form: L_SAIL(θ; P°) + ρR_ρ(θ).
 
     U_ρ(P°) = {P : |P(y≻y'|x) − P°(y≻y'|x)| ≤ ρ, 0 ≤ P ≤ 1 for all (x, y, y')}. Because the

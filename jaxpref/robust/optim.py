@@ -22,7 +22,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.robust.estimator import estimate_gradient
@@ -41,7 +41,7 @@ def _check_common(theta, problem, rho, radius):
     _checks.check_positive("radius", radius)
 
 
-def project_ball(theta: Float[Array, " d"], radius) -> Float[Array, " d"]:
+def project_ball(theta: Float[ArrayLike, " d"], radius) -> Float[Array, " d"]:
     """Euclidean projection onto Θ = {‖θ‖ ≤ B}: θ·min(1, B/‖θ‖)."""
     norm = jnp.linalg.norm(theta)
     return theta * jnp.minimum(1.0, radius / jnp.maximum(norm, jnp.finfo(theta.dtype).tiny))
@@ -200,7 +200,7 @@ class MoreauResult(NamedTuple):
 
 
 def moreau_envelope(
-    theta: Float[Array, " d"],
+    theta: Float[ArrayLike, " d"],
     problem: PreferenceProblem,
     rho,
     lam,
@@ -323,7 +323,7 @@ def proximal_point_update(
 
 
 def weak_convexity_estimate(
-    problem: PreferenceProblem, rho, points: Float[Array, "M d"]
+    problem: PreferenceProblem, rho, points: Float[ArrayLike, "M d"]
 ) -> Float[Array, ""]:
     r"""τ̂ = max(0, −min_m λ_min(∇²F(θ_m))) over the given points of Θ, F the robust objective.
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.policies import loglinear
@@ -75,7 +75,7 @@ def _check_world(phi, theta_star):
 
 
 def btl_preferences(
-    phi: Float[Array, "... K d"], theta_star: Float[Array, " d"]
+    phi: Float[ArrayLike, "... K d"], theta_star: Float[ArrayLike, " d"]
 ) -> Float[Array, "... K K"]:
     r"""The true (Bradley–Terry) oracle :math:`P^*(y \succ y'|x) = \sigma(r^*_y - r^*_{y'})`,
     r* = φᵀθ*, for every ordered pair of each context.
@@ -87,8 +87,8 @@ def btl_preferences(
 
 
 def shifted_preferences(
-    phi: Float[Array, "... K d"],
-    theta_star: Float[Array, " d"],
+    phi: Float[ArrayLike, "... K d"],
+    theta_star: Float[ArrayLike, " d"],
     rho,
     shift: str,
     *,
@@ -129,7 +129,7 @@ def _pair_logits_all(theta, problem: PreferenceProblem):
 
 
 def offline_dpo_objective(
-    theta: Float[Array, " d"], problem: PreferenceProblem
+    theta: Float[ArrayLike, " d"], problem: PreferenceProblem
 ) -> Float[Array, ""]:
     r"""The population offline-DPO loss: pairs from the fixed reference, not the policy,
 
