@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from jaxpref import _checks
 from jaxpref.regularizers.divergence import pm_divergence_unchecked
@@ -49,7 +49,7 @@ def exact_alignment_metrics(
     policy_logps: Float[ArrayLike, " S"],
     ref_logps: Float[ArrayLike, " S"],
     rewards: Float[ArrayLike, " S"],
-    lengths: Float[ArrayLike, " S"],
+    lengths: Real[ArrayLike, " S"],
 ) -> AlignmentMetrics:
     r"""The five columns of Table 2 as exact expectations over an enumerated response set.
 
@@ -85,7 +85,7 @@ def sampled_alignment_metrics(
     policy_logps: Float[ArrayLike, " S"],
     ref_logps: Float[ArrayLike, " S"],
     rewards: Float[ArrayLike, " S"],
-    lengths: Float[ArrayLike, " S"],
+    lengths: Real[ArrayLike, " S"],
     num_samples: int,
 ) -> AlignmentMetrics:
     r"""Monte-Carlo estimates of the five columns from ``num_samples`` pairs y₁, y₂ ~ π.
@@ -120,8 +120,8 @@ def alignment_metrics_from_samples(
     ref_logp_2: Float[ArrayLike, " n"],
     reward_1: Float[ArrayLike, " n"],
     reward_2: Float[ArrayLike, " n"],
-    length_1: Float[ArrayLike, " n"],
-    length_2: Float[ArrayLike, " n"],
+    length_1: Real[ArrayLike, " n"],
+    length_2: Real[ArrayLike, " n"],
 ) -> AlignmentMetrics:
     r"""The five columns from n sampled pairs (y₁, y₂) ~ π, as on an LLM (one pair per prompt).
 
