@@ -176,8 +176,8 @@ class PairPreferences(NamedTuple):
 
 def reference_pair_preferences(
     key: PRNGKeyArray,
-    ref_logps: Float[Array, " S"],
-    rewards: Float[Array, " S"],
+    ref_logps: Float[ArrayLike, " S"],
+    rewards: Float[ArrayLike, " S"],
     num_pairs: int,
 ) -> PairPreferences:
     r"""The preferences behind preference collapse: ``num_pairs`` pairs y₁, y₂ drawn
