@@ -228,6 +228,6 @@ def test_collapse_fraction_counts_like_a_loop_and_matches_enumeration():
         (lambda: preference_collapse_fraction(np.array([0.2]), margin=0.5), "margin"),
     ],
 )
-def test_bad_collapse_arguments_are_named(call, match):
+def test_bad_collapse_arguments_are_named(call, match, library_checks_only):
     with pytest.raises(ValueError, match=match):
         call()
