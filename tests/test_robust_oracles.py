@@ -213,7 +213,7 @@ def test_verbosity_features_follow_their_law_and_stay_in_the_unit_ball():
         (dict(dtype=jnp.int32), "dtype"),
     ],
 )
-def test_bad_feature_arguments_are_named(kwargs, match):
+def test_bad_feature_arguments_are_named(kwargs, match, library_checks_only):
     args = dict(num_contexts=2, num_responses=3, dim=2) | kwargs
     with pytest.raises(ValueError, match=match):
         robust.verbosity_features(jax.random.key(0), **args)
