@@ -151,8 +151,9 @@ def main(argv=None) -> int:
         return _train(args)
 
     if args.command == "list":
+        width = max(map(len, EXPERIMENTS))
         for name, experiment in EXPERIMENTS.items():
-            print(f"{name:14s} {experiment.description}")
+            print(f"{name:{width}s}  {experiment.description}")
         return 0
     if args.command == "quickstart":
         return _run("jaxpref quickstart", "logit_error", "quickstart", args.out, args.overwrite)
