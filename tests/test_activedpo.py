@@ -235,7 +235,7 @@ def test_log_linear_reduction_to_apo():
     assert ours.tolist() == apo.tolist()
 
 
-def test_bad_input_names_the_argument(model, rows):
+def test_bad_input_names_the_argument(model, rows, library_checks_only):
     phi = jnp.ones((4, 3))
     with pytest.raises(ValueError, match="lam"):
         design.gradient_uncertainty_batch(phi, 2, lam=0.0)

@@ -108,7 +108,7 @@ def test_curves_cover_the_grid_and_figure_is_written(outcome, tmp_path):
     assert path.stat().st_size > 0
 
 
-def test_pair_fit_metrics_against_a_loop():
+def test_pair_fit_metrics_against_a_loop(library_checks_only):
     rng = np.random.default_rng(0)
     phi, b, theta = rng.normal(size=(7, 3)), rng.normal(size=7), rng.normal(size=3)
     with jax.enable_x64(True):
