@@ -121,6 +121,7 @@ class PbPO(RLHF):
         self.mutable_frozen = ("pbpo", "ref") if refresh else ("pbpo",)
         self.capacity = config.num_episodes * config.pairs_per_episode
         self._set: tuple[int, ConfidenceSet] | None = None
+        self._lr: tuple[int, float] | None = None  # the follower's 1/L for a set size
 
     # ---- the confidence set ----------------------------------------------------------------
 
@@ -190,8 +191,10 @@ class PbPO(RLHF):
         c = self.config
         if c.reward_lr is not None:
             return c.reward_lr
-        top = float(jnp.linalg.eigvalsh(s.gram)[-1])
-        return 1.0 / (c.penalty_weight * (c.ridge + 0.25 * (top - c.ridge)))
+        if self._lr is None or self._lr[0] != s.pairs:  # one eigensolve per set, not per step
+            top = float(jnp.linalg.eigvalsh(s.gram)[-1])
+            self._lr = (s.pairs, 1.0 / (c.penalty_weight * (c.ridge + 0.25 * (top - c.ridge))))
+        return self._lr[1]
 
     def follower_theta(self, buffer: dict) -> jax.Array:
         """The follower's current θ: the stored one, or θ̂ when the set grew since it moved."""
