@@ -115,21 +115,23 @@ def test_batches_and_state_pair_continue_the_same_greedy_run():
 
 
 @pytest.mark.parametrize(
-    "seed,N,d,n,gamma,block,chunk",
+    "seed,N,d,n,gamma,block,chunk,shortlist",
     [
-        (1, 500, 6, 120, 0.1, 8, 16),
-        (2, 2000, 8, 200, 1.0, 32, 128),
-        (3, 300, 12, 300, 3.0, 4, 8),  # every candidate; tiny chunks and blocks: many run-outs
+        (1, 500, 6, 120, 0.1, 8, 16, None),
+        (2, 2000, 8, 200, 1.0, 32, 128, None),
+        (3, 300, 12, 300, 3.0, 4, 8, None),  # every candidate; tiny chunks and blocks
+        (4, 700, 10, 150, 0.5, 16, 24, 100),  # 24 ∤ 100: clamped last chunk; many run-outs
+        (5, 200, 5, 120, 1.0, 64, 32, 200),  # the list holds every row: it never runs out
     ],
 )
-def test_lazy_greedy_picks_identical_to_plain(seed, N, d, n, gamma, block, chunk):
+def test_lazy_greedy_picks_identical_to_plain(seed, N, d, n, gamma, block, chunk, shortlist):
     """The default lazy method against plain greedy in float64: same picks, log-dets and κ
     (guards the stale-bound stopping rule, the block correction and the refresh)."""
     rng = np.random.default_rng(seed)
     V = rng.normal(size=(N, d)) * np.geomspace(3.0, 0.1, d) * rng.uniform(0.2, 1.0, (N, 1))
     plain = design.greedy_doptimal(V, n, gamma=gamma, method="plain")
     (idx, logdets, kappa), stats = design.lazy_greedy_doptimal(
-        jnp.asarray(V), n, gamma=gamma, block=block, chunk=chunk
+        jnp.asarray(V), n, gamma=gamma, block=block, chunk=chunk, shortlist=shortlist
     )
     np.testing.assert_array_equal(idx, plain.indices)
     np.testing.assert_allclose(logdets, plain.logdets, rtol=1e-12)
@@ -160,9 +162,9 @@ def test_lazy_greedy_adversarial_ties():
             if k == 3
             else design.greedy_doptimal(V, n, method="plain").indices
         )
-        for block, chunk in ((32, 128), (4, 8)):
+        for block, chunk, shortlist in ((64, 128, None), (4, 8, None), (8, 7, 20)):
             (idx, _, _), _ = design.lazy_greedy_doptimal(
-                jnp.asarray(V), n, block=block, chunk=chunk
+                jnp.asarray(V), n, block=block, chunk=chunk, shortlist=shortlist
             )
             np.testing.assert_array_equal(idx, ref, err_msg=f"pool {k}, block {block}")
 
