@@ -77,3 +77,6 @@ from jaxpref.design.greedy import GREEDY_METHODS  # noqa: E402
 from jaxpref.design.lazy import LazyStats, lazy_greedy_doptimal  # noqa: E402
 
 __all__ += ["GREEDY_METHODS", "LazyStats", "lazy_greedy_doptimal"]
+from jaxpref.design.curves import BudgetCurve, budget_curve  # noqa: E402
+
+__all__ += ["BudgetCurve", "budget_curve"]

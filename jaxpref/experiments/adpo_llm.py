@@ -12,9 +12,8 @@ leaves empty or identical):
    log π₀(y_l|x_i), and the label of every pair is s_i = 1 (the winner comes first).
 2. θ* = the DPO MLE on all N labels; each method (ADPO, ADPO+, APO, certainty, uniform) selects
    n_max pairs in order on the cached matrix; for each n of the grid θ̂_n is the DPO MLE on the
-   first n, scored over all N pairs by accuracy, margin and NLL
-   (:func:`jaxpref.metrics.preference_fit.pair_fit_metrics`) and by the max logit error against
-   θ* (:func:`jaxpref.metrics.logit_errors`).
+   first n, scored over all N pairs by accuracy, margin and NLL and by the max logit error
+   against θ* (:func:`jaxpref.design.budget_curve`).
 
 The model is a randomly initialised small Llama with the shipped tokenizer (``sft_steps > 0``
 first fine-tunes it on the pool's chosen responses, ``experiments._stages.sft_on_rows``), or any
@@ -46,7 +45,6 @@ from jaxpref.data import feature_pairs as fp
 from jaxpref.experiments._report import budget_curves, figure, save, seed_stats, stopwatch
 from jaxpref.experiments.registry import scale_configs
 from jaxpref.losses.mle import fit_dpo_mle
-from jaxpref.metrics import logit_errors
 from jaxpref.metrics.preference_fit import pair_fit_metrics
 
 METHODS, DETERMINISTIC = design.METHODS, design.DETERMINISTIC
@@ -161,43 +159,26 @@ def picks(phi, b, cfg: Config, seed: int, method: str, cache: dict | None = None
     return order
 
 
-def scores_on_prefixes(order, phi, b, theta_star, cfg: Config) -> dict:
-    """Each metric of θ̂_n (the MLE on order[:n]) over all N pairs, for every n of the grid."""
-    kw = dict(beta=cfg.beta, gamma=cfg.gamma)
-    thetas = design.prefix_fits(order, cfg.grid, phi, np.ones(phi.shape[0]), b, **kw)
-    m, err = _metrics(thetas, theta_star, phi, b, cfg.beta)
-    values = (m.accuracy, m.margin, m.nll, err.max)
-    return {f: [float(x) for x in v] for f, v in zip(FIELDS, values)}
-
-
-@jax.jit
-def _metrics(thetas, theta_star, phi, b, beta):
-    def one(theta):
-        err = logit_errors(theta, theta_star, phi, b, beta=beta)
-        return pair_fit_metrics(theta, phi, b, beta=beta), err
-
-    return jax.vmap(one)(thetas)
-
-
 def analyse(phi, b, cfg: Config, progress=None) -> dict:
     """Picks and curves of every method and seed on a cached (φ, b), in float64."""
     tick, times = progress or (lambda _: None), {}
     all_picks, curves = {m: [] for m in METHODS}, {m: {f: [] for f in FIELDS} for m in METHODS}
     with jax.enable_x64(True):
         phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
+        ones, kw = jnp.ones(phi.shape[0]), dict(beta=cfg.beta, gamma=cfg.gamma)
         with stopwatch(times, "fit_all_labels_s"):
-            kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b)
-            theta_star = fit_dpo_mle(phi, jnp.ones(phi.shape[0]), **kw).theta
+            theta_star = fit_dpo_mle(phi, ones, ref_logratio=b, **kw).theta
         full, cache = pair_fit_metrics(theta_star, phi, b, beta=cfg.beta), {}
         for seed in range(cfg.seeds):
             for method in METHODS:
                 with stopwatch(times, f"select_{method}_s", add=True):
                     order = picks(phi, b, cfg, seed, method, cache)
                 with stopwatch(times, "fits_and_metrics_s", add=True):
-                    res = scores_on_prefixes(order, phi, b, theta_star, cfg)
+                    c = design.budget_curve(order, cfg.grid, phi, ones, b, theta_star, **kw)
+                    values = (c.fit.accuracy, c.fit.margin, c.fit.nll, c.errors.max)
+                    for f, v in zip(FIELDS, values):
+                        curves[method][f].append([float(x) for x in v])
                 all_picks[method].append(np.asarray(order).tolist())
-                for f in FIELDS:
-                    curves[method][f].append(res[f])
                 tick(1)
     return {
         "picks": all_picks,

@@ -4,9 +4,10 @@ Protocol (Kveton et al., arXiv 2503.01076, §6.1; ``theory/adpo.md`` §6), for e
 (``jaxpref.data.fp.SOURCES``) and seed: N difference vectors rescaled to max norm 1
 (``difference_vectors``); labels, reference log-ratios and θ* by ``logged_feedback_pool``; each
 method of ``jaxpref.design.METHODS`` selects n_max pairs in order (``design.select``), and for
-every n on the grid θ̂_n, the DPO MLE on the first n (``design.prefix_fits``), is scored by max /
-mean logit error and error rate against θ* over all N pairs. The plotted bound (Theorems 3 × 4)
-uses the empirical κ of ADPO+'s greedy run (``ActiveResult.kappa``), the largest over seeds.
+every n on the grid θ̂_n, the DPO MLE on the first n, is scored by max / mean logit error and
+error rate against θ* over all N pairs (``design.budget_curve``). The plotted bound (Theorems
+3 × 4) uses the empirical κ of ADPO+'s greedy run (``ActiveResult.kappa``), the largest over
+seeds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 from jaxpref import design
 from jaxpref.data import feature_pairs as fp
 from jaxpref.experiments._report import budget_curves, figure, save, seed_stats
-from jaxpref.metrics import logit_error_bound, logit_errors, loglog_slope
+from jaxpref.experiments.registry import scale_configs
+from jaxpref.metrics import logit_error_bound, loglog_slope
 
 METHODS, SOURCES = design.METHODS, fp.SOURCES
 FIELDS = {"max": "max_logit_error", "mean": "mean_logit_error", "error_rate": "error_rate"}
@@ -44,20 +46,15 @@ class Config:
         return 2 ** np.arange(self.log2_n[0], self.log2_n[1] + 1)
 
 
-_CONFIGS = {
-    "test": Config(
-        sources=("synthetic",), num_pairs=4096, dim=8, log2_n=(4, 9), seeds=4, slope_log2_from=7
-    ),
-    "quickstart": Config(num_pairs=8192, dim=8, log2_n=(5, 10), seeds=3, slope_log2_from=8),
-    "small": Config(SOURCES, num_pairs=16384, dim=16, log2_n=(5, 11), seeds=5, slope_log2_from=9),
-    "full": Config(SOURCES, num_pairs=2**16, dim=32, log2_n=(6, 13), seeds=10, slope_log2_from=10),
-}
-
-
-def config(scale: str) -> Config:
-    if scale not in _CONFIGS:
-        raise ValueError(f"scale: must be one of {tuple(_CONFIGS)}, got {scale!r}")
-    return _CONFIGS[scale]
+config = scale_configs(
+    Config(),
+    test=dict(sources=("synthetic",), log2_n=(4, 9), seeds=4, slope_log2_from=7),
+    quickstart=dict(num_pairs=8192, dim=8, log2_n=(5, 10), seeds=3, slope_log2_from=8),
+    small=dict(sources=SOURCES, num_pairs=16384, dim=16, log2_n=(5, 11), seeds=5)
+    | dict(slope_log2_from=9),
+    full=dict(sources=SOURCES, num_pairs=2**16, dim=32, log2_n=(6, 13), seeds=10)
+    | dict(slope_log2_from=10),
+)
 
 
 def num_units(cfg: Config) -> int:
@@ -89,19 +86,13 @@ def run(cfg: Config, *, progress=None) -> dict:
                         method, jax.random.key(seed), phi, s, b, int(grid[-1]), **kw,
                         alpha=cfg.alpha, num_candidates=cfg.num_candidates,
                     )  # fmt: skip
-                    thetas = design.prefix_fits(res.indices, grid, phi, s, b, **kw)
-                    err = _errors(thetas, pool.theta_star, phi, b, cfg.beta)
+                    curve = design.budget_curve(res.indices, grid, phi, s, b, pool.theta_star, **kw)
                     for k in FIELDS:
-                        curves[method][k].append(np.asarray(getattr(err, k)))
+                        curves[method][k].append(np.asarray(getattr(curve.errors, k)))
                     kappas += [float(res.kappa)] if method == "ADPO+" else []
                     tick(1)
             out["sources"][source] = _summarise(curves, grid, cfg, max(kappas), np.array(diag))
     return out
-
-
-@jax.jit
-def _errors(thetas, theta_star, phi, b, beta):
-    return jax.vmap(lambda t: logit_errors(t, theta_star, phi, b, beta=beta))(thetas)
 
 
 def _summarise(curves, grid, cfg, kappa, diag) -> dict:
