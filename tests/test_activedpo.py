@@ -141,29 +141,13 @@ def test_projected_inner_products_unbiased_with_the_stated_variance(kind):
     assert abs(z.var() - var) < 4 * se_var, (z.var(), var, se_var)
 
 
-def brute_force_greedy(phi, past, lam, n):
-    """Greedy log-det by slogdet of every candidate's V + φφᵀ (float64 NumPy)."""
-    V = lam * np.eye(phi.shape[1]) + past.T @ past
-    picks, logdets = [], []
-    for _ in range(n):
-        dets = [
-            -np.inf if i in picks else np.linalg.slogdet(V + np.outer(f, f))[1]
-            for i, f in enumerate(phi)
-        ]
-        i = int(np.argmax(dets))
-        picks.append(i)
-        V = V + np.outer(phi[i], phi[i])
-        logdets.append(np.linalg.slogdet(V)[1])
-    return picks, logdets
-
-
 @pytest.mark.parametrize("k, n_past", [(40, 3), (6, 0), (6, 9)])
 def test_picks_equal_brute_force_greedy_logdet(k, n_past):
     rng = np.random.default_rng(k + n_past)
     phi, past = rng.normal(size=(15, k)), rng.normal(size=(n_past, k))
     lam = 0.3
     sel = design.gradient_uncertainty_batch(phi, 6, lam=lam, past=past)
-    picks, logdets = brute_force_greedy(phi, past, lam, 6)
+    picks, logdets = design.brute_force_greedy_logdet(phi, 6, lam=lam, past=past)
     assert sel.indices.tolist() == picks
     np.testing.assert_allclose(sel.logdets, logdets, rtol=1e-10)
 

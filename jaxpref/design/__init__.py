@@ -80,3 +80,6 @@ __all__ += ["GREEDY_METHODS", "LazyStats", "lazy_greedy_doptimal"]
 from jaxpref.design.curves import BudgetCurve, budget_curve  # noqa: E402
 
 __all__ += ["BudgetCurve", "budget_curve"]
+from jaxpref.design.reference import brute_force_greedy_logdet  # noqa: E402
+
+__all__ += ["brute_force_greedy_logdet"]

@@ -32,7 +32,9 @@ from jaxpref.data import (
     pairs_from_rows,
     shipped_hh_rows,
 )
+from jaxpref.experiments._report import figure, save, seed_stats
 from jaxpref.experiments._stages import base_model, stage_folders
+from jaxpref.experiments.registry import scale_configs
 from jaxpref.llm.grad_features import lora_reward_grads
 from jaxpref.train.mesh import data_parallel_mesh
 
@@ -69,63 +71,19 @@ class Config:
     seed: int = 0
 
 
-def config(scale: str) -> Config:
-    if scale == "test":
-        return Config(
-            num_eval=4,
-            num_sft=48,
-            num_rm=48,
-            hidden_size=32,
-            max_prompt_length=24,
-            max_length=40,
-            max_new_tokens=4,
-            sft_steps=4,
-            rm_steps=4,
-            rounds=2,
-            budget=4,
-            prompts_per_round=4,
-            epochs_per_round=1,
-            projection_dim=32,
-            lora_r=2,
-            selectors=("activedpo", "uniform"),
-            seeds=(0,),
-            check_pairs=6,
-        )
-    if scale == "quickstart":
-        return Config(
-            num_eval=16,
-            num_sft=300,
-            num_rm=400,
-            hidden_size=32,
-            max_prompt_length=48,
-            max_length=96,
-            max_new_tokens=12,
-            sft_steps=60,
-            rm_steps=60,
-            rounds=3,
-            budget=8,
-            prompts_per_round=12,
-            epochs_per_round=4,
-            dpo_lr=2e-3,
-            projection_dim=256,
-            lora_r=4,
-            seeds=(0,),
-        )
-    if scale == "small":
-        return Config()
-    if scale == "full":
-        return Config(
-            hidden_size=128,
-            num_layers=4,
-            sft_steps=400,
-            rm_steps=400,
-            rounds=6,
-            budget=32,
-            prompts_per_round=64,
-            projection_dim=8192,
-            seeds=(0, 1, 2),
-        )
-    raise ValueError(f"scale: unknown {scale!r}")
+config = scale_configs(
+    Config(),
+    test=dict(num_eval=4, num_sft=48, num_rm=48, hidden_size=32, max_prompt_length=24)
+    | dict(max_length=40, max_new_tokens=4, sft_steps=4, rm_steps=4, rounds=2, budget=4)
+    | dict(prompts_per_round=4, epochs_per_round=1, projection_dim=32, lora_r=2)
+    | dict(selectors=("activedpo", "uniform"), seeds=(0,), check_pairs=6),
+    quickstart=dict(num_eval=16, num_sft=300, num_rm=400, hidden_size=32, max_prompt_length=48)
+    | dict(max_length=96, max_new_tokens=12, sft_steps=60, rm_steps=60, rounds=3, budget=8)
+    | dict(prompts_per_round=12, epochs_per_round=4, dpo_lr=2e-3, projection_dim=256)
+    | dict(lora_r=4, seeds=(0,)),
+    full=dict(hidden_size=128, num_layers=4, sft_steps=400, rm_steps=400, rounds=6, budget=32)
+    | dict(prompts_per_round=64, projection_dim=8192, seeds=(0, 1, 2)),
+)
 
 
 def num_units(cfg: Config) -> int:
@@ -156,26 +114,14 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     stage = lambda name, **kw: dict(  # noqa: E731
         dataset_name=str(root / f"data_{name}"), output_dir=str(root / name), **common, **kw
     )
-    train(
-        SFTConfig(
-            model_name_or_path=str(root / "base"),
-            max_steps=cfg.sft_steps,
-            learning_rate=cfg.sft_lr,
-            **stage("sft"),
-        ),
-        **quiet,
-    )
-    tick(1)
-    rm = train(
-        RewardConfig(
-            model_name_or_path=str(root / "sft"),
-            max_steps=cfg.rm_steps,
-            learning_rate=cfg.rm_lr,
-            **stage("rm"),
-        ),
-        **quiet,
-    )
-    tick(1)
+    stages = {}
+    for name, cls, src, steps, lr in (
+        ("sft", SFTConfig, "base", cfg.sft_steps, cfg.sft_lr),
+        ("rm", RewardConfig, "sft", cfg.rm_steps, cfg.rm_lr),
+    ):
+        source = dict(model_name_or_path=str(root / src), max_steps=steps, learning_rate=lr)
+        stages[name] = train(cls(**source, **stage(name)), **quiet)
+        tick(1)
     checks = machinery_checks(cfg, root / "sft", root / "data_all" / "test.jsonl", tok)
     tick(1)
     from jaxpref.train.active_dpo import steps_per_round
@@ -214,7 +160,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     return {
         "config": dataclasses.asdict(cfg),
         "data": sizes,
-        "reward_model": rm.final_eval,
+        "reward_model": stages["rm"].final_eval,
         "checks": checks,
         "curves": curves,
         "work_dir": str(root),
@@ -251,7 +197,7 @@ def machinery_checks(cfg: Config, sft_dir, pairs_file, tok) -> dict:
     phi = np.asarray(design.pair_features(proj, np.arange(n), np.arange(n) + n), np.float64)
     lam, picks_n = 0.5, max(1, n // 2)
     sel = design.gradient_uncertainty_batch(phi, picks_n, lam=lam, past=phi[:2])
-    brute = _brute_force_greedy(phi, phi[:2], lam, picks_n)
+    brute, _ = design.brute_force_greedy_logdet(phi, picks_n, lam=lam, past=phi[:2])
     V = lam * np.eye(k) + phi[:2].T @ phi[:2]
     direct = np.sum(phi * np.linalg.solve(V, phi.T).T, axis=1)  # φᵀV⁻¹φ, V formed (k × k)
     state = design.gradient_design_init(phi, phi[:2], lam=lam, capacity=2)
@@ -267,27 +213,13 @@ def machinery_checks(cfg: Config, sft_dir, pairs_file, tok) -> dict:
     }
 
 
-def _brute_force_greedy(phi, past, lam, n):
-    V = lam * np.eye(phi.shape[1]) + past.T @ past
-    picks = []
-    for _ in range(n):
-        dets = [
-            -np.inf if i in picks else np.linalg.slogdet(V + np.outer(f, f))[1]
-            for i, f in enumerate(phi)
-        ]
-        picks.append(int(np.argmax(dets)))
-        V = V + np.outer(phi[picks[-1]], phi[picks[-1]])
-    return picks
-
-
 def _mean_curves(results: dict) -> dict:
+    """selector -> (labelled pairs, mean reward, std over seeds) of the per-round evaluations."""
     out = {}
     for selector in results["config"]["selectors"]:
         runs = [c["points"] for c in results["curves"] if c["selector"] == selector]
-        xs = [p[0] for p in runs[0]]
-        ys = np.mean([[p[1] for p in r] for r in runs], axis=0)
-        sd = np.std([[p[1] for p in r] for r in runs], axis=0)
-        out[selector] = (xs, ys.tolist(), sd.tolist())
+        stats = seed_stats([[p[1] for p in r] for r in runs])
+        out[selector] = ([p[0] for p in runs[0]], stats["mean"].tolist(), stats["std"].tolist())
     return out
 
 
@@ -301,9 +233,8 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[pathlib.Path]:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, axes = figure(1, 1, (5.5, 3.8))
+    ax = axes[0, 0]
     for s, (xs, ys, sd) in _mean_curves(results).items():
         ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=s)
     ax.set_xlabel("labelled pairs")
@@ -311,8 +242,4 @@ def plot(results: dict, out_dir) -> list[pathlib.Path]:
     ax.set_title(f"ActiveDPO vs rivals, {len(results['config']['seeds'])} seed(s)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = pathlib.Path(out_dir) / "activedpo_reward_vs_labels.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [save(fig, out_dir, "activedpo_reward_vs_labels.png", dpi=110)]
