@@ -4,8 +4,9 @@
 
 Timings (best of --repeats, after a warm-up/compile):
 - jaxpref lazy (the default of ``greedy_doptimal``): stale upper bounds, exact re-scoring of
-  only the candidates whose bound could still win, one BLAS-3 refresh of all scores every 32
-  picks; it prints how many candidates were re-scored and how many refreshes ran;
+  only the candidates whose bound could still win (from a contiguous list of the leading
+  N/16), one BLAS-3 refresh of all scores when that list runs out or after 64 picks; it
+  prints how many candidates were re-scored and how many refreshes ran;
 - jaxpref plain (``method="plain"``): all N scores kept current by one N×d matrix–vector
   product per pick (O(N·d));
 - NumPy recipe: Sherman–Morrison for H⁻¹ and all N scores recomputed with BLAS each step

@@ -148,7 +148,8 @@ def greedy_doptimal(
       gamma: > 0, the prior precision of H_0 = γI.
       method: "lazy" (default; ``lazy.lazy_greedy_doptimal``: stale upper bounds, exact
         re-scoring of only the candidates that could still win, a BLAS-3 refresh of all scores
-        every 32 picks) or "plain" (the reference: all N scores kept current by one
+        when the list of leading candidates runs out, or after 64 picks) or "plain" (the
+        reference: all N scores kept current by one
         matrix–vector product per pick). Both return the same picks (tested in float64).
 
     Returns:

@@ -9,16 +9,17 @@ score computed at an earlier step is an upper bound on the current one. With
 
 so any one score can be made exact in O(d·b) from the stale s̃_i and the block Ũ (b ≤ B
 columns). At a refresh the M largest stale bounds are listed in decreasing order (``top_k``)
-and their rows copied into one contiguous M × d block; each pick walks that list in chunks,
-computing exact scores with one chunk × d × b product per chunk (b rounded up to B/8, B/4,
-B/2 or B), and stops once the next stale bound is below the best exact score found: no
-unexamined candidate can reach it. If the list runs out first (the pick's score fell below
-the M-th stale bound), the pick refreshes all N scores with one N×d×b product (BLAS-3) and
-takes the argmax over all N; a refresh also runs when the block is full (B picks). So the
-list is rebuilt only when it must be: on the benchmark's shape about 14 times in 256 picks,
-whose products together cost the flops of one N×d×n GEMM. The picks are those of plain
-greedy (same argmax, ties to the lowest index); only the order of floating-point operations
-differs.
+and their rows copied into one contiguous M × d block. Each listed row also keeps its score
+from when it was last re-scored (a tighter bound than s̃), and each chunk of the list the
+largest of these. A pick re-scores, in list order, only the chunks whose bound reaches the
+best exact score found so far (less a rounding margin), with one chunk × d × b product each
+(b rounded up to a multiple of B/8); no other listed row can reach that score. If the M-th
+stale bound also reaches it (the list ran out: the pick's score fell that low), the pick
+refreshes all N scores with one N×d×b product (BLAS-3) and takes the argmax over all N; a
+refresh also runs when the block is full (B picks). So the list is rebuilt only when it
+must be: on the benchmark's shape 13 times in 256 picks, whose products together cost the
+flops of one N×d×n GEMM. The picks are those of plain greedy (same argmax, ties to the
+lowest index); only the order of floating-point operations differs.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class _State(NamedTuple):
     top_idx: Array  # (M,)      the M unselected rows with the largest s̃ at the refresh,
     top_stale: Array  # (M,)    in decreasing order of s̃ (ties: lower index first),
     top_rows: Array  # (M, d)   and their vectors, gathered once per refresh (contiguous)
+    tight: Array  # (M,)        each listed row's score when last re-scored (−inf: picked)
+    chunk_max: Array  # (C,)    max of tight over each chunk of the list
     block: Array  # (d, B)      ũ of the picks since the refresh (zero columns unused)
     count: Array  # ()          b, used columns of block
     H_inv: object  # H⁻¹: dense (d, d), or linalg.LowRankInverse when n < d
@@ -61,9 +64,9 @@ def _top(stale, selected, m):
 
 def _block_norms(X, block, count):
     """‖Ũᵀx‖² for every row x of X, multiplying only by the used columns of Ũ (rounded up
-    to B/8, B/4, B/2 or B)."""
+    to a multiple of B/8)."""
     B = block.shape[1]
-    sizes = sorted({max(1, B >> s) for s in range(4)})
+    sizes = sorted({max(1, B * j // 8) for j in range(1, 9)})
 
     def branch(k):
         def f(_):
@@ -76,61 +79,86 @@ def _block_norms(X, block, count):
     return jax.lax.switch(which, [branch(k) for k in sizes], None)
 
 
-def _refresh(s: _State, V, m: int) -> _State:
+def _chunk_starts(m: int, chunk: int):
+    """First list position of each chunk; the last starts at M − chunk (it may overlap the
+    one before when chunk ∤ M)."""
+    return jnp.minimum(jnp.arange(-(-m // chunk)) * chunk, m - chunk).astype(jnp.int32)
+
+
+def _refresh(s: _State, V, starts) -> _State:
     """s̃ ← s̃ − ‖ŨᵀV‖² for all rows (one N×d×b product), new top-M list, empty block."""
     stale = s.stale - _block_norms(V, s.block, s.count)
-    top_idx, top_stale = _top(stale, s.selected, m)
+    top_idx, top_stale = _top(stale, s.selected, s.top_idx.shape[0])
     return s._replace(
         stale=stale,
         top_idx=top_idx,
         top_stale=top_stale,
         top_rows=V[top_idx],
+        tight=top_stale,
+        chunk_max=top_stale[starts],  # sorted: a chunk's first entry is its largest
         block=jnp.zeros_like(s.block),
         count=jnp.zeros_like(s.count),
         refreshes=s.refreshes + 1,
     )
 
 
-def _walk(s: _State, chunk: int):
-    """Best exact score among the top-M list, walked in chunks while a stale bound could win.
+def _walk(s: _State, starts, chunk: int):
+    """Best exact score among the top-M list, re-scoring only the chunks whose bound could win.
 
-    Returns (index, score, rows examined, conclusive): conclusive when no row outside the
-    examined ones can reach the score (ties → lowest index included). When chunk does not
-    divide M the last chunk starts at M − chunk (dynamic_slice clamps): rows examined twice
-    do not change the best."""
+    Every listed row's score is bounded by ``tight`` (its score when last re-scored: scores
+    only decrease), so a chunk is re-scored only if its ``chunk_max`` reaches the best exact
+    score found so far, less a rounding margin; chunks are taken in list order (decreasing
+    s̃), and the re-scored values replace ``tight``. Returns (state with the new tight
+    bounds, index, score, rows re-scored, conclusive): conclusive when no row outside the list
+    can reach the score (ties → lowest index included)."""
     m = s.top_idx.shape[0]
     d = s.top_rows.shape[1]
+    C = starts.shape[0]
     big = jnp.iinfo(jnp.int32).max
+    # |rounding of s̃ − ‖Ũᵀv‖²| over two re-scorings: far below this, far above any gap
+    # that decides a pick in practice; a row within it of the best is always re-scored.
+    margin = 1024 * jnp.finfo(s.stale.dtype).eps * jnp.abs(s.top_stale[0])
+
+    def next_chunk(c, best, chunk_max):
+        live = (jnp.arange(C) >= c) & (chunk_max + margin >= best)
+        return jnp.where(jnp.any(live), jnp.argmax(live), C).astype(jnp.int32)
 
     def body(c):
-        k, best, best_i = c
-        idx = jax.lax.dynamic_slice(s.top_idx, (k * chunk,), (chunk,))
-        rows = jax.lax.dynamic_slice(s.top_rows, (k * chunk, jnp.int32(0)), (chunk, d))
-        exact = jax.lax.dynamic_slice(s.top_stale, (k * chunk,), (chunk,))
+        j, best, best_i, tight, chunk_max, walked = c
+        start = starts[j]
+        idx = jax.lax.dynamic_slice(s.top_idx, (start,), (chunk,))
+        rows = jax.lax.dynamic_slice(s.top_rows, (start, jnp.int32(0)), (chunk, d))
+        exact = jax.lax.dynamic_slice(s.top_stale, (start,), (chunk,))
         exact = exact - _block_norms(rows, s.block, s.count)
         exact = jnp.where(s.selected[idx], -jnp.inf, exact)
+        tight = jax.lax.dynamic_update_slice(tight, exact, (start,))
         top = jnp.max(exact)
+        chunk_max = chunk_max.at[j].set(top)
         i = jnp.min(jnp.where(exact == top, idx, big))
         better = (top > best) | ((top == best) & (i < best_i))
-        return k + 1, jnp.where(better, top, best), jnp.where(better, i, best_i)
+        best, best_i = jnp.where(better, top, best), jnp.where(better, i, best_i)
+        j = next_chunk(j + 1, best, chunk_max)
+        return j, best, best_i, tight, chunk_max, walked + chunk
 
-    def cond(c):
-        k, best, _ = c
-        nxt = s.top_stale[jnp.minimum(k * chunk, m - 1)]
-        return (k == 0) | ((k * chunk < m) & (nxt >= best))  # a bound that could still win
-
-    init = (jnp.zeros((), jnp.int32), jnp.asarray(-jnp.inf, s.stale.dtype), jnp.asarray(big))
-    k, best, best_i = jax.lax.while_loop(cond, body, init)
-    early = k * chunk < m  # stopped on a bound below the best
+    init = (
+        jnp.zeros((), jnp.int32),
+        jnp.asarray(-jnp.inf, s.stale.dtype),
+        jnp.asarray(big),
+        s.tight,
+        s.chunk_max,
+        jnp.zeros((), jnp.int32),
+    )
+    _, best, best_i, tight, chunk_max, walked = jax.lax.while_loop(lambda c: c[0] < C, body, init)
     every_row = m == s.stale.shape[0]  # the list holds all N rows: none lies outside it
-    conclusive = early | (s.top_stale[-1] < best) | every_row
-    return best_i, best, jnp.minimum(k * chunk, m), conclusive
+    conclusive = (s.top_stale[-1] < best) | every_row
+    return s._replace(tight=tight, chunk_max=chunk_max), best_i, best, walked, conclusive
 
 
 @partial(jax.jit, static_argnames=("n", "block", "chunk", "m"))
 def _lazy_select(V, gamma, n: int, block: int, chunk: int, m: int):
     N, d = V.shape
     dt = V.dtype
+    starts = _chunk_starts(m, chunk)
     selected = jnp.zeros(N, bool)
     stale = jnp.sum(V * V, axis=1) / gamma  # s_i(0) = ‖v‖²/γ
     top_idx, top_stale = _top(stale, selected, m)
@@ -139,6 +167,8 @@ def _lazy_select(V, gamma, n: int, block: int, chunk: int, m: int):
         top_idx,
         top_stale,
         V[top_idx],
+        top_stale,
+        top_stale[starts],
         jnp.zeros((d, block), dt),
         jnp.zeros((), jnp.int32),
         linalg.low_rank_inverse(d, n, gamma, dt) if n < d else jnp.eye(d, dtype=dt) / gamma,
@@ -152,13 +182,13 @@ def _lazy_select(V, gamma, n: int, block: int, chunk: int, m: int):
 
     def global_pick(s: _State):
         """Refresh, then the argmax over all current (now exact) scores."""
-        s = _refresh(s, V, m)
+        s = _refresh(s, V, starts)
         i = jnp.argmax(jnp.where(s.selected, -jnp.inf, s.stale)).astype(jnp.int32)
         return s, i, s.stale[i]
 
     def step(s: _State, t):
-        s = jax.lax.cond(s.count == block, lambda s: _refresh(s, V, m), lambda s: s, s)
-        i, best, walked, conclusive = _walk(s, chunk)
+        s = jax.lax.cond(s.count == block, lambda s: _refresh(s, V, starts), lambda s: s, s)
+        s, i, best, walked, conclusive = _walk(s, starts, chunk)
         s, i, best = jax.lax.cond(conclusive, lambda s: (s, i, best), global_pick, s)
         kappa = jnp.maximum(best, jnp.max(s.sel_scores)) / best  # Assumption 4 at this step
         v = V[i]
@@ -201,7 +231,7 @@ def lazy_greedy_doptimal(
     Args:
       features: (N, d) candidate vectors.  n: picks.  gamma: H_0 = γI.
       block: B, the most picks between two refreshes.  chunk: rows re-scored at a time in
-      a walk.  shortlist: M, the rows listed at a refresh (default: about N/24, at least
+      a walk.  shortlist: M, the rows listed at a refresh (default: about N/16, at least
       8 chunks, at most N).
 
     Returns:
@@ -213,6 +243,6 @@ def lazy_greedy_doptimal(
     N = features.shape[0]
     chunk = max(1, min(chunk, N))
     if shortlist is None:
-        shortlist = chunk * -(-max(8 * chunk, N // 24) // chunk)
+        shortlist = chunk * -(-max(8 * chunk, N // 16) // chunk)
     m = max(chunk, min(shortlist, N))
     return _lazy_select(jnp.asarray(features), gamma, n, block, chunk, m)
