@@ -2,6 +2,7 @@
 
 import ast
 import pathlib
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,9 @@ from jaxpref.metrics.alignment import (
     exact_alignment_metrics,
     preference_collapse_fraction,
     reference_pair_preferences,
+    reference_perplexity,
     sampled_alignment_metrics,
+    win_rate,
 )
 from jaxpref.regularizers import pm_policy
 
@@ -231,3 +234,45 @@ def test_collapse_fraction_counts_like_a_loop_and_matches_enumeration():
 def test_bad_collapse_arguments_are_named(call, match, library_checks_only):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ------------------------------------------------ reference perplexity and win-rate
+def test_reference_perplexity_matches_a_loop_and_the_perplexity_column_at_the_reference():
+    p = np.exp(LOGP)
+    loop = sum(p[i] * np.exp(REF[i]) ** (-1 / LENGTHS[i]) for i in range(S))
+    got = reference_perplexity(*(jnp.asarray(v) for v in (LOGP, REF, LENGTHS)))
+    np.testing.assert_allclose(got, loop, rtol=1e-12)
+    at_ref = exact_alignment_metrics(*(jnp.asarray(v) for v in (REF, REF, REWARDS, LENGTHS)))
+    np.testing.assert_allclose(
+        reference_perplexity(*(jnp.asarray(v) for v in (REF, REF, LENGTHS))),
+        at_ref.perplexity,
+        rtol=1e-12,
+    )
+
+
+def test_win_rate_hand_case_and_identities():
+    got = win_rate(jnp.array([1.0, 2.0, 3.0, 0.0]), jnp.array([2.0, 2.0, 1.0, -1.0]))
+    w = [0.0, 0.5, 1.0, 1.0]  # loss, tie, win, win
+    np.testing.assert_allclose(got.rate, 0.625, rtol=1e-12)
+    np.testing.assert_allclose(got.se, statistics.stdev(w) / 2.0, rtol=1e-12)
+    a, b = np.random.default_rng(3).integers(0, 4, size=(2, 50)).astype(float)  # many ties
+    ab, ba = win_rate(jnp.asarray(a), jnp.asarray(b)), win_rate(jnp.asarray(b), jnp.asarray(a))
+    np.testing.assert_allclose(ab.rate, (1 + np.mean(np.sign(a - b))) / 2, rtol=1e-12)
+    np.testing.assert_allclose(ab.rate + ba.rate, 1.0, rtol=1e-12)  # what one wins, the other loses
+    np.testing.assert_allclose(ab.se, ba.se, rtol=1e-12)
+    one = win_rate(jnp.array([1.0]), jnp.array([0.0]))
+    assert float(one.rate) == 1.0 and np.isnan(one.se)  # no spread from one comparison
+
+
+@pytest.mark.parametrize(
+    "scores,baseline,match",
+    [
+        (np.zeros(3), np.zeros(2), "shape"),
+        (np.zeros((2, 2)), np.zeros((2, 2)), "scores"),
+        (np.zeros(0), np.zeros(0), "scores"),
+        (np.array([0.0, np.nan]), np.zeros(2), "scores"),
+    ],
+)
+def test_win_rate_bad_input(scores, baseline, match, library_checks_only):
+    with pytest.raises(ValueError, match=match):
+        win_rate(scores, baseline)

@@ -4,10 +4,12 @@ each against an independent computation (a per-sequence loop, the penalty's expe
 enumeration of every sample tuple)."""
 
 import itertools
+import statistics
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxpref.regularizers as R
@@ -97,3 +99,110 @@ def test_reinforce_loo_on_sequence_logps_is_unbiased_for_the_table():
         return jnp.sum(jnp.exp(logp) * (shaped - logp))
 
     np.testing.assert_allclose(mean, jax.grad(objective)(table), atol=1e-12)
+
+
+# ------------------------------------------------ the toy problem and its tabular optimiser
+def test_length_biased_reward_hand_case_and_its_invariances(library_checks_only):
+    """Three sequences by hand; a reward of the token multiset (not of positions), blind to a
+    constant shift of the noise, with the asked mean and spread."""
+    lang = A.toy_language(2, 1)  # (), (0,), (1,)
+    got = A.length_biased_reward(lang, [1.0, -1.0], [0.0, 0.0, 0.0], length_bonus=0.5, scale=2.0)
+    raw = [0.0, 1.0 + 0.5, -1.0 + 0.5]
+    mu, sd = statistics.fmean(raw), statistics.pstdev(raw)
+    np.testing.assert_allclose(got, [2.0 * (u - mu) / sd for u in raw], rtol=1e-12)
+
+    lang = A.toy_language(3, 3)
+    rng = np.random.default_rng(5)
+    values, noise = rng.normal(size=3), rng.normal(size=len(lang.sequences))
+    r = A.length_biased_reward(lang, values, noise, length_bonus=0.3, scale=0.1)
+    np.testing.assert_allclose([r.mean(), r.std()], [0.0, 0.1], atol=1e-12)
+    shifted = A.length_biased_reward(lang, values, noise + 4.0, length_bonus=0.3, scale=0.1)
+    np.testing.assert_allclose(shifted, r, atol=1e-12)
+    flat = A.length_biased_reward(lang, values, 0 * noise, length_bonus=0.3, scale=0.1)
+    where = {s: k for k, s in enumerate(lang.sequences)}
+    for s in lang.sequences:  # a permutation of the content scores the same without noise
+        np.testing.assert_allclose(flat[where[tuple(sorted(s))]], flat[where[s]], atol=1e-12)
+    longer = A.length_biased_reward(lang, values, 0 * noise, length_bonus=50.0, scale=1.0)
+    by_len = [longer[lang.lengths == m] for m in (1, 2, 3, 4)]
+    assert all(a.max() < b.min() for a, b in itertools.pairwise(by_len))  # the bonus wins
+    for kwargs, match in (
+        (dict(token_values=values[:2]), "token_values"),
+        (dict(noise=noise[:3]), "noise"),
+        (dict(scale=0.0), "scale"),
+    ):
+        args = dict(token_values=values, noise=noise, length_bonus=0.3, scale=0.1) | kwargs
+        with pytest.raises(ValueError, match=match):
+            A.length_biased_reward(lang, **args)
+    with pytest.raises(ValueError, match="constant"):
+        A.length_biased_reward(A.toy_language(1, 1), [0.0], [0.0, 0.0], length_bonus=0, scale=1)
+
+
+def test_toy_problem_is_the_documented_draw():
+    """The draws in the documented order from default_rng(seed); π_ref by a prefix loop."""
+    prob = A.toy_problem(2, 3, seed=7, ref_temperature=2.0, reward_scale=0.2)
+    rng = np.random.default_rng(7)
+    table = rng.normal(size=(prob.lang.num_nodes, prob.lang.num_tokens))
+    values, noise = rng.normal(size=2), rng.normal(size=len(prob.lang.sequences))
+    np.testing.assert_allclose(prob.ref_table, table / 2.0, rtol=1e-12)
+    want = A.length_biased_reward(prob.lang, values, noise, length_bonus=0.3, scale=0.2)
+    np.testing.assert_allclose(prob.reward, want, rtol=1e-12)
+    loop = [_loop_logp(table / 2.0, 2, 3, s) for s in prob.lang.sequences]
+    np.testing.assert_allclose(prob.ref_logps, loop, rtol=1e-12)
+    np.testing.assert_allclose(jnp.sum(prob.ref_token_logps, -1), prob.ref_logps, rtol=1e-12)
+    np.testing.assert_allclose(jnp.sum(jnp.exp(prob.ref_logps)), 1.0, rtol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def optimised():
+    lang = A.toy_language(2, 2)
+    shaped = jnp.asarray(np.random.default_rng(0).normal(size=(3, len(lang.sequences))))
+    table0 = _table(lang, 1)
+    key = jax.random.key(3)
+    exact = A.optimise_table(shaped, table0, lang, optax.adam(0.1), num_steps=300, key=key)
+    sampled = A.optimise_table(
+        shaped, table0, lang, optax.adam(0.05), num_steps=20, key=key, num_samples=8
+    )
+    return lang, shaped, table0, key, exact, sampled
+
+
+def test_optimise_table_reaches_the_gibbs_optimum_of_each_reward(optimised):
+    """E_π[r̃ − log π] is maximised by softmax(r̃) over all sequence distributions (Gibbs)."""
+    lang, shaped, _, _, exact, _ = optimised
+    assert exact.shape == (3, lang.num_nodes, lang.num_tokens)
+    for i in range(3):
+        got = jnp.exp(A.sequence_logps(exact[i], lang))
+        np.testing.assert_allclose(got, jnp.exp(R.gibbs_policy(shaped[i])), atol=1e-6)
+
+
+def test_optimise_table_runs_equal_one_parametric_ascent_each(optimised):
+    """A batched run (exact and REINFORCE-LOO; the middle one, so a mix-up of runs shows) is
+    the single run of ``parametric_ascent`` on ``sequence_logps`` with the same step keys."""
+    lang, shaped, table0, key, exact, sampled = optimised
+    for tables, lr, steps, n in ((exact, 0.1, 300, None), (sampled, 0.05, 20, 8)):
+        init, update = R.parametric_ascent(
+            lambda t: A.sequence_logps(t, lang),
+            shaped[1],
+            R.pm_regularizer,
+            optax.adam(lr),
+            num_samples=n,
+        )
+        state, _ = R.run_solver(update, init(table0), steps, key)
+        np.testing.assert_allclose(tables[1], state.logits, rtol=1e-9, atol=1e-9)
+        assert not np.allclose(tables[0], tables[1])
+
+
+def test_optimise_table_refuses_bad_arguments(library_checks_only):
+    lang = A.toy_language(2, 2)
+    table0, opt, key = _table(lang), optax.adam(0.1), jax.random.key(0)
+    for shaped, kwargs, match in (
+        (jnp.zeros((2, 5)), {}, "shaped_rewards"),
+        (jnp.zeros(7), {}, "shaped_rewards"),
+        (jnp.zeros((2, 7)), dict(num_samples=1), "num_samples"),
+        (jnp.zeros((2, 7)), dict(num_steps=0), "num_steps"),
+        (jnp.full((2, 7), jnp.nan), {}, "shaped_rewards"),
+    ):
+        args = dict(num_steps=3, key=key) | kwargs
+        with pytest.raises(ValueError, match=match):
+            A.optimise_table(shaped, table0, lang, opt, **args)
+    with pytest.raises(ValueError, match="table_logits"):
+        A.optimise_table(jnp.zeros((2, 7)), table0[:2], lang, opt, num_steps=3, key=key)

@@ -25,15 +25,14 @@ from jaxpref.metrics.alignment import (
     exact_alignment_metrics,
     preference_collapse_fraction,
     reference_pair_preferences,
+    reference_perplexity,
     sampled_alignment_metrics,
 )
-from jaxpref.policies.autoregressive import sequence_logps, token_logps, toy_language
+from jaxpref.policies.autoregressive import ToyProblem, optimise_table, sequence_logps, toy_problem
 from jaxpref.regularizers import (
     conditional_pm_shaped_reward,
     gibbs_policy,
     kl_rlhf_pairwise_preference,
-    parametric_ascent,
-    pm_regularizer,
     tempered_preference,
     token_conditional_pm_shaped_reward,
 )
@@ -72,55 +71,31 @@ def num_units(cfg: Config) -> int:
 
 
 # ---------------------------------------------------------------- problem and methods
-def _toy_problem(cfg: Config) -> dict:
-    rng = np.random.default_rng(cfg.seed)
-    lang = toy_language(cfg.vocab_size, cfg.max_len)
-    ref_table = rng.normal(size=(lang.num_nodes, lang.num_tokens)) / cfg.ref_temperature
-    values = rng.normal(size=cfg.vocab_size)
-    lens = lang.lengths - 1
-    content = np.array([sum(values[t] for t in s) for s in lang.sequences])
-    raw = content / np.maximum(lens, 1) + 0.3 * lens + rng.normal(size=lens.size)
-    reward = jnp.asarray(cfg.reward_scale * (raw - raw.mean()) / raw.std())
-    ref_tok = token_logps(jnp.asarray(ref_table), lang)
-    return dict(
-        lang=lang,
-        ref_table=jnp.asarray(ref_table),
-        reward=reward,
-        ref_logps=jnp.sum(ref_tok, -1),
-        ref_token_logps=ref_tok,
-    )
-
-
-def _shaped_rewards(prob: dict, cfg: Config, beta: float) -> dict:
+def _shaped_rewards(prob: ToyProblem, cfg: Config, beta: float) -> dict:
     """name → (S,) shaped reward r̃ with objective E_π[r̃ − log π] (r = r_θ/β)."""
-    r, ref, tok = prob["reward"] / beta, prob["ref_logps"], prob["ref_token_logps"]
+    r, ref, tok = prob.reward / beta, prob.ref_logps, prob.ref_token_logps
     out = {"KL RLHF": r + ref, "PM RLHF": r}  # Prop. 5.1 / eq. (3.10)
     for a in cfg.seq_alphas:
         out[f"cPM seq α={a:g}"] = conditional_pm_shaped_reward(r, ref, a)  # Def. 4.1
     for a in cfg.token_alphas:
-        out[f"cPM token α={a:g}"] = token_conditional_pm_shaped_reward(r, tok, a, prob["lang"].mask)
+        out[f"cPM token α={a:g}"] = token_conditional_pm_shaped_reward(r, tok, a, prob.lang.mask)
     return out
 
 
-def optimise_tabular(shaped, init_table, lang, cfg: Config, key):
-    """Adam on E_π[r̃ − log π] (PM regulariser R = −log π) for each shaped reward (M at once),
-    exact or REINFORCE-LOO from 64 sampled sequences; returns (M, nodes, tokens)."""
+def _optimise(shaped, prob: ToyProblem, cfg: Config, key):
+    """Adam from π_ref's table: exact, or REINFORCE-LOO from 64 sequences with a cosine decay."""
     sampled = cfg.estimator == "reinforce"
     lr = optax.cosine_decay_schedule(cfg.learning_rate, cfg.num_steps, alpha=0.05)
     opt = optax.adam(lr if sampled else cfg.learning_rate)
-    keys = jax.random.split(key, cfg.num_steps)
-
-    def run_one(rt):
-        init, update = parametric_ascent(
-            lambda t: sequence_logps(t, lang),
-            rt,
-            pm_regularizer,
-            opt,
-            num_samples=64 if sampled else None,
-        )
-        return jax.lax.scan(update, init(init_table), keys)[0].logits
-
-    return jax.jit(jax.vmap(run_one))(shaped)
+    return optimise_table(
+        shaped,
+        prob.ref_table,
+        prob.lang,
+        opt,
+        num_steps=cfg.num_steps,
+        key=key,
+        num_samples=64 if sampled else None,
+    )
 
 
 def _floats(metrics) -> dict:
@@ -131,22 +106,19 @@ def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
     shaped = _shaped_rewards(prob, cfg, beta)
     names = list(shaped)
     stacked = jnp.stack([shaped[n] for n in names])
-    tables = optimise_tabular(
-        stacked, prob["ref_table"], prob["lang"], cfg, jax.random.fold_in(key, 10**6)
-    )
-    ref_logps, lengths = prob["ref_logps"], jnp.asarray(prob["lang"].lengths)
-    extra = (ref_logps, prob["reward"] / beta, lengths)
+    tables = _optimise(stacked, prob, cfg, jax.random.fold_in(key, 10**6))
+    ref_logps, lengths = prob.ref_logps, jnp.asarray(prob.lang.lengths)
+    extra = (ref_logps, prob.reward / beta, lengths)
     rows = []
     for i, name in enumerate(names):
         closed = gibbs_policy(stacked[i])
-        logp = sequence_logps(tables[i], prob["lang"])
+        logp = sequence_logps(tables[i], prob.lang)
         exact = _floats(exact_alignment_metrics(logp, *extra))
         sampled = _floats(
             sampled_alignment_metrics(jax.random.fold_in(key, i), logp, *extra, cfg.num_samples)
         )
         closed_exact = _floats(exact_alignment_metrics(closed, *extra))
-        # perplexity of the policy's samples under the reference (how "natural" they read)
-        ref_ppl = float(jnp.sum(jnp.exp(logp) * jnp.exp(-ref_logps / lengths)))
+        ref_ppl = float(reference_perplexity(logp, ref_logps, lengths))
         gap = float(jnp.max(jnp.abs(jnp.exp(logp) - jnp.exp(closed))))
         rows.append(dict(beta=beta, method=name, exact=exact, sampled=sampled))
         rows[-1].update(closed_form=closed_exact, ref_perplexity=ref_ppl)
@@ -168,7 +140,7 @@ def _figures(cfg: Config) -> dict:
 
 def _collapse(prob, key, n=20000) -> dict:
     """Pairwise preferences of pairs drawn from π_ref: reference vs reward (Figures 3–4)."""
-    pairs = reference_pair_preferences(key, prob["ref_logps"], prob["reward"], n)
+    pairs = reference_pair_preferences(key, prob.ref_logps, prob.reward, n)
     distinct = pairs.first != pairs.second
     p_ref, p_rm = pairs.reference[distinct], pairs.reward[distinct]
     return dict(
@@ -183,14 +155,20 @@ def run(cfg: Config, *, progress=None) -> dict:
     tick = progress or (lambda n: None)
     figs = _figures(cfg)
     tick(1)
-    prob = _toy_problem(cfg)
+    prob = toy_problem(
+        cfg.vocab_size,
+        cfg.max_len,
+        seed=cfg.seed,
+        ref_temperature=cfg.ref_temperature,
+        reward_scale=cfg.reward_scale,
+    )
     key = jax.random.key(cfg.seed)
     rows = []
     for j, beta in enumerate(cfg.betas):
         rows += _run_beta(prob, cfg, beta, jax.random.fold_in(key, j))
         tick(1)
     toy = dict(
-        num_sequences=int(prob["reward"].shape[0]),
+        num_sequences=int(prob.reward.shape[0]),
         collapse=_collapse(prob, jax.random.fold_in(key, 999)),
     )
     return dict(config=dataclasses.asdict(cfg), figures=figs, toy=toy, table=rows)

@@ -3,7 +3,9 @@
 Two estimators of each column. ``exact_alignment_metrics`` enumerates a finite response set
 (S sequences with their policy/reference log-probs, rewards and lengths) and takes exact
 expectations under π; ``sampled_alignment_metrics`` averages the same per-sample quantities over
-draws y ~ π (pairs for the PM divergence), as one would on an LLM. Pure math.
+draws y ~ π (pairs for the PM divergence), as one would on an LLM. Beside them: the reference
+perplexity of a policy's responses, the preferences behind preference collapse (Section 5.2) and
+the win-rate against a baseline under a judge. Pure math.
 """
 
 from __future__ import annotations
@@ -239,3 +241,75 @@ def preference_collapse_fraction(preferences, *, margin=0.05) -> Float[Array, ""
     if p.shape[0] == 0:
         raise ValueError("preferences: need at least one preference, got none")
     return jnp.mean((p < margin) | (p > 1 - margin))
+
+
+def reference_perplexity(
+    policy_logps: Float[ArrayLike, " S"],
+    ref_logps: Float[ArrayLike, " S"],
+    lengths: Real[ArrayLike, " S"],
+) -> Float[Array, ""]:
+    r"""How natural a policy's responses read to the reference: :math:`E_{y\sim\pi}\,
+    \pi_{\rm ref}(y)^{-1/|y|}`, exact over an enumerated response set.
+
+    The perplexity column of Table 2 (:func:`exact_alignment_metrics`) scores a response under
+    the policy that wrote it, so PM RLHF's flat optimum reads as "high perplexity" by
+    construction; scoring the same responses under π_ref instead separates that from drifting
+    away from reference-like text. Equals the perplexity column when π = π_ref.
+
+    Args:
+      policy_logps: (S,) log π(y), summing to one in probability. ref_logps: (S,) log π_ref(y).
+      lengths: (S,) token counts |y| > 0.
+    Returns:
+      The expectation, a scalar.
+
+    References: Xiao et al., arXiv 2405.16455, Section 6.1 (the perplexity it re-weights).
+    """
+    _checks.check_same_shape(policy_logps=policy_logps, ref_logps=ref_logps, lengths=lengths)
+    _checks.check_ndim("policy_logps", policy_logps, 1)
+    _checks.check_logps("policy_logps", policy_logps)
+    _checks.check_logps("ref_logps", ref_logps)
+    _checks.check_positive("lengths", lengths)
+    return _reference_perplexity(policy_logps, ref_logps, lengths)
+
+
+@jax.jit
+def _reference_perplexity(logp, ref_logp, lengths):
+    return jnp.sum(jnp.exp(logp) * jnp.exp(-ref_logp / lengths))
+
+
+class WinRate(NamedTuple):
+    rate: Array  # () fraction of comparisons won, a tie counting ½
+    se: Array  # () its standard error over the comparisons (ddof = 1; NaN for one comparison)
+
+
+def win_rate(scores: Float[ArrayLike, " n"], baseline_scores: Float[ArrayLike, " n"]) -> WinRate:
+    r"""The win-rate of responses over baseline responses to the same n prompts, under a judge's
+    scores: :math:`\frac1n\sum_i w_i` with :math:`w_i = 1[s_i > b_i] + \tfrac12 1[s_i = b_i]`,
+    and its standard error sd(w) / √n (ddof = 1).
+
+    Ties count one half, as in AlpacaEval-style pairwise evaluation; with one comparison the
+    standard error is undefined and returned as NaN.
+
+    Args:
+      scores: (n,) the judge's score (e.g. a reward model's r(x, y)) of each response.
+      baseline_scores: (n,) the score of the baseline's response to the same prompt.
+    Returns:
+      :class:`WinRate` of scalars.
+
+    References: Rafailov et al., arXiv 2305.18290, Section 6 (win-rate against a baseline under
+      a judge); Xiao et al., arXiv 2405.16455, Section 6.
+    """
+    _checks.check_ndim("scores", scores, 1)
+    n = _checks.check_same_shape(scores=scores, baseline_scores=baseline_scores)[0]
+    if n == 0:
+        raise ValueError("scores: need at least one comparison, got none")
+    _checks.check_all_finite(scores=scores, baseline_scores=baseline_scores)
+    return _win_rate(jnp.asarray(scores), jnp.asarray(baseline_scores))
+
+
+@jax.jit
+def _win_rate(s, b):
+    w = (s > b) + 0.5 * (s == b)
+    n = w.shape[0]
+    se = jnp.std(w, ddof=1) / jnp.sqrt(n) if n > 1 else jnp.full((), jnp.nan, w.dtype)
+    return WinRate(jnp.mean(w), se)

@@ -15,14 +15,17 @@ then apply to the (S,) vector of sequence log-probs exactly.
 from __future__ import annotations
 
 import itertools
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+import optax
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from jaxpref import _checks
+from jaxpref.regularizers import parametric_ascent, pm_regularizer
 
 MAX_SEQUENCES = 2**20
 """Largest toy language ``toy_language`` enumerates (sequences; the path arrays are S × (L+1))."""
@@ -101,8 +104,11 @@ def token_logps(table_logits: Float[ArrayLike, "N V1"], lang: ToyLanguage) -> Fl
     References: the autoregressive factorisation of a sequence policy (module docstring).
     """
     _check_table(table_logits, lang)
-    logsm = jax.nn.log_softmax(table_logits, axis=-1)
-    return logsm[lang.node, lang.token] * lang.mask
+    return _path_logps(table_logits, lang.node, lang.token, lang.mask)
+
+
+def _path_logps(table_logits, node, token, mask):
+    return jax.nn.log_softmax(table_logits, axis=-1)[node, token] * mask
 
 
 def sequence_logps(table_logits: Float[ArrayLike, "N V1"], lang: ToyLanguage) -> Float[Array, " S"]:
@@ -111,3 +117,161 @@ def sequence_logps(table_logits: Float[ArrayLike, "N V1"], lang: ToyLanguage) ->
     References: the autoregressive factorisation of a sequence policy (module docstring).
     """
     return jnp.sum(token_logps(table_logits, lang), axis=-1)
+
+
+class ToyProblem(NamedTuple):
+    """A reference policy and a reward model over every sequence of a toy language."""
+
+    lang: ToyLanguage
+    ref_table: Array  # (N, V1) prefix-table logits of π_ref
+    reward: Array  # (S,) r_θ(y): mean 0, standard deviation ``reward_scale`` over the S sequences
+    ref_logps: Array  # (S,) log π_ref(y)
+    ref_token_logps: Array  # (S, L1) log π_ref(T_i | T_<i) along each path (0 where masked)
+
+
+def length_biased_reward(
+    lang: ToyLanguage,
+    token_values: Float[ArrayLike, " V"],
+    noise: Float[ArrayLike, " S"],
+    *,
+    length_bonus: float,
+    scale: float,
+) -> np.ndarray:
+    r"""A reward over the toy language that prefers longer sequences, standardised.
+
+    .. math:: u(y) = \frac{1}{\max(m, 1)}\sum_{i=1}^{m} v_{T_i} + b\,m + \varepsilon_y,\qquad
+              r(y) = s\,\frac{u(y) - \bar u}{\operatorname{sd}(u)}
+
+    for y = (T_1, …, T_m, end): the mean value of its content tokens, a bonus b per content token
+    and a per-sequence perturbation ε_y; mean and (ddof = 0) standard deviation are over the S
+    sequences. The length bias mimics learned reward models, under which RLHF lengthens
+    responses (the length column of Table 2); this construction is the project's, not the
+    paper's (``theory/pm_rlhf.md`` §11).
+
+    Args:
+      lang: the toy language (S sequences over V content tokens).
+      token_values: (V,) value v_t of each content token. noise: (S,) ε_y.
+      length_bonus: b. scale: s > 0, the standard deviation of the result.
+    Returns:
+      (S,) float64 NumPy array r.
+
+    References: Xiao et al., arXiv 2405.16455, Section 6 and Table 2 (the columns it shapes).
+    """
+    values = np.asarray(token_values, np.float64)
+    eps = np.asarray(noise, np.float64)
+    if values.shape != (lang.num_tokens - 1,):
+        raise ValueError(
+            f"token_values: expected shape ({lang.num_tokens - 1},), got {values.shape}"
+        )
+    if eps.shape != (len(lang.sequences),):
+        raise ValueError(f"noise: expected shape ({len(lang.sequences)},), got {eps.shape}")
+    _checks.check_all_finite(token_values=values, noise=eps)
+    _checks.check_positive("scale", scale)
+    lens = lang.lengths - 1  # content tokens m
+    content = np.array([sum(values[t] for t in s) for s in lang.sequences])
+    raw = content / np.maximum(lens, 1) + length_bonus * lens + eps
+    if not raw.std() > 0:
+        raise ValueError("noise: the unstandardised reward is constant; it has no scale to fix")
+    return scale * (raw - raw.mean()) / raw.std()
+
+
+def toy_problem(
+    vocab_size: int,
+    max_len: int,
+    *,
+    seed: int,
+    ref_temperature: float = 1.0,
+    reward_scale: float = 0.1,
+    length_bonus: float = 0.3,
+) -> ToyProblem:
+    """A random instance of the PM RLHF toy problem: a peaked reference and a length-biased
+    reward over the toy language ``toy_language(vocab_size, max_len)``.
+
+    From ``numpy.random.default_rng(seed)``, in this order: the reference's prefix table,
+    N(0, 1)/``ref_temperature`` per logit; the token values v ~ N(0, I_V); the perturbations
+    ε ~ N(0, I_S) of :func:`length_biased_reward`, whose ``scale`` is ``reward_scale``.
+
+    Example:
+      >>> prob = toy_problem(2, 2, seed=0)
+      >>> prob.reward.shape, prob.ref_table.shape
+      ((7,), (3, 3))
+
+    References: Xiao et al., arXiv 2405.16455, Section 6 (the toy language is this project's
+      miniature of it, ``theory/pm_rlhf.md`` §11).
+    """
+    _checks.check_positive("ref_temperature", ref_temperature)
+    lang = toy_language(vocab_size, max_len)
+    rng = np.random.default_rng(seed)
+    ref_table = rng.normal(size=(lang.num_nodes, lang.num_tokens)) / ref_temperature
+    values = rng.normal(size=vocab_size)
+    noise = rng.normal(size=len(lang.sequences))
+    reward = length_biased_reward(
+        lang, values, noise, length_bonus=length_bonus, scale=reward_scale
+    )
+    ref_tok = token_logps(jnp.asarray(ref_table), lang)
+    return ToyProblem(
+        lang, jnp.asarray(ref_table), jnp.asarray(reward), jnp.sum(ref_tok, -1), ref_tok
+    )
+
+
+def optimise_table(
+    shaped_rewards: Float[ArrayLike, "M S"],
+    init_table: Float[ArrayLike, "N V1"],
+    lang: ToyLanguage,
+    optimizer: optax.GradientTransformation,
+    *,
+    num_steps: int,
+    key: PRNGKeyArray,
+    num_samples: int | None = None,
+) -> Float[Array, "M N V1"]:
+    r"""Maximise :math:`J(\theta) = E_{y\sim\pi_\theta}[\tilde r(y) - \log\pi_\theta(y)]` over
+    the prefix table θ, for each of M shaped rewards r̃ at once.
+
+    J is the PM-regularised objective (R = −log π, eq. (3.10) with C₁ = C₂ = 0) with the
+    shaped reward of KL-RLHF, PM RLHF or conditional PM RLHF (``regularizers``'s
+    ``*_shaped_reward``); its maximiser over all sequence distributions is softmax(r̃)
+    (``regularizers.gibbs_policy``), which the tabular policy can represent. Each run starts at
+    ``init_table`` and takes ``num_steps`` steps of ``optimizer`` along the exact gradient
+    (``num_samples=None``) or the REINFORCE leave-one-out estimate from ``num_samples`` sampled
+    sequences (``regularizers.parametric_ascent``); the M runs share the step keys
+    ``jax.random.split(key, num_steps)``.
+
+    Args:
+      shaped_rewards: (M, S) r̃ per run. init_table: (N, V1) starting logits (e.g. π_ref's).
+      lang: the toy language. optimizer: an optax transformation (static: one compile each).
+      num_steps: steps ≥ 1. key: PRNG key. num_samples: sequences per REINFORCE step, or None.
+    Returns:
+      (M, N, V1) the optimised tables.
+
+    References: Xiao et al., arXiv 2405.16455, eqs. (3.10), (3.12); Williams (1992); Kool, van
+      Hoof & Welling (ICLR 2019 workshop) for the leave-one-out baseline.
+    """
+    _check_table(init_table, lang)
+    shape = _checks.check_ndim("shaped_rewards", shaped_rewards, 2)
+    if shape[1] != len(lang.sequences):
+        raise ValueError(
+            f"shaped_rewards: expected (M, {len(lang.sequences)}) (runs, sequences), got {shape}"
+        )
+    _checks.check_all_finite(shaped_rewards=shaped_rewards)
+    steps = _checks.check_int_in("num_steps", num_steps, 1, 10**9)
+    if num_samples is not None:
+        _checks.check_int_in("num_samples", num_samples, 2, 10**9)
+    paths = (jnp.asarray(lang.node), jnp.asarray(lang.token), jnp.asarray(lang.mask))
+    keys = jax.random.split(key, steps)
+    return _optimise_table(
+        jnp.asarray(shaped_rewards), jnp.asarray(init_table), paths, keys, optimizer, num_samples
+    )
+
+
+@partial(jax.jit, static_argnums=(4, 5))  # one compile per optimizer and sample count
+def _optimise_table(shaped, init_table, paths, keys, optimizer, num_samples):
+    def logits_fn(table):  # sequence_logps on the traced path arrays
+        return jnp.sum(_path_logps(table, *paths), axis=-1)
+
+    def run_one(rewards):
+        init, update = parametric_ascent(
+            logits_fn, rewards, pm_regularizer, optimizer, num_samples=num_samples
+        )
+        return jax.lax.scan(update, init(init_table), keys)[0].logits
+
+    return jax.vmap(run_one)(shaped)
