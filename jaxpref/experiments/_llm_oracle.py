@@ -1,7 +1,7 @@
-"""What the oracle-based LLM experiments (robust_sail_llm, pbpo_llm) share: the shipped HH-RLHF
-split cut into SFT / reward-model / RL data with a held-out test part, a small Llama fine-tuned
-on it, its reward model as the true oracle, and the evaluation of a policy against the SFT
-reference under that oracle (mean reward, win-rate, sampled KL)."""
+"""What the oracle-based LLM experiments (robust_sail_llm, pbpo_llm, pm_rlhf_llm) share: the
+shipped HH-RLHF split cut into SFT / reward-model / RL data with a held-out test part, a small
+Llama fine-tuned on it, its reward model as the true oracle, and the evaluation of a policy
+against the SFT reference under that oracle (mean reward, win-rate, sampled KL)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 from jaxpref import llm
 from jaxpref.data import load_splits, load_tokenizer, shipped_hh_rows
 from jaxpref.experiments._stages import base_model, stage_folders
+from jaxpref.metrics.alignment import win_rate
 from jaxpref.train.mesh import data_parallel_mesh
 
 
@@ -25,6 +26,7 @@ class Pipeline:
     mesh: object
     common: dict  # train() options every stage shares
     sizes: dict  # rows per split
+    final_eval: dict = dataclasses.field(default_factory=dict)  # stage -> its last eval metrics
 
 
 def prepare(cfg, root: pathlib.Path, log=lambda _: None) -> Pipeline:
@@ -49,12 +51,12 @@ def prepare(cfg, root: pathlib.Path, log=lambda _: None) -> Pipeline:
         report_to="none",
         seed=cfg.seed,
     )
-    quiet = dict(log=log, mesh=mesh)
+    quiet, final_eval = dict(log=log, mesh=mesh), {}
     for stage, cls, steps, lr, src in (
         ("sft", SFTConfig, cfg.sft_steps, cfg.sft_lr, "base"),
         ("rm", RewardConfig, cfg.rm_steps, cfg.rm_lr, "sft"),
     ):
-        train(
+        final_eval[stage] = train(
             cls(
                 model_name_or_path=str(root / src),
                 dataset_name=str(root / f"data_{stage}"),
@@ -65,8 +67,8 @@ def prepare(cfg, root: pathlib.Path, log=lambda _: None) -> Pipeline:
                 **common,
             ),
             **quiet,
-        )
-    return Pipeline(root, tok, mesh, common, sizes)
+        ).final_eval
+    return Pipeline(root, tok, mesh, common, sizes, final_eval)
 
 
 def noisy_copy(rm_dir: pathlib.Path, out: pathlib.Path, noise: float, seed: int) -> pathlib.Path:
@@ -82,30 +84,48 @@ def noisy_copy(rm_dir: pathlib.Path, out: pathlib.Path, noise: float, seed: int)
     return out
 
 
+@dataclasses.dataclass
+class HeldOut:
+    rows: list  # the held-out rows of the RL data (its test split)
+    prompts: list  # their first ``cfg.eval_prompts`` encoded prompts
+    ref: object  # the SFT reference policy
+    oracle: object  # the reward-model oracle, on the policies' mesh
+    sampling: object  # SamplingOptions: ``cfg.max_new_tokens`` new tokens scored by the oracle
+
+
+def held_out(cfg, pipe: Pipeline, oracle_dir: pathlib.Path) -> HeldOut:
+    """What an evaluation against the SFT reference under the oracle in ``oracle_dir`` needs:
+    the held-out prompts (cut to ``cfg.max_prompt_length``), the reference and the oracle."""
+    from jaxpref.train.config import SamplingOptions
+    from jaxpref.train.oracle import RewardOracle
+    from jaxpref.train.rollout import encode_prompts
+
+    rows = load_splits(pipe.root / "data_rl")["test"]
+    prompts, _ = encode_prompts(rows, pipe.tokenizer, max_prompt_length=cfg.max_prompt_length)
+    oracle = RewardOracle(
+        oracle_dir,
+        policy_tokenizer=pipe.tokenizer,
+        mesh=pipe.mesh,
+        max_length=cfg.max_prompt_length + cfg.max_new_tokens,
+    )
+    return HeldOut(
+        rows,
+        prompts[: cfg.eval_prompts],
+        llm.from_pretrained(pipe.root / "sft", mesh=pipe.mesh),
+        oracle,
+        SamplingOptions(reward_model_path=str(oracle_dir), max_new_tokens=cfg.max_new_tokens),
+    )
+
+
 class PolicyEval:
     """One response per held-out prompt from a policy and from the SFT reference (fixed keys),
     scored by the true oracle: mean reward, win-rate against the reference (ties ½), and the
     sampled sequence KL Σ_t log π/π_ref of the policy's responses."""
 
     def __init__(self, cfg, pipe: Pipeline, oracle_dir: pathlib.Path):
-        from jaxpref.train.config import SamplingOptions
-        from jaxpref.train.oracle import RewardOracle
-        from jaxpref.train.rollout import encode_prompts
-
-        rows = load_splits(pipe.root / "data_rl")["test"]
-        prompts, _ = encode_prompts(rows, pipe.tokenizer, max_prompt_length=cfg.max_prompt_length)
-        self.prompts = prompts[: cfg.eval_prompts]
-        self.ref = llm.from_pretrained(pipe.root / "sft", mesh=pipe.mesh)
-        self.oracle = RewardOracle(
-            oracle_dir,
-            policy_tokenizer=pipe.tokenizer,
-            mesh=pipe.mesh,
-            max_length=cfg.max_prompt_length + cfg.max_new_tokens,
-        )
-        self.sampling = SamplingOptions(
-            reward_model_path=str(oracle_dir), max_new_tokens=cfg.max_new_tokens
-        )
-        self.pipe, self.rows = pipe, cfg.batch_size
+        held = held_out(cfg, pipe, oracle_dir)
+        self.prompts, self.ref, self.oracle = held.prompts, held.ref, held.oracle
+        self.sampling, self.pipe, self.rows = held.sampling, pipe, cfg.batch_size
         self.ref_scores = np.concatenate([s for s, _ in self._scored(self.ref, with_kl=False)])
 
     def _scored(self, policy, *, with_kl: bool):
@@ -139,10 +159,9 @@ class PolicyEval:
         parts = list(self._scored(policy, with_kl=True))
         scores = np.concatenate([s for s, _ in parts])
         kl = np.concatenate([k for _, k in parts])
-        wins = (scores > self.ref_scores) + 0.5 * (scores == self.ref_scores)
         return {
             "reward": float(scores.mean()),
             "reference_reward": float(self.ref_scores.mean()),
-            "win_rate": float(wins.mean()),
+            "win_rate": float(win_rate(scores, self.ref_scores).rate),  # ties count ½
             "kl": float(kl.mean()),
         }

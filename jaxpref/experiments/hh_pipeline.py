@@ -18,24 +18,14 @@ model scores both answers: the DPO policy's win-rate over SFT under the learned 
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import tempfile
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from jaxpref import llm
-from jaxpref.data import (
-    TOKENIZER_DIR,
-    load_tokenizer,
-    pairs_from_rows,
-    shipped_hh_rows,
-    write_splits,
-)
+from jaxpref.data import load_splits, load_tokenizer, shipped_hh_rows, write_splits
+from jaxpref.experiments import _report
+from jaxpref.experiments._stages import base_model
+from jaxpref.experiments.registry import scale_configs
 from jaxpref.train.mesh import data_parallel_mesh
-from jaxpref.train.models import init_model_dir, small_llama
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,38 +52,34 @@ class Config:
     seed: int = 0
 
 
-def config(scale: str) -> Config:
-    if scale == "test":
-        return Config(
-            num_train=96,
-            num_eval=32,
-            hidden_size=32,
-            num_layers=2,
-            max_length=64,
-            max_prompt_length=48,
-            batch_size=8,
-            max_steps=12,
-            gen_prompts=8,
-            gen_tokens=8,
-            eval_steps=6,
-        )
-    if scale == "quickstart":
-        return Config(num_train=512, num_eval=128, max_steps=64, gen_prompts=32, gen_tokens=32)
-    if scale == "small":
-        return Config()
-    if scale == "full":
-        return Config(
-            hidden_size=256,
-            num_layers=6,
-            num_heads=8,
-            max_length=384,
-            max_prompt_length=256,
-            sft_epochs=2.0,
-            rm_epochs=2.0,
-            dpo_epochs=2.0,
-            eval_steps=100,
-        )
-    raise ValueError(f"scale: unknown {scale!r}")
+config = scale_configs(
+    Config(),
+    test=dict(
+        num_train=96,
+        num_eval=32,
+        hidden_size=32,
+        num_layers=2,
+        max_length=64,
+        max_prompt_length=48,
+        batch_size=8,
+        max_steps=12,
+        gen_prompts=8,
+        gen_tokens=8,
+        eval_steps=6,
+    ),
+    quickstart=dict(num_train=512, num_eval=128, max_steps=64, gen_prompts=32, gen_tokens=32),
+    full=dict(
+        hidden_size=256,
+        num_layers=6,
+        num_heads=8,
+        max_length=384,
+        max_prompt_length=256,
+        sft_epochs=2.0,
+        rm_epochs=2.0,
+        dpo_epochs=2.0,
+        eval_steps=100,
+    ),
+)
 
 
 def num_units(cfg: Config) -> int:
@@ -105,19 +91,15 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
 
     tick = progress or (lambda n: None)
     root = pathlib.Path(work_dir) if work_dir else pathlib.Path(tempfile.mkdtemp("hh_pipeline"))
-    data, base = root / "data", root / "base_model"
-    rows = shipped_hh_rows()
+    data = root / "data"
     train_size = -1 if cfg.num_train is None else cfg.num_train
-    sizes = write_splits(rows, data, {"test": cfg.num_eval, "train": train_size}, seed=cfg.seed)
+    sizes = write_splits(
+        shipped_hh_rows(), data, {"test": cfg.num_eval, "train": train_size}, seed=cfg.seed
+    )
     sizes = {"train_rows": sizes["train"], "eval_rows": sizes["test"]}
     tok = load_tokenizer()
-    shape = dict(
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        num_heads=cfg.num_heads,
-        max_positions=max(512, cfg.max_length + cfg.gen_tokens),
-    )
-    init_model_dir(base, small_llama(tok, **shape), tok, seed=cfg.seed, overwrite=True)
+    positions = max(512, cfg.max_length + cfg.gen_tokens)
+    base = base_model(root, tok, cfg, max_positions=positions, seed=cfg.seed)
     mesh, per_device = data_parallel_mesh(cfg.batch_size)
     common = dict(
         dataset_name=str(data),
@@ -135,46 +117,27 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
         overwrite=True,  # the experiment owns its folder (the CLI refuses a finished one)
         warmup_ratio=0.05,
     )
-    quiet = dict(log=lambda _: None, mesh=mesh)
-    stages = {}
-    sft = train(
-        SFTConfig(
-            model_name_or_path=str(base),
-            output_dir=str(root / "sft"),
-            learning_rate=cfg.sft_lr,
-            num_train_epochs=cfg.sft_epochs,
-            **common,
-        ),
-        **quiet,
-    )
-    stages["sft"] = _stage(sft)
-    tick(1)
-    rm = train(
-        RewardConfig(
-            model_name_or_path=str(root / "sft"),
-            output_dir=str(root / "reward"),
-            learning_rate=cfg.rm_lr,
-            num_train_epochs=cfg.rm_epochs,
-            **common,
-        ),
-        **quiet,
-    )
-    stages["reward"] = _stage(rm)
-    tick(1)
-    dpo = train(
-        DPOConfig(
-            model_name_or_path=str(root / "sft"),
-            output_dir=str(root / "dpo"),
-            learning_rate=cfg.dpo_lr,
-            num_train_epochs=cfg.dpo_epochs,
-            beta=cfg.beta,
-            **common,
-        ),
-        **quiet,
-    )
-    stages["dpo"] = _stage(dpo)
-    tick(1)
-    generation = _win_rate(cfg, data, sft.model, dpo.model, rm.model)
+    stages, models = {}, {}
+    for name, cls, source, lr, epochs, extra in (
+        ("sft", SFTConfig, base, cfg.sft_lr, cfg.sft_epochs, {}),
+        ("reward", RewardConfig, root / "sft", cfg.rm_lr, cfg.rm_epochs, {}),
+        ("dpo", DPOConfig, root / "sft", cfg.dpo_lr, cfg.dpo_epochs, dict(beta=cfg.beta)),
+    ):
+        result = train(
+            cls(
+                model_name_or_path=str(source),
+                output_dir=str(root / name),
+                learning_rate=lr,
+                num_train_epochs=epochs,
+                **extra,
+                **common,
+            ),
+            log=lambda _: None,
+            mesh=mesh,
+        )
+        stages[name], models[name] = _stage(result), result.model
+        tick(1)
+    generation = _generation(cfg, data, tok, models)
     tick(1)
     return {
         "config": dataclasses.asdict(cfg),
@@ -194,46 +157,30 @@ def _stage(result) -> dict:
     }
 
 
-def _win_rate(cfg, data, sft_model, dpo_model, reward_model) -> dict:
-    """Greedy answers of both policies to held-out prompts, scored by the reward model."""
-    tok = load_tokenizer(TOKENIZER_DIR)
-    rows = [json.loads(x) for x in (data / "test.jsonl").read_text().splitlines()]
-    pairs = pairs_from_rows(rows).pairs[: cfg.gen_prompts]
-    prompts = [tok(p.prompt)["input_ids"][-cfg.max_prompt_length :] for p in pairs]
-    width = max(map(len, prompts))
-    ids = np.full((len(prompts), width), tok.pad_token_id, np.int32)
-    mask = np.zeros_like(ids)
-    for i, p in enumerate(prompts):  # left padded
-        ids[i, width - len(p) :], mask[i, width - len(p) :] = p, 1
-    scores, lengths, answers = {}, {}, {}
-    for name, model in (("sft", sft_model), ("dpo", dpo_model)):
-        out = llm.generate(
-            model,
-            jnp.asarray(ids),
-            jnp.asarray(mask),
-            key=jax.random.key(cfg.seed),
-            max_new_tokens=cfg.gen_tokens,
-            temperature=0.0,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-        scores[name] = np.asarray(reward_model(out.tokens, out.mask))
-        lengths[name] = np.asarray(out.lengths)
-        answers[name] = [row[:n] for row, n in zip(np.asarray(out.new_tokens), lengths[name])]
-    outcome = (scores["dpo"] > scores["sft"]) + 0.5 * (scores["dpo"] == scores["sft"])
+def _generation(cfg, data, tok, models) -> dict:
+    """Greedy answers of the SFT and DPO policies to held-out prompts (their last
+    ``max_prompt_length`` tokens), scored by the reward model: DPO's win-rate over SFT."""
+    from jaxpref.train.alignment_eval import greedy_comparison
+    from jaxpref.train.rollout import encode_prompts
+
+    rows = load_splits(data)["test"]
+    prompts, _ = encode_prompts(rows, tok, max_prompt_length=cfg.max_prompt_length)
+    c = greedy_comparison(
+        models["dpo"],
+        models["sft"],
+        models["reward"],
+        prompts[: cfg.gen_prompts],
+        tokenizer=tok,
+        max_new_tokens=cfg.gen_tokens,
+        seed=cfg.seed,
+    )
     return {
-        "num_prompts": len(prompts),
-        "mean_reward": {k: float(v.mean()) for k, v in scores.items()},
-        "mean_length": {k: float(v.mean()) for k, v in lengths.items()},
-        "identical_answers": float(
-            np.mean(
-                [bool(np.array_equal(a, b)) for a, b in zip(*(answers[k] for k in ("sft", "dpo")))]
-            )
-        ),
-        "dpo_win_rate": float(outcome.mean()),  # a tie counts one half
-        "win_rate_se": float(outcome.std(ddof=1) / np.sqrt(len(outcome)))
-        if len(outcome) > 1
-        else 0.0,
+        "num_prompts": len(c.scores),
+        "mean_reward": {"sft": float(c.baseline_scores.mean()), "dpo": float(c.scores.mean())},
+        "mean_length": {"sft": float(c.baseline_lengths.mean()), "dpo": float(c.lengths.mean())},
+        "identical_answers": float(c.identical.mean()),
+        "dpo_win_rate": float(c.win.rate),  # a tie counts one half
+        "win_rate_se": float(c.win.se),  # NaN (null in JSON) from a single prompt
     }
 
 
@@ -259,8 +206,6 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[pathlib.Path]:
-    import matplotlib.pyplot as plt
-
     s = results["stages"]
     panels = [
         ("sft", "loss", "eval_loss", "SFT: token NLL"),
@@ -268,7 +213,7 @@ def plot(results: dict, out_dir) -> list[pathlib.Path]:
         ("dpo", "rewards/accuracies", "eval_rewards/accuracies", "DPO: implicit-reward accuracy"),
         ("dpo", "rewards/margins", "eval_rewards/margins", "DPO: implicit-reward margin"),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    fig, (axes,) = _report.figure(1, 4, (17, 3.8))
     for ax, (stage, train_key, eval_key, title) in zip(axes, panels):
         hist = s[stage]["history"]
         tr = [(r["step"], r[train_key]) for r in hist if train_key in r]
@@ -289,8 +234,4 @@ def plot(results: dict, out_dir) -> list[pathlib.Path]:
         f"{results['config']['hidden_size']}",
         fontsize=11,
     )
-    fig.tight_layout()
-    path = pathlib.Path(out_dir) / "hh_pipeline_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_report.save(fig, out_dir, "hh_pipeline_curves.png", dpi=110)]

@@ -21,16 +21,9 @@ import tempfile
 
 import numpy as np
 
-from jaxpref import llm
-from jaxpref.data import (
-    completions_from_rows,
-    encode_completions,
-    load_splits,
-    load_tokenizer,
-    shipped_hh_rows,
-)
-from jaxpref.experiments._stages import base_model, stage_folders
-from jaxpref.train.mesh import data_parallel_mesh
+from jaxpref.data import completions_from_rows, encode_completions
+from jaxpref.experiments import _llm_oracle, _report
+from jaxpref.experiments.registry import scale_configs
 
 COLUMNS = ("pm_divergence", "pm_squared_gap", "length", "perplexity", "entropy", "kl")
 
@@ -59,45 +52,41 @@ class Config:
     seed: int = 0
 
 
-def config(scale: str) -> Config:
-    if scale == "test":
-        return Config(
-            num_eval=16,
-            hidden_size=32,
-            num_layers=2,
-            max_prompt_length=24,
-            max_length=40,
-            max_new_tokens=8,
-            batch_size=4,
-            sft_steps=30,
-            rm_steps=8,
-            rl_steps=4,
-            betas=(1.0,),
-            methods=("kl", "pm"),
-            eval_prompts=8,
-            sft_lr=3e-3,
-            rl_lr=3e-3,
-        )
-    if scale == "quickstart":  # one β, half the RL steps: what a CPU runs in minutes
-        return Config(betas=(1.0,), rl_steps=30, eval_prompts=32)
-    if scale == "small":
-        return Config()
-    if scale == "full":
-        return Config(
-            num_eval=230,
-            hidden_size=256,
-            num_layers=6,
-            num_heads=8,
-            max_new_tokens=64,
-            sft_steps=600,
-            rm_steps=600,
-            rl_steps=200,
-            betas=(0.1, 0.5, 1.0),
-            alphas=(0.1, 0.3, 0.5),
-            seeds=(0, 1, 2),
-            eval_prompts=128,
-        )
-    raise ValueError(f"scale: unknown {scale!r}")
+config = scale_configs(
+    Config(),
+    test=dict(
+        num_eval=16,
+        hidden_size=32,
+        num_layers=2,
+        max_prompt_length=24,
+        max_length=40,
+        max_new_tokens=8,
+        batch_size=4,
+        sft_steps=30,
+        rm_steps=8,
+        rl_steps=4,
+        betas=(1.0,),
+        methods=("kl", "pm"),
+        eval_prompts=8,
+        sft_lr=3e-3,
+        rl_lr=3e-3,
+    ),
+    quickstart=dict(betas=(1.0,), rl_steps=30, eval_prompts=32),  # what a CPU runs in minutes
+    full=dict(
+        num_eval=230,
+        hidden_size=256,
+        num_layers=6,
+        num_heads=8,
+        max_new_tokens=64,
+        sft_steps=600,
+        rm_steps=600,
+        rl_steps=200,
+        betas=(0.1, 0.5, 1.0),
+        alphas=(0.1, 0.3, 0.5),
+        seeds=(0, 1, 2),
+        eval_prompts=128,
+    ),
+)
 
 
 def runs(cfg: Config) -> list[dict]:
@@ -116,53 +105,20 @@ def num_units(cfg: Config) -> int:
 
 
 def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
-    from jaxpref.train import RewardConfig, RLHFConfig, SFTConfig, train
+    from jaxpref.train import RLHFConfig, train
+    from jaxpref.train.alignment_eval import alignment_columns
 
     tick = progress or (lambda n: None)
     root = pathlib.Path(work_dir) if work_dir else pathlib.Path(tempfile.mkdtemp("pm_rlhf_llm"))
-    rows = shipped_hh_rows()
-    rest = len(rows) - cfg.num_eval  # the paper's 20 / 40 / 40 of what is not held out
-    parts = {"test": cfg.num_eval, "sft": round(0.2 * rest), "rm": round(0.4 * rest), "rl": -1}
-    sizes = stage_folders(rows, root, parts, ("sft", "rm", "rl"), seed=cfg.seed)
-    tok = load_tokenizer()
-    base_model(root, tok, cfg, max_positions=512, seed=cfg.seed)
-    mesh, per_device = data_parallel_mesh(cfg.batch_size)
-    common = dict(
+    pipe = _llm_oracle.prepare(cfg, root)  # the paper's 20 / 40 / 40 of what is not held out
+    tick(2)  # SFT and the reward model
+    held = _llm_oracle.held_out(cfg, pipe, root / "rm")
+    human, _ = encode_completions(  # held-out human responses, for the code's perplexity
+        pipe.tokenizer,
+        completions_from_rows(held.rows).examples,
         max_length=cfg.max_length,
         max_prompt_length=cfg.max_prompt_length,
-        per_device_train_batch_size=per_device,
-        save_steps=0,
-        disable_tqdm=True,
-        overwrite=True,  # the experiment owns its folder (the CLI refuses a finished one)
-        logging_steps=max(1, cfg.rl_steps // 10),
-        seed=cfg.seed,
     )
-    quiet = dict(log=lambda _: None, mesh=mesh)
-    train(
-        SFTConfig(
-            model_name_or_path=str(root / "base"),
-            dataset_name=str(root / "data_sft"),
-            output_dir=str(root / "sft"),
-            max_steps=cfg.sft_steps,
-            learning_rate=cfg.sft_lr,
-            **common,
-        ),
-        **quiet,
-    )
-    tick(1)
-    rm = train(
-        RewardConfig(
-            model_name_or_path=str(root / "sft"),
-            dataset_name=str(root / "data_rm"),
-            output_dir=str(root / "rm"),
-            max_steps=cfg.rm_steps,
-            learning_rate=cfg.rm_lr,
-            **common,
-        ),
-        **quiet,
-    )
-    tick(1)
-    evaluation = _Evaluation(cfg, root, tok, mesh)
     results = []
     for spec in runs(cfg):
         name = f"{spec['method']}_a{spec['alpha']}_b{spec['beta']}_s{spec['seed']}"
@@ -179,67 +135,33 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
                 learning_rate=cfg.rl_lr,
                 max_new_tokens=cfg.max_new_tokens,
                 dataset_test_split="none",
-                **{**common, "seed": spec["seed"]},
+                **pipe.common | {"logging_steps": max(1, cfg.rl_steps // 10), "seed": spec["seed"]},
             ),
-            **quiet,
+            log=lambda _: None,
+            mesh=pipe.mesh,
         )
-        cols = evaluation(rl.model, spec["beta"], spec["seed"])
+        cols = alignment_columns(
+            rl.model,
+            held.ref,
+            held.oracle,
+            held.prompts,
+            human,
+            beta=spec["beta"],
+            sampling=held.sampling,
+            tokenizer=pipe.tokenizer,
+            mesh=pipe.mesh,
+            seed=spec["seed"] + 100,
+            batch_rows=cfg.batch_size,
+        )
         results.append({**spec, "columns": cols, "last_train_row": rl.history[-1]})
         tick(1)
     return {
         "config": dataclasses.asdict(cfg),
-        "data": sizes,
-        "reward_model": rm.final_eval,
+        "data": pipe.sizes,
+        "reward_model": pipe.final_eval["rm"],
         "runs": results,
         "work_dir": str(root),
     }
-
-
-class _Evaluation:
-    """The held-out prompts and human responses, the SFT reference and the oracle, built once."""
-
-    def __init__(self, cfg: Config, root: pathlib.Path, tok, mesh):
-        from jaxpref.train.config import SamplingOptions
-        from jaxpref.train.oracle import RewardOracle
-        from jaxpref.train.rollout import encode_prompts
-
-        rows = load_splits(root / "data_rl")["test"]
-        self.prompts, _ = encode_prompts(rows, tok, max_prompt_length=cfg.max_prompt_length)
-        self.prompts = self.prompts[: cfg.eval_prompts]
-        self.human, _ = encode_completions(
-            tok,
-            completions_from_rows(rows).examples,
-            max_length=cfg.max_length,
-            max_prompt_length=cfg.max_prompt_length,
-        )
-        self.ref = llm.from_pretrained(root / "sft", mesh=mesh)
-        self.oracle = RewardOracle(
-            root / "rm",
-            policy_tokenizer=tok,
-            mesh=mesh,
-            max_length=cfg.max_prompt_length + cfg.max_new_tokens,
-        )
-        self.sampling = SamplingOptions(
-            reward_model_path=str(root / "rm"), max_new_tokens=cfg.max_new_tokens
-        )
-        self.tok, self.rows, self.mesh = tok, cfg.batch_size, mesh  # the policies' mesh
-
-    def __call__(self, policy, beta: float, seed: int) -> dict:
-        from jaxpref.train.alignment_eval import alignment_columns
-
-        return alignment_columns(
-            policy,
-            self.ref,
-            self.oracle,
-            self.prompts,
-            self.human,
-            beta=beta,
-            sampling=self.sampling,
-            tokenizer=self.tok,
-            mesh=self.mesh,
-            seed=seed + 100,
-            batch_rows=self.rows,
-        )
 
 
 def _label(r: dict) -> str:
@@ -263,14 +185,12 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[pathlib.Path]:
-    import matplotlib.pyplot as plt
-
     runs_ = [
         r for r in results["runs"] if not (r["method"] == "cond_pm_token" and r["alpha"] == 1.0)
     ]
     betas = sorted({r["beta"] for r in runs_})
     labels = sorted({_label(r) for r in runs_}, key=lambda s: (s != "KL-RLHF", s))
-    fig, axes = plt.subplots(1, len(COLUMNS), figsize=(3.2 * len(COLUMNS), 3.8))
+    fig, (axes,) = _report.figure(1, len(COLUMNS), (3.2 * len(COLUMNS), 3.8))
     width = 0.8 / len(labels)
     for ax, col in zip(axes, COLUMNS):
         for j, label in enumerate(labels):
@@ -289,8 +209,4 @@ def plot(results: dict, out_dir) -> list[pathlib.Path]:
         f"({len(results['config']['seeds'])} seed(s))",
         fontsize=11,
     )
-    fig.tight_layout()
-    path = pathlib.Path(out_dir) / "pm_rlhf_llm_table2.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_report.save(fig, out_dir, "pm_rlhf_llm_table2.png", dpi=110)]

@@ -13,9 +13,14 @@ apart:
   over the samples;
 - ``entropy`` / ``kl``: the code's per-token full-vocabulary entropy and KL to the reference,
   averaged over the sampled response tokens (``llm.token_stats``).
+
+Beside them, :func:`greedy_comparison`: the greedy answers of two policies to the same prompts,
+judged by a reward model (the win-rate of one over the other, as the DPO paper reports).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +28,9 @@ import numpy as np
 
 from jaxpref import llm
 from jaxpref.llm.token_stats import token_entropy_kl
+from jaxpref.metrics.alignment import WinRate, win_rate
 from jaxpref.regularizers import code_pm_squared_gap, pm_divergence
-from jaxpref.train.rollout import rollout_step_key, sample_and_score
+from jaxpref.train.rollout import left_padded, rollout_step_key, sample_and_score
 
 
 def alignment_columns(
@@ -111,3 +117,46 @@ def human_perplexity(policy, human, tokenizer, mesh, batch_rows: int) -> float:
         nll -= float(jnp.sum(summed))
         count += int(b.loss_mask.sum())
     return float(np.exp(nll / max(count, 1)))
+
+
+class GreedyComparison(NamedTuple):
+    scores: np.ndarray  # (n,) the judge's reward of the policy's answer to each prompt
+    baseline_scores: np.ndarray  # (n,) the same for the baseline's answer
+    lengths: np.ndarray  # (n,) new tokens of the policy's answer (EOS counted)
+    baseline_lengths: np.ndarray  # (n,) the same for the baseline
+    identical: np.ndarray  # (n,) bool: both answers are the same tokens
+    win: WinRate  # the policy's win-rate over the baseline (ties ½) and its standard error
+
+
+def greedy_comparison(
+    policy, baseline, reward_model, prompts, *, tokenizer, max_new_tokens: int, seed: int = 0
+) -> GreedyComparison:
+    """The greedy (temperature 0) answers of ``policy`` and ``baseline`` to ``prompts``
+    (``rollout.EncodedPrompt``s, left-padded into one batch), each scored by ``reward_model``
+    on the prompt and answer (a ``llm.RewardModel`` over the same tokenizer), and
+    ``metrics.alignment.win_rate`` of the policy's scores over the baseline's.
+
+    References: Rafailov et al., arXiv 2305.18290, Section 6 (win-rate against a baseline
+      policy under a judge).
+    """
+    if not prompts:
+        raise ValueError("prompts: need at least one prompt, got none")
+    ids, mask = left_padded(prompts, np.arange(len(prompts)), tokenizer.pad_token_id)
+    out = {}
+    for name, model in (("baseline", baseline), ("policy", policy)):
+        gen = llm.generate(
+            model,
+            jnp.asarray(ids),
+            jnp.asarray(mask),
+            key=jax.random.key(seed),
+            max_new_tokens=max_new_tokens,
+            temperature=0.0,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        lengths = np.asarray(gen.lengths)
+        answers = [row[:n] for row, n in zip(np.asarray(gen.new_tokens), lengths)]
+        out[name] = (np.asarray(reward_model(gen.tokens, gen.mask)), lengths, answers)
+    (s, n, a), (b, bn, ba) = out["policy"], out["baseline"]
+    same = np.array([np.array_equal(x, y) for x, y in zip(a, ba)])
+    return GreedyComparison(s, b, n, bn, same, win_rate(s, b))
