@@ -50,7 +50,6 @@ def alignment_columns(
     """The columns of the module docstring for ``policy`` on ``prompts`` (encoded prompts) and
     the held-out human responses ``human`` (``jaxpref.data.EncodedCompletion``s)."""
     logp, ref_logp, scores, lengths, ent, kl, toks = ([] for _ in range(7))
-    score_fn = jax.jit(_sample_stats)
     for start in range(0, len(prompts), batch_rows):
         idx = np.arange(start, min(start + batch_rows, len(prompts)))
         idx = np.repeat(np.pad(idx, (0, batch_rows - len(idx)), constant_values=-1), 2)
@@ -66,7 +65,7 @@ def alignment_columns(
             mesh=mesh,
         )
         with jax.set_mesh(mesh):
-            out = score_fn(policy, ref, samples.tokens, samples.mask, samples.response_mask)
+            out = _sample_stats(policy, ref, samples.tokens, samples.mask, samples.response_mask)
         keep = np.asarray(weight) > 0
         for acc, x in zip((logp, ref_logp, lengths, ent, kl, toks), out):
             acc.append(np.asarray(x)[keep])
@@ -89,6 +88,7 @@ def alignment_columns(
     }
 
 
+@jax.jit
 def _sample_stats(policy, ref, tokens, mask, response_mask):
     summed, _ = llm.sequence_logps(policy, tokens, mask, response_mask)
     ref_summed, _ = llm.sequence_logps(ref, tokens, mask, response_mask)
@@ -96,19 +96,23 @@ def _sample_stats(policy, ref, tokens, mask, response_mask):
     return summed, ref_summed, jnp.sum(response_mask, -1), entropy, kl, count
 
 
+@jax.jit
+def _summed_logps(model, ids, mask, loss_mask):
+    return llm.sequence_logps(model, ids, mask, loss_mask)[0]
+
+
 def human_perplexity(policy, human, tokenizer, mesh, batch_rows: int) -> float:
     """exp(Σ NLL / Σ tokens) of held-out human responses under ``policy``."""
     from jaxpref.data import collate_sequences, pad_id
 
     nll, count = 0.0, 0
-    fn = jax.jit(lambda m, ids, mask, loss: llm.sequence_logps(m, ids, mask, loss)[0])
     for start in range(0, len(human), batch_rows):
         rows = human[start : start + batch_rows]
         b = collate_sequences(
             [r.prompt for r in rows], [r.completion for r in rows], pad_id=pad_id(tokenizer)
         )
         with jax.set_mesh(mesh):
-            summed = fn(
+            summed = _summed_logps(
                 policy,
                 jnp.asarray(b.input_ids),
                 jnp.asarray(b.attention_mask),
