@@ -241,3 +241,26 @@ def test_run_loops_is_run_loop_per_row(small_runs):
     np.testing.assert_allclose(
         loop.run_loops(keys, batch, prms, cfg), regrets, rtol=1e-5, atol=1e-6
     )
+
+
+def test_run_settings_is_run_loop_per_setting_and_seed():
+    """Settings of different sizes (5 arms in d = 3, 10 arms in d = 2) × two seeds: each row is
+    run_loop on that seed's padded environment with that setting's parameters and seed key."""
+    cfg = loop.LoopConfig(num_episodes=12, kappa=1.0)
+    keys = jax.random.split(jax.random.PRNGKey(5), 2)
+    make = lambda arms, d: jax.vmap(  # noqa: E731
+        lambda k: envs.dueling_bandit(k, num_contexts=4, num_arms=arms, d=d)
+    )(jax.random.split(jax.random.PRNGKey(arms), 2))
+    batches = [make(5, 3), make(10, 2)]
+    params = [loop.loop_params("pbpo", dim=3), loop.loop_params("greedy", dim=2)]
+    got = loop.run_settings(keys, batches, params, cfg)
+    assert got.shape == (2, 2, 12)
+    for g, (batch, prm) in enumerate(zip(batches, params)):
+        for s in range(2):
+            env = envs.pad_env(jax.tree.map(lambda a, s=s: a[s], batch), 10, 3)
+            want = loop.run_loop(keys[s], env, cfg, prm)
+            np.testing.assert_allclose(got[g, s], want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one batch per setting"):
+        loop.run_settings(keys, batches, params[:1], cfg)
+    with pytest.raises(ValueError, match="each must stack 1 environments"):
+        loop.run_settings(keys[:1], batches, params, cfg)

@@ -54,19 +54,15 @@ def test_true_oracle_metrics_vanish_at_the_kl_optimal_policy():
     cfg = robust_sail.config("test")
     with robust_sail._x64():
         world = robust_sail.make_world(cfg)
-        theta_opt = world["theta_ref"] + world["theta_star"]  # β = 1
-        m = robust.true_oracle_metrics(
-            theta_opt, world["phi_test"], world["theta_ref"], world["theta_star"]
-        )
+        theta_opt = world.theta_ref + world.theta_star  # β = 1
+        m = robust.true_oracle_metrics(theta_opt, world.phi_test, world.theta_ref, world.theta_star)
         assert float(m["accuracy"]) == 1.0
         assert float(m["max_logit_error"]) < 1e-10 and abs(float(m["regret"])) < 1e-12
         worse = robust.true_oracle_metrics(
-            0.5 * theta_opt, world["phi_test"], world["theta_ref"], world["theta_star"]
+            0.5 * theta_opt, world.phi_test, world.theta_ref, world.theta_star
         )
         assert float(worse["regret"]) > 0 and float(worse["max_logit_error"]) > 0.1
-        p_obs = robust.shifted_preferences(
-            world["phi_train"], world["theta_star"], 0.2, "adversarial"
-        )
-        p_true = robust.btl_preferences(world["phi_train"], world["theta_star"])
+        p_obs = robust.shifted_preferences(world.phi_train, world.theta_star, 0.2, "adversarial")
+        p_true = robust.btl_preferences(world.phi_train, world.theta_star)
         assert float(np.max(np.abs(p_obs - p_true))) <= 0.2 + 1e-12  # P* ∈ U_ρ(P°)
         np.testing.assert_allclose(p_obs + np.swapaxes(p_obs, -1, -2), 1.0, atol=1e-12)

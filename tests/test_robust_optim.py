@@ -217,3 +217,34 @@ def test_stationarity_curves_match_a_loop_over_runs_and_prefixes():
     ):
         with pytest.raises(ValueError, match=match):
             robust.stationarity_curves(*bad)
+
+
+def test_ball_points_follow_their_law():
+    """Inside Θ; (‖θ‖/B)² uniform on [0, 1) and directions uniform on the sphere (KS against
+    the uniform CDF, the mean direction near 0) — checked on 4000 draws in d = 5."""
+    num, d, radius = 4000, 5, 2.5
+    pts = np.asarray(robust.ball_points(jax.random.key(0), num, d, radius, jnp.float64))
+    assert pts.shape == (num, d) and pts.dtype == np.float64
+    norms = np.linalg.norm(pts, axis=1)
+    assert np.all(norms <= radius * (1 + 1e-12))
+    u = np.sort((norms / radius) ** 2)
+    grid = np.arange(1, num + 1) / num
+    assert max(np.max(grid - u), np.max(u - grid + 1 / num)) < 1.95 / np.sqrt(num)  # KS, 1e-3
+    mean_dir = (pts / norms[:, None]).mean(0)  # each coordinate has variance 1/(d·num)
+    assert np.all(np.abs(mean_dir) < 4.0 / np.sqrt(d * num))
+    assert robust.ball_points(jax.random.key(0), 2, 2, 1.0, jnp.float32).dtype == jnp.float32
+    for bad, match in ((dict(num=0), "num"), (dict(dim=0), "dim"), (dict(radius=0.0), "radius")):
+        with pytest.raises(ValueError, match=match):
+            robust.ball_points(jax.random.key(0), **(dict(num=2, dim=2, radius=1.0) | bad))
+
+
+def test_moreau_gradient_norms_of_stacked_paths_equal_each_path(problem):
+    rng = np.random.default_rng(2)
+    paths = jnp.asarray(rng.normal(size=(2, 3, 2)))
+    kw = dict(problem=problem, rho=0.2, lam=0.4, radius=3.0, tol=1e-8, max_iters=2000)
+    stacked = robust.moreau_gradient_norms(paths, **kw)
+    assert stacked.shape == (2, 3)
+    for s in range(2):
+        for t in range(3):
+            g = robust.moreau_envelope(paths[s, t], **kw).gradient
+            np.testing.assert_allclose(stacked[s, t], float(g @ g), rtol=1e-10)

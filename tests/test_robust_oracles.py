@@ -217,3 +217,112 @@ def test_bad_feature_arguments_are_named(kwargs, match, library_checks_only):
     args = dict(num_contexts=2, num_responses=3, dim=2) | kwargs
     with pytest.raises(ValueError, match=match):
         robust.verbosity_features(jax.random.key(0), **args)
+
+
+def _normal_cdf(z):
+    return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
+
+
+@pytest.fixture(scope="module")
+def testbed():
+    """One world for the testbed tests (d = 401: its θ coordinates are the KS samples)."""
+    return robust.verbosity_testbed(jax.random.key(3), 3, 4, 3, 401, reward_scale=2.5)
+
+
+def test_verbosity_testbed_is_the_documented_world(testbed):
+    """θ* of norm B with θ*₀ = 0 (the true reward ignores the verbosity coordinate), θ_ref and
+    θ*'s direction of the documented Gaussian laws (one-sample KS against the normal CDF), the
+    features of `verbosity_features` on the documented key split, and the optimum θ_ref + θ*/β
+    with zero regret on the held-out contexts."""
+    tb, d = testbed, 401
+    assert tb.phi_train.shape == (3, 3, d) and tb.phi_test.shape == (4, 3, d)
+    assert float(tb.theta_star[0]) == 0.0
+    assert float(jnp.linalg.norm(tb.theta_star)) == pytest.approx(2.5, rel=1e-12)
+    keys = jax.random.split(jax.random.key(3), 4)
+    np.testing.assert_array_equal(tb.phi_test, robust.verbosity_features(keys[3], 4, 3, d))
+    # KS critical value at level 1e-3 for 400 draws: 1.95/√400 ≈ 0.098
+    for sample in (np.asarray(tb.theta_ref) / 0.3, np.asarray(tb.theta_star[1:]) * 20.0 / 2.5):
+        s = np.sort(sample)
+        cdf = np.array([_normal_cdf(v) for v in s])
+        grid = np.arange(1, len(s) + 1) / len(s)
+        assert max(np.max(grid - cdf), np.max(cdf - (grid - 1 / len(s)))) < 0.098
+    theta_opt = tb.theta_ref + tb.theta_star / 0.7
+    opt = robust.true_oracle_metrics(theta_opt, tb.phi_test, tb.theta_ref, tb.theta_star, 0.7)
+    assert abs(float(opt["regret"])) < 1e-12 and float(opt["accuracy"]) == 1.0
+    with pytest.raises(ValueError, match="num_test_contexts"):
+        robust.verbosity_testbed(jax.random.key(0), 3, 0, 3, 3)
+    with pytest.raises(ValueError, match="reward_scale"):
+        robust.verbosity_testbed(jax.random.key(0), 3, 4, 3, 3, reward_scale=0.0)
+
+
+def _sail_loop(theta, phi, b, p, beta):
+    """Σ_x (1/n) Σ_{y,y'} π_θ(y|x) π_θ(y'|x) ℓ(h; p), ℓ the textbook logistic loss, scalar by
+    scalar (p a function of (i, y, z, h))."""
+    total, n, k = 0.0, phi.shape[0], phi.shape[1]
+    for i in range(n):
+        s = phi[i] @ theta
+        pi = np.exp(s - max(s)) / sum(math.exp(v - max(s)) for v in s)
+        for y, z in itertools.product(range(k), repeat=2):
+            h = beta * ((phi[i, y] - phi[i, z]) @ theta - (b[i, y] - b[i, z]))
+            q = p(i, y, z, h)
+            ell = -q * math.log(_sigmoid(h)) - (1 - q) * math.log(_sigmoid(-h))
+            total += pi[y] * pi[z] * ell / n
+    return total
+
+
+def test_testbed_problem_and_metrics_against_loops(testbed):
+    """The problem's reference log-probs are log π_{θ_ref} (a log-softmax by hand); the true
+    SAIL loss is the loop under P*; the robust objective is the loop with each pair's p at the
+    worse end of [P° − ρ, P° + ρ] ∩ [0, 1] (ℓ is affine in p: no closed form used); and the
+    adversarial shift puts P* in U_ρ(P°), so the true loss is at most the robust one."""
+    tb = testbed
+    rho, beta = 0.2, 0.7
+    p_obs = robust.shifted_preferences(tb.phi_train, tb.theta_star, rho, "adversarial")
+    prob = robust.testbed_problem(tb, p_obs, beta=beta)
+    phi, ref = np.asarray(tb.phi_train), np.asarray(tb.theta_ref)
+    for i in range(3):
+        s = phi[i] @ ref
+        want = s - math.log(sum(math.exp(v) for v in s))
+        np.testing.assert_allclose(np.asarray(prob.ref_logp[i]), want, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(prob.pref, p_obs)
+    np.testing.assert_allclose(prob.weights, 1 / 3)
+    theta = tb.theta_ref + 0.3 * tb.theta_star
+    m = robust.testbed_metrics(theta, tb, prob, rho)
+    b, po, th = np.asarray(prob.ref_logp), np.asarray(p_obs), np.asarray(theta)
+    r = phi @ np.asarray(tb.theta_star)
+    true = _sail_loop(th, phi, b, lambda i, y, z, h: _sigmoid(r[i, y] - r[i, z]), beta)
+
+    def worse_end(i, y, z, h):
+        ends = (max(0.0, po[i, y, z] - rho), min(1.0, po[i, y, z] + rho))
+        return max(
+            ends, key=lambda q: -q * math.log(_sigmoid(h)) - (1 - q) * math.log(_sigmoid(-h))
+        )
+
+    worst = _sail_loop(th, phi, b, worse_end, beta)
+    assert float(m["true_sail_loss"]) == pytest.approx(true, rel=1e-12)
+    assert float(m["robust_objective"]) == pytest.approx(worst, rel=1e-12)
+    assert true <= worst
+    held_out = robust.true_oracle_metrics(theta, tb.phi_test, tb.theta_ref, tb.theta_star, beta)
+    assert {k: float(m[k]) for k in held_out} == {k: float(v) for k, v in held_out.items()}
+
+
+def test_bt_set_coverage_against_a_loop():
+    """The fraction of pairs with |σ(Δs*) − σ(Δs°)| ≤ ρ, counted pair by pair in float64 with
+    math.exp; monotone in ρ, 1 at ρ = 1 and for identical scores at ρ = 0."""
+    rng = np.random.default_rng(7)
+    true, obs = rng.normal(size=(50, 2)), rng.normal(size=(50, 2))
+    rhos = [0.0, 0.05, 0.2, 0.5, 1.0]
+    got = robust.bt_set_coverage(true, obs, rhos)
+    for rho, frac in zip(rhos, got):
+        inside = sum(
+            abs(_sigmoid(a[0] - a[1]) - _sigmoid(b[0] - b[1])) <= rho for a, b in zip(true, obs)
+        )
+        assert frac == inside / 50
+    assert got == sorted(got) and got[-1] == 1.0 and 0.0 < got[2] < 1.0
+    assert robust.bt_set_coverage(true, true, [0.0]) == [1.0]
+    with pytest.raises(ValueError, match="true_scores: expected shape"):
+        robust.bt_set_coverage(true[:, :1], obs[:, :1], [0.1])
+    with pytest.raises(ValueError, match="shape mismatch"):
+        robust.bt_set_coverage(true, obs[:10], [0.1])
+    with pytest.raises(ValueError, match="rhos"):
+        robust.bt_set_coverage(true, obs, [1.5])

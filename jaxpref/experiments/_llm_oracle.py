@@ -28,6 +28,32 @@ class Pipeline:
     sizes: dict  # rows per split
     final_eval: dict = dataclasses.field(default_factory=dict)  # stage -> its last eval metrics
 
+    def online_options(self, cfg, name: str, seed: int, oracle_dir) -> dict:
+        """The options of an online run (``OnlineDPOConfig`` / ``PbPOConfig``) these experiments
+        share: LoRA from ``root/sft`` on the RL split into ``root/rl/<name>``, Bradley–Terry labels
+        from ``oracle_dir``'s scores, ``cfg``'s β, constant learning rate ``rl_lr`` and
+        ``max_new_tokens``, a log row per step, and the stages' common options with ``seed``."""
+        return dict(
+            model_name_or_path=str(self.root / "sft"),
+            reward_model_path=str(oracle_dir),
+            dataset_name=str(self.root / "data_rl"),
+            output_dir=str(self.root / "rl" / name),
+            labeller="bradley_terry",
+            beta=cfg.beta,
+            learning_rate=cfg.rl_lr,
+            lr_scheduler_type="constant",
+            max_new_tokens=cfg.max_new_tokens,
+            logging_steps=1,
+            use_peft=True,
+            **{**self.common, "seed": seed},
+        )
+
+    def train(self, config):
+        """``jaxpref.train.train(config)`` on the pipeline's mesh, without log lines."""
+        from jaxpref.train import train
+
+        return train(config, log=lambda _: None, mesh=self.mesh)
+
 
 def prepare(cfg, root: pathlib.Path, log=lambda _: None) -> Pipeline:
     """Data folders, the base model, SFT and the reward model (``root/sft``, ``root/rm``)."""
@@ -69,6 +95,12 @@ def prepare(cfg, root: pathlib.Path, log=lambda _: None) -> Pipeline:
             **quiet,
         ).final_eval
     return Pipeline(root, tok, mesh, common, sizes, final_eval)
+
+
+def oracle_head(rm_dir: pathlib.Path) -> np.ndarray:
+    """The reward model's head w (d,): the oracle's score is ⟨w, φ⟩ on its backbone's
+    features φ, so w is θ* of a linear reward model on those features."""
+    return np.asarray(llm.reward_model_from_pretrained(rm_dir).score.kernel[...])[:, 0]
 
 
 def noisy_copy(rm_dir: pathlib.Path, out: pathlib.Path, noise: float, seed: int) -> pathlib.Path:
@@ -128,24 +160,30 @@ class PolicyEval:
         self.sampling, self.pipe, self.rows = held.sampling, pipe, cfg.batch_size
         self.ref_scores = np.concatenate([s for s, _ in self._scored(self.ref, with_kl=False)])
 
+    def _sample(self, policy, idx, key):
+        """``sample_and_score`` of the held-out prompts ``idx`` (−1: padding) by the oracle."""
+        from jaxpref.train.rollout import sample_and_score
+
+        return sample_and_score(
+            policy,
+            self.prompts,
+            idx,
+            key,
+            config=self.sampling,
+            tokenizer=self.pipe.tokenizer,
+            oracle=self.oracle,
+            mesh=self.pipe.mesh,
+        )
+
     def _scored(self, policy, *, with_kl: bool):
-        from jaxpref.train.rollout import response_logps, sample_and_score
+        from jaxpref.train.rollout import response_logps
 
         n = len(self.prompts)
         for start in range(0, n, self.rows):
             idx = np.arange(start, start + self.rows)
             idx = np.where(idx < n, idx, -1)
             key = jax.random.fold_in(jax.random.key(123), start)
-            samples, scores, weight = sample_and_score(
-                policy,
-                self.prompts,
-                idx,
-                key,
-                config=self.sampling,
-                tokenizer=self.pipe.tokenizer,
-                oracle=self.oracle,
-                mesh=self.pipe.mesh,
-            )
+            samples, scores, weight = self._sample(policy, idx, key)
             real = np.asarray(weight) > 0
             kl = np.zeros(real.sum())
             if with_kl:
@@ -154,6 +192,21 @@ class PolicyEval:
                     gap = response_logps(policy, *args) - response_logps(self.ref, *args)
                 kl = np.asarray(gap.sum(-1))[real]
             yield np.asarray(scores)[real], kl
+
+    def reference_pair_scores(self, other_dir: pathlib.Path, key) -> tuple:
+        """Two SFT responses per held-out prompt (``key``), scored by the true oracle and by
+        the reward model in ``other_dir``: ``(true, other)``, each (prompts, 2)."""
+        from jaxpref.train.oracle import RewardOracle
+
+        other = RewardOracle(
+            other_dir,
+            policy_tokenizer=self.pipe.tokenizer,
+            mesh=self.pipe.mesh,
+            max_length=self.oracle.max_length,
+        )
+        samples, true, _ = self._sample(self.ref, np.repeat(np.arange(len(self.prompts)), 2), key)
+        scores = other.score(samples.tokens, samples.mask, samples.prompt_lengths)
+        return np.asarray(true).reshape(-1, 2), np.asarray(scores).reshape(-1, 2)
 
     def __call__(self, policy) -> dict:
         parts = list(self._scored(policy, with_kl=True))

@@ -22,12 +22,11 @@ import functools
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxpref.experiments._report import figure, rate_shape, save
 from jaxpref.experiments.registry import scale_configs
-from jaxpref.metrics.fits import loglog_slope
+from jaxpref.metrics import cumulative_regret_curve, loglog_slope
 from jaxpref.pbpo import RADII, envs, loop, radius_kappa
 
 BASELINES = ("pbpo", "greedy", "uniform", "onpolicy", "optimism")
@@ -89,13 +88,6 @@ def _env_batch(make_env, seeds: int, salt: int) -> envs.PreferenceEnv:
     return jax.jit(jax.vmap(make_env))(keys)
 
 
-def _summary(regrets: np.ndarray, grid) -> dict:
-    cum = np.cumsum(regrets, axis=1)[:, np.asarray(grid) - 1]
-    mean = cum.mean(0)
-    se = cum.std(0, ddof=1) / np.sqrt(len(cum))
-    return {"mean": mean, "se": se, "slope": loglog_slope(np.asarray(grid), mean)[0]}
-
-
 def _settings(cfg: Config):
     """(section, label, environment batch, loop params) of every run, seeds batched inside."""
     d, scale, X = cfg.dim, cfg.radius_scale, cfg.num_contexts
@@ -127,14 +119,10 @@ def run(cfg: Config, *, progress=None) -> dict:
     tick = progress or (lambda _: None)
     settings = _settings(cfg)
     tick(1)
-    g, s = len(settings), cfg.seeds
-    env_b = jax.tree.map(
-        lambda *a: jnp.concatenate(a), *envs.pad_to_common([e for *_, e, _ in settings])
-    )
-    prm_b = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), s, axis=0), *[p for *_, p in settings])
-    keys = jnp.tile(jax.random.split(jax.random.PRNGKey(1), s), (g, 1))
+    keys = jax.random.split(jax.random.PRNGKey(1), cfg.seeds)  # the same loop keys per setting
     lcfg = loop.LoopConfig(num_episodes=cfg.k_max, delta=cfg.delta, kappa=RADII[cfg.radius])
-    regrets = np.asarray(loop.run_loops(keys, env_b, prm_b, lcfg), np.float64).reshape(g, s, -1)
+    env_list, prm_list = [e for *_, e, _ in settings], [p for *_, p in settings]
+    regrets = np.asarray(loop.run_settings(keys, env_list, prm_list, lcfg), np.float64)
     tick(1)
     by = {}
     for (section, label, _, _), r in zip(settings, regrets):
@@ -147,7 +135,7 @@ def run(cfg: Config, *, progress=None) -> dict:
         "config": dataclasses.asdict(cfg),
         "regret_vs_K": {
             "K": list(cfg.k_grid),
-            "methods": {m: _summary(by["K"][m], cfg.k_grid) for m in cfg.methods},
+            "methods": {m: cumulative_regret_curve(by["K"][m], cfg.k_grid) for m in cfg.methods},
         },
         "regret_vs_d": {"d": list(cfg.d_grid), "regret": vs_d, "slope": slope(cfg.d_grid, vs_d)},
         "regret_vs_H": {"H": list(cfg.h_grid), "regret": vs_h, "slope": slope(cfg.h_grid, vs_h)},
@@ -156,7 +144,7 @@ def run(cfg: Config, *, progress=None) -> dict:
             "K": list(cfg.k_grid),
             "kappa": {r: float(radius_kappa(r, 1.0, 2.0)) for r in cfg.radii},
             "methods": {
-                r: _summary(by.get("radius", {}).get(r, by["K"]["pbpo"]), cfg.k_grid)
+                r: cumulative_regret_curve(by.get("radius", {}).get(r, by["K"]["pbpo"]), cfg.k_grid)
                 for r in cfg.radii
             },
         },

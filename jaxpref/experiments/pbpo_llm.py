@@ -23,7 +23,8 @@ import tempfile
 
 import numpy as np
 
-from jaxpref.experiments import _llm_oracle
+from jaxpref.experiments import _llm_oracle, _report
+from jaxpref.experiments.registry import scale_configs
 
 ARMS = {  # arm -> PbPO options (online_dpo is the OnlineDPO recipe)
     "pbpo": dict(exploration="enhancer", policy_objective="pessimistic"),
@@ -63,43 +64,15 @@ class Config:
     seed: int = 0
 
 
-def config(scale: str) -> Config:
-    if scale == "test":
-        return Config(
-            num_eval=4,
-            hidden_size=32,
-            num_layers=2,
-            max_prompt_length=24,
-            max_length=40,
-            max_new_tokens=6,
-            batch_size=4,
-            sft_steps=10,
-            rm_steps=6,
-            sft_lr=3e-3,
-            rl_lr=3e-3,
-            num_episodes=2,
-            episode_steps=1,
-            pairs_per_episode=4,
-            num_candidates=2,
-            arms=("pbpo", "uniform", "greedy", "online_dpo"),
-            eval_prompts=4,
-        )
-    if scale in ("quickstart", "small"):
-        return Config()
-    if scale == "full":
-        return Config(
-            num_eval=128,
-            hidden_size=256,
-            num_layers=6,
-            num_heads=8,
-            max_new_tokens=64,
-            sft_steps=600,
-            rm_steps=600,
-            num_episodes=12,
-            seeds=(0, 1, 2),
-            eval_prompts=128,
-        )
-    raise ValueError(f"scale: unknown {scale!r}")
+config = scale_configs(
+    Config(),
+    test=dict(num_eval=4, hidden_size=32, num_layers=2, max_prompt_length=24, max_length=40)
+    | dict(max_new_tokens=6, batch_size=4, sft_steps=10, rm_steps=6, sft_lr=3e-3, rl_lr=3e-3)
+    | dict(num_episodes=2, episode_steps=1, pairs_per_episode=4, num_candidates=2)
+    | dict(arms=("pbpo", "uniform", "greedy", "online_dpo"), eval_prompts=4),
+    full=dict(num_eval=128, hidden_size=256, num_layers=6, num_heads=8, max_new_tokens=64)
+    | dict(sft_steps=600, rm_steps=600, num_episodes=12, seeds=(0, 1, 2), eval_prompts=128),
+)
 
 
 def num_units(cfg: Config) -> int:
@@ -107,36 +80,22 @@ def num_units(cfg: Config) -> int:
 
 
 def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
-    from jaxpref import llm
-
     tick = progress or (lambda n: None)
     root = pathlib.Path(work_dir or tempfile.mkdtemp("pbpo_llm"))
     pipe = _llm_oracle.prepare(cfg, root)
-    theta_star = np.asarray(llm.reward_model_from_pretrained(root / "rm").score.kernel[...])[:, 0]
-    bound = cfg.bound_theta or float(np.linalg.norm(theta_star))
+    bound = cfg.bound_theta or float(np.linalg.norm(_llm_oracle.oracle_head(root / "rm")))
     evaluate = _llm_oracle.PolicyEval(cfg, pipe, root / "rm")
     tick(1)
     results = []
     for seed, arm in itertools.product(cfg.seeds, cfg.arms):
-        out = _train_arm(cfg, pipe, arm, seed, bound)
-        evals = [r for r in out.history if any(k.startswith("eval_") for k in r)]
-        key = "eval_score" if arm == "online_dpo" else "eval_oracle_score"
-        per_step = cfg.batch_size if arm == "online_dpo" else None
-        by_step = {r["step"]: r[key] for r in evals}  # the last step may be evaluated twice
-        pairs = (
-            (lambda s: s * per_step)
-            if per_step
-            else (lambda s: s // cfg.episode_steps * cfg.pairs_per_episode)
-        )  # noqa: E731
-        curve = [{"pairs": pairs(s), "oracle_score": v} for s, v in sorted(by_step.items())]
-        train_rows = [r for r in out.history if "loss" in r]
+        out = pipe.train(_arm_config(cfg, pipe, arm, seed, bound))
         results.append(
             {
                 "arm": arm,
                 "seed": seed,
-                "curve": curve,
+                "curve": _curve(cfg, arm, out.history),
                 "true_oracle": evaluate(out.model),
-                "train": train_rows,
+                "train": [r for r in out.history if "loss" in r],
             }
         )
         tick(1)
@@ -149,40 +108,35 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     }
 
 
-def _train_arm(cfg, pipe, arm, seed, bound):
-    from jaxpref.train import OnlineDPOConfig, PbPOConfig, train
-
-    root = pipe.root
-    steps = cfg.num_episodes * cfg.episode_steps
-    kw = dict(
-        model_name_or_path=str(root / "sft"),
-        reward_model_path=str(root / "rm"),
-        dataset_name=str(root / "data_rl"),
-        output_dir=str(root / "rl" / f"{arm}_s{seed}"),
-        beta=cfg.beta,
-        learning_rate=cfg.rl_lr,
-        lr_scheduler_type="constant",
-        max_new_tokens=cfg.max_new_tokens,
-        eval_steps=cfg.episode_steps,
-        logging_steps=1,
-        use_peft=True,
-        labeller="bradley_terry",
-        **{**pipe.common, "seed": seed},
-    )
+def _curve(cfg, arm, history) -> list[dict]:
+    """The held-out oracle score after each evaluation against the labelled pairs so far:
+    ``batch_size`` a step for online DPO, ``pairs_per_episode`` an episode for PbPO."""
+    key = "eval_score" if arm == "online_dpo" else "eval_oracle_score"
+    by_step = {r["step"]: r[key] for r in history if key in r}  # the last step may come twice
     if arm == "online_dpo":
-        config = OnlineDPOConfig(max_steps=steps, **kw)
+        pairs = lambda s: s * cfg.batch_size  # noqa: E731
     else:
-        config = PbPOConfig(
-            num_episodes=cfg.num_episodes,
-            episode_steps=cfg.episode_steps,
-            pairs_per_episode=cfg.pairs_per_episode,
-            num_candidates=cfg.num_candidates,
-            rloo_k=cfg.rloo_k,
-            bound_theta=bound,
-            **ARMS[arm],
-            **kw,
-        )
-    return train(config, log=lambda _: None, mesh=pipe.mesh)
+        pairs = lambda s: s // cfg.episode_steps * cfg.pairs_per_episode  # noqa: E731
+    return [{"pairs": pairs(s), "oracle_score": v} for s, v in sorted(by_step.items())]
+
+
+def _arm_config(cfg, pipe, arm, seed, bound):
+    from jaxpref.train import OnlineDPOConfig, PbPOConfig
+
+    options = pipe.online_options(cfg, f"{arm}_s{seed}", seed, pipe.root / "rm")
+    options["eval_steps"] = cfg.episode_steps
+    if arm == "online_dpo":
+        return OnlineDPOConfig(max_steps=cfg.num_episodes * cfg.episode_steps, **options)
+    return PbPOConfig(
+        num_episodes=cfg.num_episodes,
+        episode_steps=cfg.episode_steps,
+        pairs_per_episode=cfg.pairs_per_episode,
+        num_candidates=cfg.num_candidates,
+        rloo_k=cfg.rloo_k,
+        bound_theta=bound,
+        **ARMS[arm],
+        **options,
+    )
 
 
 def table(results: dict) -> str:
@@ -197,9 +151,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[pathlib.Path]:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ((ax,),) = _report.figure(1, 1, (5.5, 3.8))
     for arm in dict.fromkeys(r["arm"] for r in results["runs"]):
         runs = [r for r in results["runs"] if r["arm"] == arm]
         pairs = [p["pairs"] for p in runs[0]["curve"]]
@@ -209,8 +161,4 @@ def plot(results: dict, out_dir) -> list[pathlib.Path]:
     ax.set_ylabel("oracle reward of the policy (held-out prompts)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = pathlib.Path(out_dir) / "pbpo_llm.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_report.save(fig, out_dir, "pbpo_llm.png", dpi=110)]

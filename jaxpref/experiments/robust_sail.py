@@ -23,7 +23,6 @@ from jaxpref import robust
 from jaxpref.experiments import _report
 from jaxpref.experiments.registry import scale_configs
 from jaxpref.metrics.fits import loglog_slope
-from jaxpref.policies import loglinear
 
 SHIFTS = robust.SHIFTS
 
@@ -67,31 +66,11 @@ def num_units(cfg: Config) -> int:
     return len(SHIFTS) * len(cfg.rhos) + 1
 
 
-# ----------------------------------------------------------------------------- problem
-
-
-def make_world(cfg: Config):
-    """True reward θ*, reference θ_ref, train/test features; θ_true = θ_ref + θ*/β is optimal."""
-    keys = jax.random.split(jax.random.key(cfg.seed), 4)
-    direction = jax.random.normal(keys[0], (cfg.dim,), dtype=jnp.float64).at[0].set(0.0)
-    theta_star = cfg.reward_scale * direction / jnp.linalg.norm(direction)
-    theta_ref = 0.3 * jax.random.normal(keys[1], (cfg.dim,), dtype=jnp.float64)
-    return dict(
-        theta_star=theta_star,
-        theta_ref=theta_ref,
-        phi_train=robust.verbosity_features(keys[2], cfg.num_contexts, cfg.num_responses, cfg.dim),
-        phi_test=robust.verbosity_features(
-            keys[3], cfg.num_test_contexts, cfg.num_responses, cfg.dim
-        ),
-    )
-
-
-def _problem(phi, theta_ref, pref):
-    ref_logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(theta_ref, phi)
-    return robust.preference_problem(phi, ref_logp, pref, beta=1.0)
-
-
-# ----------------------------------------------------------------------------- learners
+def make_world(cfg: Config) -> robust.VerbosityTestbed:
+    """The testbed of ``cfg`` (`robust.verbosity_testbed`); θ_true = θ_ref + θ*/β is optimal."""
+    n, m, k, d = cfg.num_contexts, cfg.num_test_contexts, cfg.num_responses, cfg.dim
+    key = jax.random.key(cfg.seed)
+    return robust.verbosity_testbed(key, n, m, k, d, reward_scale=cfg.reward_scale)
 
 
 def train_sail(key, problem, rho, cfg: Config, *, keep_path=False, steps=None, step_size=None):
@@ -105,67 +84,46 @@ def train_sail(key, problem, rho, cfg: Config, *, keep_path=False, steps=None, s
     return path if keep_path else jnp.mean(path[steps // 2 :], axis=0)
 
 
-# ----------------------------------------------------------------------------- protocol
+_KEYS = ("accuracy", "max_logit_error", "regret", "true_sail_loss", "robust_objective")
 
 
 def _compare(world, rho, shift, cfg: Config):
-    pref = robust.shifted_preferences(world["phi_train"], world["theta_star"], rho, shift)
-    problem = _problem(world["phi_train"], world["theta_ref"], pref)
-    p_true = robust.btl_preferences(world["phi_train"], world["theta_star"])
-    true_problem = problem._replace(pref=p_true)
+    """Robust SAIL, nominal SAIL (mean over seeds) and offline DPO, by `robust.testbed_metrics`."""
+    pref = robust.shifted_preferences(world.phi_train, world.theta_star, rho, shift)
+    problem = robust.testbed_problem(world, pref)
     keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.num_seeds)
-    evaluate = lambda th: robust.true_oracle_metrics(  # noqa: E731
-        th, world["phi_test"], world["theta_ref"], world["theta_star"]
-    )
+
+    def mean(thetas):  # (S, d) -> each metric's mean over the seeds
+        per_seed = jax.vmap(lambda th: robust.testbed_metrics(th, world, problem, rho))(thetas)
+        return {k: float(jnp.mean(per_seed[k])) for k in _KEYS}
+
     out = {}
     for name, rho_alg in (("robust_sail", rho), ("nominal_sail", 0.0)):
-        thetas = jax.vmap(lambda k, r=rho_alg: train_sail(k, problem, r, cfg))(keys)
-        per_seed = jax.vmap(evaluate)(thetas)
-        out[name] = {m: float(jnp.mean(v)) for m, v in per_seed.items()}
-        out[name].update(_objective_metrics(thetas, problem, true_problem, rho))
-    theta_dpo = robust.fit_offline_dpo(problem, cfg.radius, cfg.dpo_steps)
-    out["offline_dpo"] = {m: float(v) for m, v in evaluate(theta_dpo).items()}
-    out["offline_dpo"].update(_objective_metrics(theta_dpo[None], problem, true_problem, rho))
+        out[name] = mean(jax.vmap(lambda k, r=rho_alg: train_sail(k, problem, r, cfg))(keys))
+    out["offline_dpo"] = mean(robust.fit_offline_dpo(problem, cfg.radius, cfg.dpo_steps)[None])
     return out
 
 
-def _objective_metrics(thetas, problem, true_problem, rho):
-    """Mean over seeds of the SAIL loss under the TRUE oracle and of the robust objective."""
-    true_loss = jax.vmap(robust.expectation, in_axes=(0, None, None))(thetas, true_problem, 0.0)
-    worst = jax.vmap(robust.expectation, in_axes=(0, None, None))(thetas, problem, rho)
-    return dict(true_sail_loss=float(jnp.mean(true_loss)), robust_objective=float(jnp.mean(worst)))
-
-
-def _ball_points(key, num, d, radius, dtype):
-    """Random points of Θ at which the weak-convexity modulus τ is estimated."""
-    pts = jax.random.normal(key, (num, d), dtype=dtype)
-    scale = jnp.sqrt(jax.random.uniform(key, (num, 1), dtype=dtype))
-    return radius * pts / jnp.linalg.norm(pts, axis=-1, keepdims=True) * scale
-
-
 def _convergence(world, cfg: Config):
-    pref = robust.shifted_preferences(
-        world["phi_train"], world["theta_star"], cfg.conv_rho, "adversarial"
-    )
-    problem = _problem(world["phi_train"], world["theta_ref"], pref)
-    pts = _ball_points(jax.random.key(7), 32, cfg.dim, cfg.radius, problem.phi.dtype)
-    tau = float(robust.weak_convexity_estimate(problem, cfg.conv_rho, pts))
-    lam = 1.0 / (2.0 * max(tau, 1.0))
+    rho = cfg.conv_rho
+    pref = robust.shifted_preferences(world.phi_train, world.theta_star, rho, "adversarial")
+    problem = robust.testbed_problem(world, pref)
+    pts = robust.ball_points(jax.random.key(7), 32, cfg.dim, cfg.radius, problem.phi.dtype)
+    tau = float(robust.weak_convexity_estimate(problem, rho, pts))
+    lam = 1.0 / (2.0 * max(tau, 1.0))  # λ < 1/τ̂: a strongly convex prox subproblem
     keys = jax.random.split(jax.random.key(cfg.seed + 2), cfg.conv_seeds)
-    sail = functools.partial(train_sail, problem=problem, rho=cfg.conv_rho, cfg=cfg)
+    sail = functools.partial(train_sail, problem=problem, rho=rho, cfg=cfg)
     paths = jax.vmap(
         lambda k: sail(k, keep_path=True, steps=cfg.conv_steps, step_size=cfg.conv_step_size)
     )(keys)
-    flat = paths.reshape(-1, cfg.dim)
-    sq = robust.moreau_gradient_norms(flat, problem, cfg.conv_rho, lam, cfg.radius, tol=1e-7)
-    sq = np.asarray(sq).reshape(cfg.conv_seeds, cfg.conv_steps)
+    sq = robust.moreau_gradient_norms(paths, problem, rho, lam, cfg.radius, tol=1e-7)
     horizons = 2 ** np.arange(3, int(np.log2(cfg.conv_steps)) + 1)
-    min_curve, avg_curve = robust.stationarity_curves(sq, horizons)
+    min_curve, avg_curve = robust.stationarity_curves(np.asarray(sq), horizons)
     slope, intercept = loglog_slope(horizons, min_curve)
     avg_slope, _ = loglog_slope(horizons, avg_curve)
     out = dict(T=horizons, min_grad_moreau_sq=min_curve, avg_grad_moreau_sq=avg_curve)
     out.update(slope=slope, intercept=intercept, avg_slope=avg_slope, rate_slope=-0.5, lam=lam)
-    return {**out, "tau_estimate": tau, "rho": cfg.conv_rho}
+    return {**out, "tau_estimate": tau, "rho": rho}
 
 
 def run(cfg: Config, *, progress=None) -> dict:

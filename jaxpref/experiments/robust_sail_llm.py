@@ -22,7 +22,9 @@ import tempfile
 import jax
 import numpy as np
 
-from jaxpref.experiments import _llm_oracle
+from jaxpref import robust
+from jaxpref.experiments import _llm_oracle, _report
+from jaxpref.experiments.registry import scale_configs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,42 +51,15 @@ class Config:
     seed: int = 0
 
 
-def config(scale: str) -> Config:
-    if scale == "test":
-        return Config(
-            num_eval=8,
-            hidden_size=32,
-            num_layers=2,
-            max_prompt_length=24,
-            max_length=40,
-            max_new_tokens=6,
-            batch_size=4,
-            sft_steps=10,
-            rm_steps=6,
-            rl_steps=2,
-            sft_lr=3e-3,
-            rl_lr=3e-3,
-            rhos=(None, 0.0, 0.3),
-            seeds=(0,),
-            eval_prompts=4,
-        )
-    if scale in ("quickstart", "small"):
-        return Config()
-    if scale == "full":
-        return Config(
-            num_eval=230,
-            hidden_size=256,
-            num_layers=6,
-            num_heads=8,
-            max_new_tokens=64,
-            sft_steps=600,
-            rm_steps=600,
-            rl_steps=200,
-            rhos=(None, 0.0, 0.05, 0.1, 0.2, 0.3),
-            seeds=(0, 1, 2),
-            eval_prompts=128,
-        )
-    raise ValueError(f"scale: unknown {scale!r}")
+config = scale_configs(
+    Config(),
+    test=dict(num_eval=8, hidden_size=32, num_layers=2, max_prompt_length=24, max_length=40)
+    | dict(max_new_tokens=6, batch_size=4, sft_steps=10, rm_steps=6, rl_steps=2, sft_lr=3e-3)
+    | dict(rl_lr=3e-3, rhos=(None, 0.0, 0.3), seeds=(0,), eval_prompts=4),
+    full=dict(num_eval=230, hidden_size=256, num_layers=6, num_heads=8, max_new_tokens=64)
+    | dict(sft_steps=600, rm_steps=600, rl_steps=200, rhos=(None, 0.0, 0.05, 0.1, 0.2, 0.3))
+    | dict(seeds=(0, 1, 2), eval_prompts=128),
+)
 
 
 def num_units(cfg: Config) -> int:
@@ -92,7 +67,7 @@ def num_units(cfg: Config) -> int:
 
 
 def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
-    from jaxpref.train import OnlineDPOConfig, train
+    from jaxpref.train import OnlineDPOConfig
 
     tick = progress or (lambda n: None)
     root = pathlib.Path(work_dir or tempfile.mkdtemp("robust_sail_llm"))
@@ -100,31 +75,18 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     tick(1)
     noisy = _llm_oracle.noisy_copy(root / "rm", root / "rm_noisy", cfg.noise, cfg.seed)
     evaluate = _llm_oracle.PolicyEval(cfg, pipe, root / "rm")
-    coverage = _coverage(cfg, pipe, evaluate, noisy)
+    # U_ρ(P°) of the noisy oracle's preference on two SFT responses per held-out prompt
+    true, observed = evaluate.reference_pair_scores(noisy, jax.random.key(cfg.seed + 9))
+    rhos = [rho for rho in cfg.rhos if rho is not None]
+    coverage = dict(zip(map(str, rhos), robust.bt_set_coverage(true, observed, rhos)))
     tick(1)
     results = []
     for seed, rho in itertools.product(cfg.seeds, cfg.rhos):
-        name = f"rho{rho}_s{seed}"
-        out = train(
+        options = pipe.online_options(cfg, f"rho{rho}_s{seed}", seed, noisy)
+        out = pipe.train(
             OnlineDPOConfig(
-                model_name_or_path=str(root / "sft"),
-                reward_model_path=str(noisy),
-                dataset_name=str(root / "data_rl"),
-                output_dir=str(root / "rl" / name),
-                labeller="bradley_terry",
-                robust_rho=rho,
-                beta=cfg.beta,
-                max_steps=cfg.rl_steps,
-                learning_rate=cfg.rl_lr,
-                lr_scheduler_type="constant",
-                max_new_tokens=cfg.max_new_tokens,
-                dataset_test_split="none",
-                logging_steps=1,
-                use_peft=True,
-                **{**pipe.common, "seed": seed},
-            ),
-            log=lambda _: None,
-            mesh=pipe.mesh,
+                robust_rho=rho, max_steps=cfg.rl_steps, dataset_test_split="none", **options
+            )
         )
         history = [r for r in out.history if "loss" in r]
         results.append(
@@ -147,36 +109,6 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     }
 
 
-def _coverage(cfg, pipe, evaluate, noisy_dir) -> dict:
-    """Per ρ, the fraction of SFT response pairs (two per held-out prompt) whose true
-    Bradley–Terry preference lies within ρ of the noisy oracle's."""
-    from jaxpref.train.oracle import RewardOracle
-    from jaxpref.train.rollout import sample_and_score
-
-    noisy = RewardOracle(
-        noisy_dir,
-        policy_tokenizer=pipe.tokenizer,
-        mesh=pipe.mesh,
-        max_length=cfg.max_prompt_length + cfg.max_new_tokens,
-    )
-    n = len(evaluate.prompts)
-    idx = np.repeat(np.arange(n), 2)
-    samples, true, _ = sample_and_score(
-        evaluate.ref,
-        evaluate.prompts,
-        idx,
-        jax.random.key(cfg.seed + 9),
-        config=evaluate.sampling,
-        tokenizer=pipe.tokenizer,
-        oracle=evaluate.oracle,
-        mesh=pipe.mesh,
-    )
-    obs = noisy.score(samples.tokens, samples.mask, samples.prompt_lengths)
-    sig = lambda s: 1 / (1 + np.exp(-(s[0::2] - s[1::2])))  # noqa: E731
-    gap = np.abs(sig(np.asarray(true)) - sig(np.asarray(obs)))
-    return {str(rho): float(np.mean(gap <= rho)) for rho in cfg.rhos if rho is not None}
-
-
 def _label(rho) -> str:
     return "nominal" if rho is None else f"robust ρ={rho}"
 
@@ -194,11 +126,9 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[pathlib.Path]:
-    import matplotlib.pyplot as plt
-
     labels = list(dict.fromkeys(_label(r["rho"]) for r in results["runs"]))
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
-    for ax, key in zip(axes, ("reward", "win_rate", "kl")):
+    fig, axes = _report.figure(1, 3, (11, 3.6))
+    for ax, key in zip(axes[0], ("reward", "win_rate", "kl")):
         for j, label in enumerate(labels):
             vals = [r["true_oracle"][key] for r in results["runs"] if _label(r["rho"]) == label]
             ax.scatter(np.full(len(vals), j), vals)
@@ -206,8 +136,4 @@ def plot(results: dict, out_dir) -> list[pathlib.Path]:
         ax.set_xticks(range(len(labels)), labels, rotation=30, fontsize=8)
         ax.set_title(f"true oracle: {key.replace('_', ' ')}", fontsize=10)
     fig.suptitle("Robust vs nominal online DPO, noisy-oracle labels (dots: seeds)", fontsize=11)
-    fig.tight_layout()
-    path = pathlib.Path(out_dir) / "robust_sail_llm.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [_report.save(fig, out_dir, "robust_sail_llm.png", dpi=110)]

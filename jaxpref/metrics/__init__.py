@@ -1,4 +1,5 @@
-"""Metrics: logit error and its bound (ADPO), slope fits; alignment metrics live in submodules."""
+"""Metrics: logit error and its bound (ADPO), cumulative regret curves, slope fits; alignment
+metrics live in submodules."""
 
 from jaxpref.metrics.fits import loglog_slope
 from jaxpref.metrics.logit_error import (
@@ -8,9 +9,11 @@ from jaxpref.metrics.logit_error import (
     logit_error_bound,
     logit_errors,
 )
+from jaxpref.metrics.regret import cumulative_regret_curve
 
 __all__ = [
     "LogitErrors",
+    "cumulative_regret_curve",
     "design_bound",
     "design_constants",
     "logit_error_bound",

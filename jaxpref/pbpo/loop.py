@@ -160,6 +160,36 @@ def run_loops(keys, env: envs.PreferenceEnv, prm: LoopParams, cfg: LoopConfig) -
     return jax.lax.map(lambda a: run_loop(a[0], a[1], cfg, a[2]), (keys, env, prm))
 
 
+def run_settings(
+    keys, env_batches: list[envs.PreferenceEnv], params: list[LoopParams], cfg: LoopConfig
+) -> Array:
+    """(G, S, K) regrets of G settings × S seeds in one compiled `run_loops`: setting g runs
+    ``run_loop(keys[s], env_g[s], cfg, params[g])`` for each seed s, where ``env_batches[g]`` is
+    a (S,)-stacked batch of environments, every batch `envs.pad_to_common`-ed to the largest Y
+    and d (rewards, values and norms unchanged; ``LoopParams.dim`` keeps the true d). Seed s
+    uses the same loop key in every setting (common random numbers across settings).
+
+    Args:
+      keys: (S,) loop keys (one per seed). env_batches: G stacked batches, each of S
+        environments. params: G `LoopParams` (unbatched). cfg: the static `LoopConfig`.
+
+    References: Jia, arXiv 2511.12867, Alg. 1 (as reconstructed in ``theory/pbpo.md``).
+    """
+    if not env_batches or len(env_batches) != len(params):
+        raise ValueError(
+            f"env_batches, params: need one batch per setting, got {len(env_batches)} and "
+            f"{len(params)}"
+        )
+    s = len(keys)
+    sizes = {e.features.shape[0] for e in env_batches}
+    if sizes != {s} or any(e.features.ndim != 4 for e in env_batches):
+        raise ValueError(f"env_batches: each must stack {s} environments (one per key)")
+    env_b = jax.tree.map(lambda *a: jnp.concatenate(a), *envs.pad_to_common(env_batches))
+    prm_b = jax.tree.map(lambda *a: jnp.repeat(jnp.stack(a), s, axis=0), *params)
+    all_keys = jnp.concatenate([keys] * len(params))
+    return run_loops(all_keys, env_b, prm_b, cfg).reshape(len(params), s, -1)
+
+
 __all__ = [
     "METHODS",
     "LoopConfig",
@@ -170,4 +200,5 @@ __all__ = [
     "pbpo_update",
     "run_loop",
     "run_loops",
+    "run_settings",
 ]

@@ -250,10 +250,13 @@ def _moreau(theta, problem, rho, lam, radius, delta, tol, max_iters, inner_step=
 def moreau_gradient_norms(
     thetas, problem, rho, lam, radius, *, delta=1e-3, tol=1e-6, max_iters: int = 5000
 ):
-    """‖∇M_λ(θ_k)‖² for a stack of iterates (T, d) (vmapped `moreau_envelope`)."""
+    """‖∇M_λ(θ_k)‖² for a stack of iterates (..., d), e.g. a path (T, d) or the paths of S
+    runs (S, T, d); returns the leading shape (vmapped `moreau_envelope` over the flattened
+    stack)."""
+    thetas = jnp.asarray(thetas)
     run = jax.vmap(functools.partial(_moreau, max_iters=max_iters), in_axes=(0,) + (None,) * 6)
-    res = run(thetas, problem, rho, lam, radius, delta, tol)
-    return jnp.sum(res.gradient**2, axis=-1)
+    res = run(thetas.reshape(-1, thetas.shape[-1]), problem, rho, lam, radius, delta, tol)
+    return jnp.sum(res.gradient**2, axis=-1).reshape(thetas.shape[:-1])
 
 
 def stationarity_curves(sq_norms, horizons) -> tuple[np.ndarray, np.ndarray]:
@@ -320,6 +323,25 @@ def proximal_point_update(
 
 
 # ----------------------------------------------------------------------------- weak convexity
+
+
+def ball_points(key, num: int, dim: int, radius, dtype=None) -> Float[Array, "M d"]:
+    r"""``num`` random points of Θ = {‖θ‖ ≤ B} at which to estimate the weak-convexity modulus
+    (`weak_convexity_estimate`): θ = B·√U·z/‖z‖ with z ~ N(0, I_d) and U ~ U[0, 1), so the
+    direction is uniform on the sphere and (‖θ‖/B)² is uniform on [0, 1) in every dimension
+    (denser near the centre than the uniform law on the ball for d > 2). One key draws both z
+    and U. Draws in ``dtype`` (default: JAX's default float).
+
+    References: Davis & Drusvyatskiy, arXiv 1803.06523 (weak convexity on Θ);
+      ``theory/robust_sail.md`` §7 (τ estimated from Hessians at points of Θ).
+    """
+    _checks.check_int_in("num", num, 1, 10**9)
+    _checks.check_int_in("dim", dim, 1, 10**9)
+    _checks.check_positive("radius", radius)
+    dtype = jax.dtypes.canonicalize_dtype(float if dtype is None else dtype)
+    pts = jax.random.normal(key, (num, dim), dtype=dtype)
+    scale = jnp.sqrt(jax.random.uniform(key, (num, 1), dtype=dtype))
+    return radius * pts / jnp.linalg.norm(pts, axis=-1, keepdims=True) * scale
 
 
 def weak_convexity_estimate(

@@ -14,13 +14,23 @@ References: Li, Gaur & Aggarwal, "Oracle-Robust Online Alignment for Large Langu
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
 from jaxpref.policies import loglinear
-from jaxpref.robust.objective import PreferenceProblem, check_theta, pair_logits, pair_loss
+from jaxpref.robust.objective import (
+    PreferenceProblem,
+    check_theta,
+    expectation,
+    pair_logits,
+    pair_loss,
+    preference_problem,
+)
 from jaxpref.robust.optim import project_ball
 
 SHIFTS = ("verbosity", "adversarial")
@@ -216,3 +226,126 @@ def true_oracle_metrics(theta, phi, theta_ref, theta_star, beta=1.0) -> dict:
         max_logit_error=jnp.max(jnp.abs(h - true_logit)),
         regret=regret,
     )
+
+
+# ----------------------------------------------------------------------------- the testbed
+
+
+class VerbosityTestbed(NamedTuple):
+    """The robust-SAIL experiment's world (build it with `verbosity_testbed`)."""
+
+    theta_star: Array  # (d,)  true reward θ*, ‖θ*‖ = reward_scale, θ*₀ = 0 (ignores verbosity)
+    theta_ref: Array  # (d,)  reference policy π_ref = π_{θ_ref} (log-linear)
+    phi_train: Array  # (n, K, d)  features of the training contexts
+    phi_test: Array  # (m, K, d)  features of the held-out contexts
+
+
+def verbosity_testbed(
+    key,
+    num_contexts: int,
+    num_test_contexts: int,
+    num_responses: int,
+    dim: int,
+    *,
+    reward_scale=3.0,
+    ref_scale=0.3,
+    dtype=None,
+) -> VerbosityTestbed:
+    r"""The world of ``theory/robust_sail.md`` §10: a true reward θ* = B·u/‖u‖ with u ~ N(0, I)
+    and u₀ = 0 (so r* = φᵀθ* ignores the verbosity coordinate), a reference θ_ref ~
+    ``ref_scale``·N(0, I), and `verbosity_features` of ``num_contexts`` training and
+    ``num_test_contexts`` held-out contexts with ``num_responses`` responses each. The KL-optimal
+    log-linear policy is θ_ref + θ*/β (`true_oracle_metrics`' regret is measured to it).
+
+    ``key`` is split in four (θ*, θ_ref, training, held-out features); draws in ``dtype``
+    (default float64 where enabled, as `verbosity_features`).
+
+    References: Li, Gaur & Aggarwal, arXiv 2602.20457 (style confounders such as verbosity);
+      ``theory/robust_sail.md`` §§1, 10.
+    """
+    for name, value, lo in (
+        ("num_contexts", num_contexts, 1),
+        ("num_test_contexts", num_test_contexts, 1),
+        ("dim", dim, 2),
+    ):
+        _checks.check_int_in(name, value, lo, 10**9)
+    _checks.check_positive("reward_scale", reward_scale)
+    _checks.check_nonnegative("ref_scale", ref_scale)
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64 if dtype is None else dtype)
+    keys = jax.random.split(key, 4)
+    direction = jax.random.normal(keys[0], (dim,), dtype=dtype).at[0].set(0.0)
+    theta_star = reward_scale * direction / jnp.linalg.norm(direction)
+    theta_ref = ref_scale * jax.random.normal(keys[1], (dim,), dtype=dtype)
+    feats = lambda k, n: verbosity_features(k, n, num_responses, dim, dtype=dtype)  # noqa: E731
+    return VerbosityTestbed(
+        theta_star, theta_ref, feats(keys[2], num_contexts), feats(keys[3], num_test_contexts)
+    )
+
+
+def testbed_problem(
+    testbed: VerbosityTestbed, pref: Float[ArrayLike, "n K K"], *, beta=1.0
+) -> PreferenceProblem:
+    r"""The learner's `PreferenceProblem` on the testbed's training contexts: features
+    ``phi_train``, reference log-probs log π_{θ_ref}(y|x) = φᵀθ_ref − log Σ_y' exp(φᵀθ_ref),
+    uniform contexts, oracle ``pref`` (e.g. P° of `shifted_preferences` or P* of
+    `btl_preferences`).
+
+    References: ``theory/robust_sail.md`` §1 (the finite problem), §10 (the experiment).
+    """
+    ref_logp = jax.vmap(loglinear.log_probs, in_axes=(None, 0))(
+        testbed.theta_ref, testbed.phi_train
+    )
+    return preference_problem(testbed.phi_train, ref_logp, pref, beta=beta)
+
+
+def testbed_metrics(
+    theta: Float[ArrayLike, " d"], testbed: VerbosityTestbed, observed: PreferenceProblem, rho
+) -> dict:
+    r"""How a learned θ does on the testbed: `true_oracle_metrics` on the held-out contexts
+    (``accuracy``, ``max_logit_error``, ``regret``), and on the training contexts the SAIL loss
+    under the TRUE oracle, ``true_sail_loss`` = L_SAIL(θ; P*), and the robust objective it was
+    trained on, ``robust_objective`` = sup_{P ∈ U_ρ(P°)} L_SAIL(θ; P) (``observed`` holds P°).
+
+    When P* ∈ U_ρ(P°) (any shift of `shifted_preferences` at radius ≤ ρ), true_sail_loss ≤
+    robust_objective: the first link of the chain of §10. Arrays of shape () (unchecked beyond
+    the metrics' own checks; vmap over a stack of θ for several seeds).
+
+    References: Li, Gaur & Aggarwal, arXiv 2602.20457; ``theory/robust_sail.md`` Eqs. (R2), (R5)
+      and §10.
+    """
+    metrics = true_oracle_metrics(
+        theta, testbed.phi_test, testbed.theta_ref, testbed.theta_star, observed.beta
+    )
+    p_true = btl_preferences(testbed.phi_train, testbed.theta_star)
+    true_loss = expectation(theta, observed._replace(pref=p_true), 0.0)  # Eq. (R2) under P*
+    robust = expectation(theta, observed, rho)  # Eq. (R5) under P°
+    return metrics | dict(true_sail_loss=true_loss, robust_objective=robust)
+
+
+def bt_set_coverage(true_scores, observed_scores, rhos) -> list[float]:
+    r"""How often the pointwise set U_ρ(P°) holds the true preference, on scored pairs: with
+    Bradley–Terry preferences P*_i = σ(s*_{i,0} − s*_{i,1}) of the true scores and
+    P°_i = σ(s°_{i,0} − s°_{i,1}) of the observed ones, the fraction of pairs i with
+    |P*_i − P°_i| ≤ ρ, for each ρ (non-decreasing in ρ; 1 at ρ = 1).
+
+    A host-side summary in the scores' NumPy dtype (σ(z) = 1/(1 + e^{−z})), e.g. for an oracle
+    that only a noisy reward model can query; ``theory/robust_sail.md`` §11.
+
+    Args:
+      true_scores, observed_scores: (N, 2) finite scores of the two responses of N pairs.
+      rhos: radii ρ ∈ [0, 1].
+    Returns: one fraction per ρ.
+
+    References: Li, Gaur & Aggarwal, arXiv 2602.20457 (pointwise uncertainty set U_ρ);
+      Bradley & Terry (1952).
+    """
+    s_true, s_obs = np.asarray(true_scores), np.asarray(observed_scores)
+    _checks.check_same_shape(true_scores=s_true, observed_scores=s_obs)
+    if s_true.ndim != 2 or s_true.shape[1] != 2 or s_true.shape[0] < 1:
+        raise ValueError(f"true_scores: expected shape (N >= 1, 2), got {s_true.shape}")
+    _checks.check_all_finite(true_scores=s_true, observed_scores=s_obs)
+    for rho in rhos:
+        _checks.check_in_range("rhos", rho, 0.0, 1.0)
+    sig = lambda s: 1 / (1 + np.exp(-(s[:, 0] - s[:, 1])))  # noqa: E731
+    gap = np.abs(sig(s_true) - sig(s_obs))  # |P* − P°| of each pair
+    return [float(np.mean(gap <= rho)) for rho in rhos]
