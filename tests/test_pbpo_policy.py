@@ -264,3 +264,16 @@ def test_run_settings_is_run_loop_per_setting_and_seed():
         loop.run_settings(keys, batches, params[:1], cfg)
     with pytest.raises(ValueError, match="each must stack 1 environments"):
         loop.run_settings(keys[:1], batches, params, cfg)
+
+
+def test_env_batch_stacks_one_environment_per_split_key():
+    key = jax.random.PRNGKey(9)
+    kw = dict(num_contexts=3, num_arms=4, d=3)
+    batch = envs.env_batch(envs.dueling_bandit, key, 3, **kw)
+    assert batch.features.shape == (3, 3, 4, 3)
+    for i, k in enumerate(jax.random.split(key, 3)):
+        one = envs.dueling_bandit(k, **kw)
+        for got, want in zip(batch, one):
+            np.testing.assert_allclose(got[i], want, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="num"):
+        envs.env_batch(envs.dueling_bandit, key, 0, **kw)

@@ -82,23 +82,19 @@ def _methods(cfg: Config) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cfg.methods + cfg.ablation))
 
 
-def _env_batch(make_env, seeds: int, salt: int) -> envs.PreferenceEnv:
-    """A (seeds,)-stacked batch of environments from keys derived from (salt, seed)."""
-    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), salt), seeds)
-    return jax.jit(jax.vmap(make_env))(keys)
-
-
 def _settings(cfg: Config):
     """(section, label, environment batch, loop params) of every run, seeds batched inside."""
     d, scale, X = cfg.dim, cfg.radius_scale, cfg.num_contexts
 
-    def bandit(d, salt=1):
-        make = lambda k: envs.dueling_bandit(k, num_contexts=X, num_arms=cfg.num_arms, d=d)  # noqa: E731
-        return _env_batch(make, cfg.seeds, salt)
+    def bandit(d, salt=1):  # seeds' environments from keys derived from (salt, seed)
+        key = jax.random.fold_in(jax.random.PRNGKey(0), salt)
+        make = envs.dueling_bandit
+        return envs.env_batch(make, key, cfg.seeds, num_contexts=X, num_arms=cfg.num_arms, d=d)
 
     def token(h):
-        make = lambda k: envs.token_mdp(k, num_contexts=X, vocab=cfg.vocab, horizon=h, d=d)  # noqa: E731
-        return _env_batch(make, cfg.seeds, 3)
+        key = jax.random.fold_in(jax.random.PRNGKey(0), 3)
+        make = envs.token_mdp
+        return envs.env_batch(make, key, cfg.seeds, num_contexts=X, vocab=cfg.vocab, horizon=h, d=d)
 
     prm = functools.partial(loop.loop_params, "pbpo", dim=d, radius_scale=scale)
     base = radius_kappa(cfg.radius, 1.0, 2.0)  # κ of the loop (LoopConfig: B = 1, bandit L = 2)

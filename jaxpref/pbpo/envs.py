@@ -130,6 +130,14 @@ def optimal_value(env: PreferenceEnv) -> Float[Array, ""]:
     return env.context_probs @ jnp.max(env.features @ env.theta_star, axis=-1)
 
 
+def env_batch(make_env, key, num: int, **kwargs) -> PreferenceEnv:
+    """``num`` environments ``make_env(k, **kwargs)`` (e.g. `dueling_bandit`, `token_mdp`), one
+    per key ``k`` of ``jax.random.split(key, num)``, stacked along a leading axis by one
+    compiled vmap (a batch for `loop.run_loops` / `loop.run_settings`)."""
+    _checks.check_int_in("num", num, 1, 10**9)
+    return jax.jit(jax.vmap(lambda k: make_env(k, **kwargs)))(jax.random.split(key, num))
+
+
 def pad_env(env: PreferenceEnv, num_responses: int, dim: int) -> PreferenceEnv:
     r"""``env`` with ``num_responses`` responses per context and ``dim`` features, so that
     environments of several sizes share one compiled loop (stacked, vmapped or mapped).
@@ -179,6 +187,7 @@ __all__ = [
     "PreferenceEnv",
     "btl_label",
     "dueling_bandit",
+    "env_batch",
     "optimal_value",
     "pad_env",
     "pad_to_common",
