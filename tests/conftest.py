@@ -4,6 +4,9 @@ the math layer's jaxtyping shape annotations checked at run time (beartype, the 
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Bad-argument tests see an eager JAX array's value error at the call (the host check); the
+# asynchronous default and the in-graph checks are tested in tests/test_value_checks.py.
+os.environ.setdefault("JAXPREF_VALUE_CHECKS", "wait")
 
 import jax  # noqa: E402
 import jaxtyping  # noqa: E402
