@@ -18,17 +18,22 @@ convention, chosen by where the values live:
   The callback is an effect, so XLA never drops it, and call sites need not use a result.
   Under ``vmap`` a ``custom_vmap`` rule reduces the batch (any / sum / first offender) so the
   host is called once, not once per example.
-* **Concrete JAX arrays in eager calls**: the same predicate runs as one small jitted program,
-  dispatched asynchronously — Python does not wait for the array nor copy it to the host. A
-  failure is recorded by the callback and raised as ``ValueError`` by the next checked call of
-  jaxpref (its message says which earlier argument failed), or by :func:`wait_value_checks`,
-  which waits for the pending checks; one still pending at interpreter exit is raised there.
+* **Concrete JAX arrays in eager calls**: the same predicate runs as one small jitted program
+  (no effect, so jit's fast path), dispatched asynchronously; Python neither waits for the
+  array nor copies it. Its result (a flag, a count, one offending value) is read by the next
+  checked call of jaxpref once it is ready — an explicit ``device_get`` of a finished scalar,
+  never a wait — and a failure raises ``ValueError`` there (the message says it comes from
+  an eager call's asynchronous check); :func:`wait_value_checks` waits for all of them, and
+  runs at interpreter exit.
 
-The callback sits behind ``lax.cond(bad, report, nothing)``: on a loaded 2-core CPU
-(2026-12-01) an unconditional ``debug.callback`` cost ~1.5–2.4 ms per check per call (a host
-round trip each), the ``cond`` form ~0.5 ms per call in all (the effect takes the call off
-jit's C++ fast path) and nothing measurable per further check. On an accelerator the ``cond``
-reads one predicate byte to the host per check; the Python callback runs only on failure.
+Cost. A ``jax.debug.callback`` is an effect, and a jitted function with an effect leaves
+jit's C++ dispatch fast path for the Python one: a caller's jitted function that contains
+checks pays that per call (once, whatever the number of checks). Measured on a loaded 2-core
+CPU, 2026-12-01, ``jit(value_and_grad(dpo_loss))`` at B = 64: see the README's Performance
+section. The callback sits behind ``lax.cond(bad, report, nothing)``: unconditional, it cost
+~1.5–2.4 ms per check per call there (a Python call on a host thread each); behind the
+``cond``, nothing measurable per further check. On an accelerator the ``cond`` reads one
+predicate byte to the host per check; the Python callback runs only on failure.
 
 Production loops turn the in-graph and eager-array value checks off with
 ``JAXPREF_VALUE_CHECKS=0`` or ``with jaxpref.value_checks(False):`` (read when a function is
@@ -102,7 +107,8 @@ def value_checks(enabled: bool, *, wait: bool = False) -> Iterator[None]:
 
 _MESSAGES: list[str] = []  # message templates, indexed by the id the graph carries
 _MESSAGE_IDS: dict[str, int] = {}
-_PENDING: list[str] = []
+_PENDING: list[tuple] = []  # (template, bad, count, example): eager checks not yet read
+_MAX_PENDING = 1024  # beyond this many unread eager checks, wait for them
 _LOCK = threading.Lock()
 _DEFERRED_NOTE = (
     " (reported by the asynchronous check of an eager call; see jaxpref.wait_value_checks)"
@@ -117,52 +123,51 @@ def _message_id(template: str) -> int:
         return _MESSAGE_IDS[template]
 
 
-def _raise_pending() -> None:
-    if _PENDING:
-        with _LOCK:
-            first, _PENDING[:] = (_PENDING[0] if _PENDING else None), []
-        if first is not None:
-            raise ValueError(first + _DEFERRED_NOTE)
+def _raise_pending(wait: bool = False) -> None:
+    """Read the eager checks whose results are ready (all of them with ``wait``) and raise the
+    first failure. A ready result is read with an explicit ``device_get`` of one scalar."""
+    if not _PENDING:
+        return
+    wait = wait or len(_PENDING) > _MAX_PENDING
+    with _LOCK:
+        done = [e for e in _PENDING if wait or e[1].is_ready()]
+        _PENDING[:] = [e for e in _PENDING if not any(e is d for d in done)]
+    for template, bad, count, example in done:
+        if bool(jax.device_get(bad)):
+            count, example = jax.device_get((count, example))
+            raise ValueError(
+                template.format(count=int(count), example=example.item()) + _DEFERRED_NOTE
+            )
 
 
 def wait_value_checks() -> None:
     """Wait for the value checks of earlier eager calls; raise the first failure as
     ``ValueError``. (A check in a caller's ``jit`` fails its own computation instead.)"""
-    try:
-        jax.effects_barrier()
-    finally:  # a pending check failure first (a failed computation's error is its context)
-        _raise_pending()
+    _raise_pending(wait=True)
 
 
-@atexit.register
-def _raise_pending_at_exit() -> None:  # pragma: no cover - runs at interpreter exit
-    if _MESSAGES:  # some eager check ran
-        wait_value_checks()
+atexit.register(wait_value_checks)
 
 
 # ------------------------------------------------------------------------- in-graph checks
 
 
-def _report(bad, count, example, message_id, *, deferred: bool) -> None:
-    """Host side of a failed check: format the message; raise it, or record it (eager)."""
-    if not np.any(bad):
-        return
-    template = _MESSAGES[int(np.ravel(message_id)[0])]
-    text = template.format(count=int(np.sum(count)), example=np.ravel(example)[0].item())
-    if deferred:
-        with _LOCK:
-            _PENDING.append(text)
-        return
-    raise ValueError(text)
+def _report(bad, count, example, message_id) -> None:
+    """Host side of a failed in-graph check: raise its message."""
+    if np.any(bad):
+        template = _MESSAGES[int(np.ravel(message_id)[0])]
+        raise ValueError(
+            template.format(count=int(np.sum(count)), example=np.ravel(example)[0].item())
+        )
 
 
 @functools.cache
-def _emitter(deferred: bool) -> Callable:
+def _emitter() -> Callable:
     """``emit(bad, count, example, message_id)``: report when ``bad``; one host call per
     ``vmap`` (the rule reduces the batch: any / sum / the first offender's value)."""
 
     def report(*operands):
-        jax.debug.callback(functools.partial(_report, deferred=deferred), *operands)
+        jax.debug.callback(_report, *operands)
 
     @custom_vmap
     def emit(bad, count, example, message_id):
@@ -182,8 +187,8 @@ def _emitter(deferred: bool) -> Callable:
     return emit
 
 
-def _emit_for(x, mask, message_id, *, deferred: bool) -> None:
-    """Reduce the element-wise failure ``mask`` of ``x`` and emit it (traced)."""
+def _reduce(x, mask):
+    """(any failure, how many, the first offender's value) of the element-wise ``mask``."""
     flat = jnp.ravel(mask)
     values = jnp.ravel(x)
     if jnp.iscomplexobj(values):
@@ -191,8 +196,7 @@ def _emit_for(x, mask, message_id, *, deferred: bool) -> None:
     if not jnp.issubdtype(values.dtype, jnp.floating):
         values = values.astype(jnp.float32)
     example = jax.lax.stop_gradient(values[jnp.argmax(flat)])  # no tangent reaches the host
-    count = jnp.sum(flat, dtype=jnp.int32)
-    _emitter(deferred)(jnp.any(flat), count, example, jnp.int32(message_id))
+    return jnp.any(flat), jnp.sum(flat, dtype=jnp.int32), example
 
 
 def _bad_mask(xp, kind: str, v, lo=None, hi=None, closed=None):
@@ -215,10 +219,8 @@ def _bad_mask(xp, kind: str, v, lo=None, hi=None, closed=None):
 
 @functools.cache
 def _eager_program(kind: str, lo, hi, closed) -> Callable:
-    def program(x, message_id):
-        _emit_for(x, _bad_mask(jnp, kind, x, lo, hi, closed), message_id, deferred=True)
-
-    return jax.jit(program)
+    """The check of a concrete array as one jitted program (no effect, so jit's fast path)."""
+    return jax.jit(lambda x: _reduce(x, _bad_mask(jnp, kind, x, lo, hi, closed)))
 
 
 def _template(name: str, problem: str, size: int) -> str:
@@ -243,12 +245,14 @@ def _value_check(
     if traced or mode == "on":  # in the graph: the caller's, or one dispatched asynchronously
         if x.size == 0 or (kind == "finite" and not jnp.issubdtype(x.dtype, jnp.inexact)):
             return
-        message_id = _message_id(fixed or _template(name, problem, x.size))
+        template = fixed or _template(name, problem, x.size)
         if traced:
-            mask = _bad_mask(jnp, kind, x, lo, hi, closed)
-            _emit_for(x, mask, message_id, deferred=False)
+            bad, count, example = _reduce(x, _bad_mask(jnp, kind, x, lo, hi, closed))
+            _emitter()(bad, count, example, jnp.int32(_message_id(template)))
         else:
-            _eager_program(kind, lo, hi, closed)(x, message_id)
+            result = _eager_program(kind, lo, hi, closed)(x)
+            with _LOCK:
+                _PENDING.append((template, *result))
         return
     v = np.asarray(x)
     if kind == "finite" and v.dtype.kind not in "fc":
