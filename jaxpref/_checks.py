@@ -28,12 +28,15 @@ convention, chosen by where the values live:
 
 Cost. A ``jax.debug.callback`` is an effect, and a jitted function with an effect leaves
 jit's C++ dispatch fast path for the Python one: a caller's jitted function that contains
-checks pays that per call (once, whatever the number of checks). Measured on a loaded 2-core
-CPU, 2026-12-01, ``jit(value_and_grad(dpo_loss))`` at B = 64: see the README's Performance
-section. The callback sits behind ``lax.cond(bad, report, nothing)``: unconditional, it cost
-~1.5–2.4 ms per check per call there (a Python call on a host thread each); behind the
-``cond``, nothing measurable per further check. On an accelerator the ``cond`` reads one
-predicate byte to the host per check; the Python callback runs only on failure.
+checks pays that per call (once, whatever the number of checks). Measured on the 2-core AMD
+EPYC machine, 2026-12-01, loaded by other jobs: ``jit(value_and_grad(dpo_loss))`` at B = 64
+(four checks) took 44 µs per call before, 3.6–4.5 ms with the checks (load ~13) and 22–90 µs
+with them off; a toy jitted loss, 22–31 µs bare, took ~0.55 ms with 1, 5 or 20 checks at load
+~2. So a step of milliseconds or more does not notice; a loop of microsecond steps should turn
+the checks off. The callback sits behind ``lax.cond(bad, report, nothing)``: unconditional,
+it cost ~1.5–2.4 ms per check per call at load ~2 (a Python call on a host thread each);
+behind the ``cond``, nothing measurable per further check. On an accelerator the ``cond``
+reads one predicate byte to the host per check; the Python callback runs only on failure.
 
 Production loops turn the in-graph and eager-array value checks off with
 ``JAXPREF_VALUE_CHECKS=0`` or ``with jaxpref.value_checks(False):`` (read when a function is

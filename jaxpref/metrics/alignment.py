@@ -14,7 +14,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from jaxpref import _checks
@@ -235,9 +234,8 @@ def preference_collapse_fraction(preferences, *, margin=0.05) -> Float[Array, ""
     """
     _checks.check_ndim("preferences", preferences, 1)
     _checks.check_in_range("margin", margin, 0.0, 0.5, closed="left")
+    _checks.check_in_range("preferences", preferences, 0.0, 1.0)
     p = jnp.asarray(preferences)
-    if _checks.is_concrete(p) and not np.all((np.asarray(p) >= 0) & (np.asarray(p) <= 1)):
-        raise ValueError("preferences: must lie in [0, 1] (no NaN)")
     if p.shape[0] == 0:
         raise ValueError("preferences: need at least one preference, got none")
     return jnp.mean((p < margin) | (p > 1 - margin))
