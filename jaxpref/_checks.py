@@ -28,14 +28,18 @@ convention, chosen by where the values live:
 
 Cost. A ``jax.debug.callback`` is an effect, and a jitted function with an effect leaves
 jit's C++ dispatch fast path for the Python one: a caller's jitted function that contains
-checks pays that per call (once, whatever the number of checks). Measured on the 2-core AMD
-EPYC machine, 2026-12-01, loaded by other jobs: ``jit(value_and_grad(dpo_loss))`` at B = 64
-(four checks) took 44 µs per call before, 3.6–4.5 ms with the checks (load ~13) and 22–90 µs
-with them off; a toy jitted loss, 22–31 µs bare, took ~0.55 ms with 1, 5 or 20 checks at load
-~2. So a step of milliseconds or more does not notice; a loop of microsecond steps should turn
-the checks off. The callback sits behind ``lax.cond(bad, report, nothing)``: unconditional,
-it cost ~1.5–2.4 ms per check per call at load ~2 (a Python call on a host thread each);
-behind the ``cond``, nothing measurable per further check. On an accelerator the ``cond``
+checks pays that per call (once, whatever the number of checks); each check adds one pass over
+its array (the reduction ``any``; counting and finding an offender run only on failure).
+Measured on the 2-core AMD EPYC machine, 2026-12-01, with other jobs running (load ~3):
+``jit(value_and_grad(dpo_loss))``, four checked arrays, took 28–29 µs per call without the
+checks and 250–350 µs with them at B = 64; 2.0 ms and 3.4 ms at B = 262,144; with the checks
+off, 27 µs (B = 64). At load ~13 the same B = 64 call took 44 µs before and 3.6–4.5 ms with (an
+earlier form of) the checks: the dispatch cost is Python and grows with the load. A step of
+tens of milliseconds does not notice; a loop of microsecond steps should turn the checks off.
+
+The callback sits behind ``lax.cond(bad, report, nothing)``: unconditional, it cost ~1.5–2.4
+ms per check per call at load ~2 (a Python call on a host thread each); behind the ``cond``,
+nothing measurable per further check. On an accelerator the ``cond``
 reads one predicate byte to the host per check; the Python callback runs only on failure.
 
 Production loops turn the in-graph and eager-array value checks off with
@@ -155,50 +159,59 @@ atexit.register(wait_value_checks)
 # ------------------------------------------------------------------------- in-graph checks
 
 
-def _report(bad, count, example, message_id) -> None:
+def _report(count, example, message_id) -> None:
     """Host side of a failed in-graph check: raise its message."""
-    if np.any(bad):
+    if np.any(count):
         template = _MESSAGES[int(np.ravel(message_id)[0])]
         raise ValueError(
             template.format(count=int(np.sum(count)), example=np.ravel(example)[0].item())
         )
 
 
+def _describe(flat, values, message_id) -> None:
+    """On failure only: count the offenders, take the first one's value, call the host."""
+    example = values[jnp.argmax(flat)]
+    jax.debug.callback(_report, jnp.sum(flat, dtype=jnp.int32), example, message_id)
+
+
 @functools.cache
 def _emitter() -> Callable:
-    """``emit(bad, count, example, message_id)``: report when ``bad``; one host call per
-    ``vmap`` (the rule reduces the batch: any / sum / the first offender's value)."""
-
-    def report(*operands):
-        jax.debug.callback(_report, *operands)
+    """``emit(bad, flat_mask, flat_values, message_id)``: report when ``bad``. The hot path is
+    the one reduction ``bad``; counting and finding an offender run only on failure. One host
+    call per ``vmap``: the rule reduces ``bad`` and folds the batch into the flat arrays."""
 
     @custom_vmap
-    def emit(bad, count, example, message_id):
-        jax.lax.cond(bad, report, lambda *_: None, bad, count, example, message_id)
+    def emit(bad, flat, values, message_id):
+        jax.lax.cond(bad, _describe, lambda *_: None, flat, values, message_id)
         return bad
 
     @emit.def_vmap
-    def _rule(axis_size, in_batched, bad, count, example, message_id):
-        del axis_size
-        first = jnp.argmax(bad) if in_batched[0] else 0
+    def _rule(axis_size, in_batched, bad, flat, values, message_id):
+        def unbatch(a, batched):  # (axis_size, n) -> (axis_size * n,)
+            return (a if batched else jnp.broadcast_to(a, (axis_size, *a.shape))).reshape(-1)
+
         bad = jnp.any(bad) if in_batched[0] else bad
-        count = jnp.sum(count) if in_batched[1] else count
-        example = example[first] if in_batched[2] else example
+        flat, values = unbatch(flat, in_batched[1]), unbatch(values, in_batched[2])
         message_id = message_id[0] if in_batched[3] else message_id
-        return emit(bad, count, example, message_id), False
+        return emit(bad, flat, values, message_id), False
 
     return emit
 
 
-def _reduce(x, mask):
-    """(any failure, how many, the first offender's value) of the element-wise ``mask``."""
-    flat = jnp.ravel(mask)
+def _flat_values(x):
+    """``x`` flattened, as real floats, without a tangent (a message needs no derivative)."""
     values = jnp.ravel(x)
     if jnp.iscomplexobj(values):
         values = jnp.abs(values)
     if not jnp.issubdtype(values.dtype, jnp.floating):
         values = values.astype(jnp.float32)
-    example = jax.lax.stop_gradient(values[jnp.argmax(flat)])  # no tangent reaches the host
+    return jax.lax.stop_gradient(values)
+
+
+def _reduce(x, mask):
+    """(any failure, how many, the first offender's value) of the element-wise ``mask``."""
+    flat = jnp.ravel(mask)
+    example = _flat_values(x)[jnp.argmax(flat)]
     return jnp.any(flat), jnp.sum(flat, dtype=jnp.int32), example
 
 
@@ -250,8 +263,9 @@ def _value_check(
             return
         template = fixed or _template(name, problem, x.size)
         if traced:
-            bad, count, example = _reduce(x, _bad_mask(jnp, kind, x, lo, hi, closed))
-            _emitter()(bad, count, example, jnp.int32(_message_id(template)))
+            flat = jnp.ravel(_bad_mask(jnp, kind, x, lo, hi, closed))
+            message_id = jnp.int32(_message_id(template))
+            _emitter()(jnp.any(flat), flat, _flat_values(x), message_id)
         else:
             result = _eager_program(kind, lo, hi, closed)(x)
             with _LOCK:
