@@ -219,6 +219,8 @@ def _bad_mask(xp, kind: str, v, lo=None, hi=None, closed=None):
     """Element-wise failure of a value check, in NumPy (``xp=np``) or in the graph (jnp)."""
     if kind == "finite":
         return ~xp.isfinite(v)
+    if kind == "flag":
+        return v != 0
     if kind == "binary":
         return ~((v == 0) | (v == 1))
     if kind == "nonpositive":
@@ -384,6 +386,21 @@ def check_logps(name: str, x: Any) -> None:
     check_finite(name, x)
     problem = "log-probabilities must be <= 0 (probabilities in (0, 1])"
     _value_check(name, x, "nonpositive", problem)
+
+
+def array_namespace(*xs: Any):
+    """``jax.numpy`` when any of ``xs`` is a JAX array (traced or not), else ``numpy``: compute a
+    :func:`check_condition` flag where its operands live, so host inputs are checked at once."""
+    return jnp if any(isinstance(x, jax.Array) for x in xs) else np
+
+
+def check_condition(name: str, bad: Any, problem: str) -> None:
+    """Refuse when any element of ``bad`` is true: a failure condition the caller computed from
+    its arguments (an index out of range, a sum that is not positive, a row that is not a
+    permutation), checked by the convention of the module docstring (at once for host values,
+    in the graph for JAX arrays). The message is ``f"{name}: {problem}"``."""
+    fixed = f"{name}: {problem}".replace("{", "{{").replace("}", "}}")
+    _value_check(name, bad, "flag", problem, fixed=fixed)
 
 
 def check_all_finite(**arrays: Any) -> None:

@@ -264,3 +264,28 @@ def test_the_switch_turns_array_value_checks_off_but_not_static_checks(
     monkeypatch.setenv("JAXPREF_VALUE_CHECKS", "maybe")
     with pytest.raises(ValueError, match="JAXPREF_VALUE_CHECKS"):
         _dpo(bad)
+
+
+def test_computed_conditions_are_checked_in_the_graph_too():
+    """The checks a function computes from its arguments (``check_condition``: an index range, a
+    permutation) used to be skipped under ``jit``; there they now fail the computation, and on
+    host values they still raise ``ValueError`` at once."""
+    from jaxpref._checks import check_condition
+
+    rng = np.random.default_rng(0)
+    phi, pref = rng.normal(size=(3, 4, 2)), rng.uniform(0.1, 0.9, size=(3, 4, 4))
+    prob = robust.preference_problem(phi, np.log(np.full((3, 4), 0.25)), pref)
+    theta = jnp.zeros(2, prob.phi.dtype)
+    grad_at = jax.jit(lambda c: robust.pair_gradient_estimate(theta, prob, 0.1, c, 0, 1))
+    grad_at(2)  # in range: fine
+    with pytest.raises(JaxRuntimeError, match="context: must lie in"):
+        jax.block_until_ready(grad_at(100))  # JAX would clamp the gather to context 2
+
+    nll = jax.jit(losses.plackett_luce_nll)
+    nll(jnp.zeros((2, 3)), jnp.array([[2, 0, 1], [0, 1, 2]]))
+    with pytest.raises(JaxRuntimeError, match="ranking: each row must be a permutation"):
+        jax.block_until_ready(nll(jnp.zeros((2, 3)), jnp.array([[2, 0, 1], [0, 0, 2]])))
+
+    with pytest.raises(ValueError, match=r"x: a \{literal\} brace"):
+        check_condition("x", np.array([False, True]), "a {literal} brace")
+    check_condition("x", np.array([False, False]), "never raised")

@@ -366,13 +366,15 @@ def prefix_fits(
     """
     phi, s, b, beta, gamma = _check_pairs(phi_diff, labels, ref_logratio, 1, beta, gamma)
     (m,) = _checks.check_ndim("order", order, 1)
+    xp = _checks.array_namespace(order)
+    order_sorted = xp.sort(xp.asarray(order))
+    if not xp.issubdtype(order_sorted.dtype, xp.integer):
+        raise ValueError(f"order: expected integer pair indices, got dtype {order_sorted.dtype}")
+    outside = (order_sorted[0] < 0) | (order_sorted[-1] >= phi.shape[0]) if m else False
+    _checks.check_condition("order", outside, f"indices must lie in [0, {phi.shape[0]})")
+    repeated = xp.any(order_sorted[1:] == order_sorted[:-1])
+    _checks.check_condition("order", repeated, "indices must be distinct (a selection order)")
     order = jnp.asarray(order)
-    if not jnp.issubdtype(order.dtype, jnp.integer):
-        raise ValueError(f"order: expected integer pair indices, got dtype {order.dtype}")
-    if _checks.is_concrete(order) and m and (order.min() < 0 or order.max() >= phi.shape[0]):
-        raise ValueError(f"order: indices must lie in [0, {phi.shape[0]}), got {order}")
-    if _checks.is_concrete(order) and np.unique(np.asarray(order)).size != m:
-        raise ValueError("order: indices must be distinct (a selection order)")
     (_,) = _checks.check_ndim("budgets", budgets, 1)
     budgets = np.asarray(budgets)
     if budgets.size == 0 or budgets.min() < 1 or budgets.max() > m:

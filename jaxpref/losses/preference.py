@@ -335,12 +335,10 @@ def plackett_luce_nll(
                 f"ranking: shape {_checks.shape_of('ranking', ranking)} must equal "
                 f"scores shape {shape}"
             )
-        if _checks.is_concrete(ranking):
-            import numpy as np
-
-            r = np.sort(np.asarray(ranking), axis=-1)
-            if not np.array_equal(r, np.broadcast_to(np.arange(shape[-1]), r.shape)):
-                raise ValueError("ranking: each row must be a permutation of 0..K-1")
+        xp = _checks.array_namespace(ranking)
+        ranks = xp.broadcast_to(xp.arange(shape[-1]), shape)
+        not_perm = xp.any(xp.sort(xp.asarray(ranking), axis=-1) != ranks)
+        _checks.check_condition("ranking", not_perm, "each row must be a permutation of 0..K-1")
         scores = jnp.take_along_axis(scores, ranking, axis=-1)
     # log Σ_{j≥k} exp(s_j): reverse cumulative logsumexp.
     tail_lse = jnp.flip(jax.lax.cumlogsumexp(jnp.flip(scores, -1), axis=scores.ndim - 1), -1)

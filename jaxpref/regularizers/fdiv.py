@@ -157,13 +157,13 @@ def f_rlhf_pairwise_preference(
     _checks.check_in_range("p_ref", p_ref, 0.0, 1.0)
     _validate.beta(beta)
     for name, r in (("reward_1", reward_1), ("reward_2", reward_2)):
-        if _checks.is_concrete(r) and _checks.is_concrete(beta):
-            v = np.asarray(r, np.float64) / float(beta)
-            if np.any(v >= divergence.f_prime_sup):
-                raise ValueError(
-                    f"{name}: eq. (5.3) needs r/β < {divergence.f_prime_sup:.4g} (the range of "
-                    f"f′ for {divergence.name}), got max r/β = {float(v.max()):.4g}"
-                )
+        xp = _checks.array_namespace(r, beta)
+        outside = xp.any(xp.asarray(r) / beta >= divergence.f_prime_sup)
+        problem = (
+            f"eq. (5.3) needs r/β < {divergence.f_prime_sup:.4g} (the range of f′ for "
+            f"{divergence.name})"
+        )
+        _checks.check_condition(name, outside, problem)
     h1 = divergence.f_prime_inv(jnp.asarray(reward_1) / beta)
     h2 = divergence.f_prime_inv(jnp.asarray(reward_2) / beta)
     q = h1 / (h1 + h2)

@@ -112,10 +112,9 @@ def generalized_pl_policy(rewards: Float[ArrayLike, " K"], link: Link) -> Float[
         return _softmax(rewards)  # Sec. 3.4 with g = exp: the PL model, stabilised
     w = link.g(rewards)
     total = jnp.sum(w)
-    if _checks.is_concrete(total) and not (np.isfinite(float(total)) and float(total) > 0):
-        raise ValueError(
-            f"rewards: Σ g(r) = {float(total)} for the {link.name} link (overflow or underflow)"
-        )
+    bad_total = ~(jnp.isfinite(total) & (total > 0))
+    problem = f"Σ g(r) is not finite and > 0 for the {link.name} link (overflow or underflow)"
+    _checks.check_condition("rewards", bad_total, problem)
     return w / total  # Sec. 3.4, generalised PL model
 
 
@@ -149,12 +148,13 @@ def link_pm_maximiser(
     check_link(link)
     rewards = jnp.asarray(rewards)
     probs = _link_pm_maximiser(rewards, link, jnp.asarray(scale, rewards.dtype), iters)
-    if _checks.is_concrete(probs) and not np.all(np.isfinite(np.asarray(probs))):
-        raise ValueError(
-            f"rewards: no maximiser of E_π[r + R(π)] for the {link.name} link with "
-            f"scale={float(scale)!r}: Σ_k g(r_k + c)/s = 1 has no solution with every "
-            f"g(r_k + c) > 0 (s/K = {float(scale) / probs.size:.4g} must lie in the range of g)"
-        )
+    _checks.check_condition(
+        "rewards",
+        ~jnp.all(jnp.isfinite(probs)),
+        f"no maximiser of E_π[r + R(π)] for the {link.name} link with this scale: "
+        f"Σ_k g(r_k + c)/s = 1 has no solution with every g(r_k + c) > 0 (s/K, K = "
+        f"{probs.size}, must lie in the range of g)",
+    )
     return probs
 
 

@@ -92,8 +92,7 @@ def pair_gradient_estimate(
     _checks.check_nonnegative("rho", rho)
     n, k, _ = problem.phi.shape
     for name, idx, size in (("context", context, n), ("first", first, k), ("second", second, k)):
-        if _checks.is_concrete(idx) and not 0 <= int(idx) < size:  # JAX would clamp silently
-            raise ValueError(f"{name}: index {int(idx)} out of range [0, {size})")
+        _checks.check_in_range(name, idx, 0, size - 1)  # JAX would clamp an index silently
     return _pair_gradient(theta, problem, rho, baseline, context, first, second)
 
 

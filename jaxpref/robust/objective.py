@@ -59,8 +59,10 @@ def _weights(weights, n):
     if _checks.shape_of("weights", weights) != (n,):
         raise ValueError(f"weights: expected shape {(n,)}, got {np.shape(weights)}")
     _checks.check_nonnegative("weights", weights)
-    if _checks.is_concrete(weights) and not float(np.sum(weights)) > 0:
-        raise ValueError("weights: must have a positive sum")
+    xp = _checks.array_namespace(weights)
+    _checks.check_condition(
+        "weights", ~(xp.sum(xp.asarray(weights)) > 0), "must have a positive sum"
+    )
     return jnp.asarray(weights) / jnp.sum(jnp.asarray(weights))
 
 
