@@ -25,17 +25,35 @@ def symmetrize(A: Float[ArrayLike, "d d"]) -> Float[Array, "d d"]:
 
 
 def check_psd(name: str, A, *, strict: bool = True) -> None:
-    """Raise ``ValueError`` naming ``name`` unless A is square, symmetric, finite and PD (PSD).
+    """Refuse, naming ``name``, unless A is square, finite, symmetric and PD (PSD if not strict).
 
-    Runs on concrete arrays only (skipped under tracing); uses float64 NumPy so that the check
-    does not depend on the caller's dtype.
+    The shape is checked at once. Values follow the value-check convention of
+    :mod:`jaxpref._checks`: a host matrix (NumPy, list) is checked at once in float64 NumPy by
+    its smallest eigenvalue; a JAX array in the graph (under the caller's ``jit``/``vmap``), or
+    asynchronously when eager, by whether its Cholesky factorisation succeeds in its own dtype
+    with every pivot above rounding (what every solve here needs; under ``jit`` XLA shares the
+    factor with the caller's solve).
+    The non-strict JAX check computes the smallest eigenvalue in the graph (an eigensolve).
     """
     shape = _checks.shape_of(name, A)
     if len(shape) != 2 or shape[0] != shape[1]:
         raise ValueError(f"{name}: expected a square (d, d) matrix, got shape {shape}")
-    if not _checks.is_concrete(A):
-        return
     _checks.check_finite(name, A)
+    if _checks.array_namespace(A) is jnp:
+        a = jnp.asarray(A)
+        scale = jnp.maximum(1.0, jnp.max(jnp.abs(a)))
+        asymmetric = jnp.any(jnp.abs(a - a.T) > 1e-6 * scale)
+        _checks.check_condition(name, asymmetric, "matrix is not symmetric")
+        if strict:  # pivots d_i = L_ii² ≥ λ_min: all above rounding iff PD at this precision
+            pivots = jnp.diagonal(cholesky(a)) ** 2
+            tiny = shape[0] * jnp.finfo(pivots.dtype).eps * scale
+            failed = ~jnp.all(pivots > tiny)  # NaN (a failed factorisation) fails too
+            problem = "matrix is singular or not positive definite (a Cholesky pivot ≤ 0)"
+        else:
+            failed = jnp.linalg.eigvalsh(symmetrize(a))[0] < -1e-6 * scale
+            problem = "matrix is not positive semi-definite (a negative eigenvalue)"
+        _checks.check_condition(name, failed, problem)
+        return
     a = np.asarray(A, dtype=np.float64)
     scale = max(1.0, float(np.max(np.abs(a))))
     if not np.allclose(a, a.T, atol=1e-6 * scale, rtol=0):

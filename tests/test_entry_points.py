@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxpref
 from jaxpref import linalg
 from jaxpref.pbpo import confidence as C
 from jaxpref.pbpo import envs
@@ -62,9 +63,13 @@ def test_confidence_update_past_capacity():
         state = C.confidence_update(state, jnp.array(v), 1.0)
     with pytest.raises(ValueError, match="full"):
         C.confidence_update(state, jnp.array([1.0, 1.0]), 0.0)
-    jitted = jax.jit(C.confidence_update)(state, jnp.array([1.0, 1.0]), 0.0)  # traced count
-    np.testing.assert_allclose(jitted.gram, C.gram_matrix(state.delta_phi, 1.0))
-    assert int(jitted.count) == 2
+    update = jax.jit(C.confidence_update)  # traced count: refused in the graph
+    with pytest.raises(jax.errors.JaxRuntimeError, match="state: the buffer is full"):
+        jax.block_until_ready(update(state, jnp.array([1.0, 1.0]), 0.0))
+    with jaxpref.value_checks(False):  # unchecked: the state is kept, Σ = λI + Σ stored
+        kept = jax.jit(lambda *a: C.confidence_update(*a))(state, jnp.array([1.0, 1.0]), 0.0)
+    np.testing.assert_allclose(kept.gram, C.gram_matrix(state.delta_phi, 1.0))
+    assert int(kept.count) == 2
 
 
 def test_token_mdp_refuses_an_enumeration_too_large():
@@ -72,3 +77,22 @@ def test_token_mdp_refuses_an_enumeration_too_large():
         envs.token_mdp(jax.random.key(0), num_contexts=2, vocab=2, horizon=40, d=4)
     env = envs.token_mdp(jax.random.key(0), num_contexts=2, vocab=2, horizon=3, d=4)
     assert env.features.shape == (2, 8, 4)
+
+
+def test_gram_is_checked_under_jit_and_vmap():
+    """``check_psd`` used to be skipped under tracing: a singular or asymmetric Σ gave NaN or a
+    wrong width inside a caller's jit. Now the Cholesky pivots are checked in the graph."""
+    value = jax.jit(lambda g: C.pessimistic_value(jnp.zeros(2), g, 1.0, jnp.ones(2)))
+    np.testing.assert_allclose(value(jnp.eye(2)), -np.sqrt(2.0), rtol=1e-6)
+    bad = {
+        "singular": jnp.array([[1.0, 0.0], [0.0, 0.0]]),
+        "not positive definite": jnp.array([[1.0, 0.0], [0.0, -1.0]]),
+        "not symmetric": jnp.array([[1.0, 2.0], [0.0, 1.0]]),
+    }
+    for problem, gram in bad.items():
+        with pytest.raises(jax.errors.JaxRuntimeError, match=f"gram: .*{problem}"):
+            jax.block_until_ready(value(gram))
+    stacked = jnp.stack([jnp.eye(2), bad["singular"]])
+    with pytest.raises(jax.errors.JaxRuntimeError, match="gram"):
+        jax.block_until_ready(jax.vmap(value)(stacked))
+    np.testing.assert_allclose(jax.vmap(value)(jnp.stack([jnp.eye(2)] * 2)), -np.sqrt(2.0), 1e-6)

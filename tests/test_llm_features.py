@@ -137,8 +137,10 @@ def test_bad_input_is_named():
         llm.sequence_features(model, ids, mask[:, :5])
     with pytest.raises(ValueError, match="input_ids: expected shape"):
         llm.sequence_features(model, ids[0], mask[0])
-    with pytest.raises(ValueError, match="attention_mask: row 1 has no real token"):
+    with pytest.raises(ValueError, match="attention_mask: a row has no real token"):
         llm.sequence_features(model, ids, mask.at[1].set(0))
+    with pytest.raises(ValueError, match="attention_mask: row 1 has no real token"):
+        llm.sequence_features(model, np.asarray(ids), np.asarray(mask.at[1].set(0)))  # host
     with pytest.raises(ValueError, match="shape mismatch: input_ids.*loss_mask"):
         llm.features_and_logps(model, ids, mask, mask[:, :3])
     with pytest.raises(ValueError, match="loss_mask: column 0 must be 0"):

@@ -353,9 +353,19 @@ def test_random_init_forward_float64():
 
 
 def test_bad_token_ids_and_too_long_inputs(models):
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, 96\), got range \[3, 96\]"):
+    with pytest.raises(ValueError, match=r"input_ids: token ids must be in \[0, 96\)"):
         models["llama2"](jnp.array([[3, 96]]))
+    with pytest.raises(ValueError, match=r"input_ids: token ids must be in \[0, 96\)"):
+        models["llama2"](np.array([[-1, 3]]))  # host ids: refused before any device work
     with pytest.raises(ValueError, match="max_position_embeddings=64"):
         models["gpt2"](jnp.zeros((1, 65), jnp.int32))
+    # Under jit the checks are in the graph (they used to be skipped, or to refuse by length).
+    forward = jax.jit(lambda ids, mask: models["gpt2"](ids, mask))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="token ids must be in"):
+        jax.block_until_ready(forward(jnp.array([[3, 96]]), jnp.ones((1, 2), jnp.int32)))
+    with pytest.raises(jax.errors.JaxRuntimeError, match="max_position_embeddings=64"):
+        jax.block_until_ready(forward(jnp.zeros((1, 65), jnp.int32), jnp.ones((1, 65), jnp.int32)))
+    left_padded = jnp.ones((1, 65), jnp.int32).at[0, 0].set(0)  # 64 real tokens: they fit
+    assert forward(jnp.zeros((1, 65), jnp.int32), left_padded).shape == (1, 65, 96)
     with pytest.raises(ValueError, match=r"expected shape \(B, L\)"):
         models["gpt2"](jnp.zeros((65,), jnp.int32))

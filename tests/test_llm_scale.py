@@ -218,14 +218,23 @@ def test_chunked_logps_never_hold_the_full_float32_logits():
 def test_loss_mask_convention_is_enforced():
     model = llm.from_pretrained(GOLDEN / "llama3")
     ones = jnp.ones_like(IDS)
-    with pytest.raises(ValueError, match=r"loss_mask: column 0 must be 0 .*row 0, column 0"):
-        llm.sequence_logps(model, IDS, ones, ones)
-    with pytest.raises(ValueError, match=r"1 on a padding token \(row 1, column 1"):
-        llm.sequence_logps(model, IDS, MASK, LOSS.at[1, 1].set(1))
     first_real = LOSS.at[1, 2].set(1)  # row 1's first real token: nothing real predicts it
-    with pytest.raises(ValueError, match=r"predecessor is padding \(row 1, column 2"):
-        llm.sequence_logps(model, IDS, MASK, first_real)
+    # (masks, the first rule broken, where, every rule broken: in the graph any may report)
+    cases = (
+        (ones, ones, r"column 0 must be 0", r"row 0, column 0", "column 0"),
+        (MASK, LOSS.at[1, 1].set(1), r"1 on a padding token", r"row 1, column 1", "padding"),
+        (MASK, first_real, r"predecessor is padding", r"row 1, column 2", "predecessor"),
+    )
+    logps = jax.jit(lambda m, lm: llm.sequence_logps(model, IDS, m, lm)[0])
+    for mask, loss, rule, where, broken in cases:
+        with pytest.raises(ValueError, match=rf"loss_mask: .*{rule}.*{where}"):  # host masks
+            llm.sequence_logps(model, np.asarray(IDS), np.asarray(mask), np.asarray(loss))
+        with pytest.raises(ValueError, match=rf"loss_mask: .*{rule}"):  # eager device masks
+            llm.sequence_logps(model, IDS, mask, loss)
+        with pytest.raises(jax.errors.JaxRuntimeError, match=rf"loss_mask: .*{broken}"):  # jit
+            jax.block_until_ready(logps(mask, loss))
     llm.check_loss_mask(np.asarray(MASK), np.asarray(LOSS))  # host arrays, no device work
+    assert np.isfinite(logps(MASK, LOSS)).all()
 
 
 # ---- attention paths ------------------------------------------------------------------------

@@ -19,7 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxpref._checks import check_same_shape, is_concrete, shape_of
+from jaxpref._checks import (
+    array_namespace,
+    check_condition,
+    check_same_shape,
+    is_concrete,
+    shape_of,
+)
 from jaxpref.llm.logps import check_logps_args, response_logps
 from jaxpref.llm.sharding import constrain, logical_to_spec
 
@@ -35,13 +41,15 @@ def _check(input_ids, attention_mask, pooling, segment_ids):
         raise ValueError(f"input_ids: expected shape (B, L), got {shape}")
     if segment_ids is not None:
         check_same_shape(input_ids=input_ids, segment_ids=segment_ids)
-    if is_concrete(attention_mask) and segment_ids is None:
-        empty = ~np.asarray(attention_mask).astype(bool).any(-1)
-        if empty.any():
-            raise ValueError(
-                f"attention_mask: row {int(np.argmax(empty))} has no real token "
-                f"({int(empty.sum())} such row(s))"
-            )
+        return
+    xp = array_namespace(attention_mask)
+    empty = ~xp.asarray(attention_mask).astype(bool).any(-1)
+    if xp is np and empty.any():  # host mask: name the row
+        raise ValueError(
+            f"attention_mask: row {int(np.argmax(empty))} has no real token "
+            f"({int(empty.sum())} such row(s))"
+        )
+    check_condition("attention_mask", empty, "a row has no real token")  # JAX: in the graph
 
 
 def _num_segments(segment_ids, num_segments):

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxpref._checks import check_same_shape, is_concrete, shape_of
+from jaxpref._checks import array_namespace, check_condition, check_same_shape, shape_of
 
 CHUNK_BYTES = 1 << 24  # default budget of one chunk's float32 logits (16 MiB)
 
@@ -36,19 +36,23 @@ def _shifted_logps(logits_BxCxV, targets_BxC):
     return picked - jax.nn.logsumexp(logits, axis=-1)
 
 
+def _loss_mask_problems(xp, attention_mask, loss_mask):
+    """``(bad (B, C), what, column offset)`` of each rule of the mask convention, in ``xp``."""
+    attn = xp.asarray(attention_mask).astype(bool)
+    loss = xp.asarray(loss_mask).astype(bool)
+    return (
+        (loss[:, :1], "column 0 must be 0 (no token predicts the first one)", 0),
+        (loss & ~attn, "is 1 on a padding token", 0),
+        (loss[:, 1:] & ~attn[:, :-1], "is 1 on a token whose predecessor is padding", 1),
+    )
+
+
 def check_loss_mask(attention_mask, loss_mask) -> None:
     """Host-side check of the mask convention (numpy, no device work): ``loss_mask`` is 0 in
     column 0 (nothing predicts the first token), 0 on padding, and 0 where the previous token is
     padding (its log-prob would condition on a padding slot). Raises ``ValueError`` naming the
     first offending row and column."""
-    attn = np.asarray(attention_mask).astype(bool)
-    loss = np.asarray(loss_mask).astype(bool)
-    problems = (
-        (loss[:, :1], "column 0 must be 0 (no token predicts the first one)", 0),
-        (loss & ~attn, "is 1 on a padding token", 0),
-        (loss[:, 1:] & ~attn[:, :-1], "is 1 on a token whose predecessor is padding", 1),
-    )
-    for bad, what, offset in problems:
+    for bad, what, offset in _loss_mask_problems(np, attention_mask, loss_mask):
         if bad.any():
             row, col = np.argwhere(bad)[0]
             raise ValueError(
@@ -103,9 +107,10 @@ def sequence_logps(
       attention_mask: (B, L) 1 for real tokens, 0 for padding.
       loss_mask: (B, L) 1 on the response tokens whose log-probs count (token t's log-prob
         conditions on tokens < t, so ``loss_mask[:, 0]`` must be 0, and so must every entry on
-        padding or right after padding). Checked on the host when the masks are concrete;
-        inside ``jit`` they are tracers and the check would need a host sync per call, so it
-        is skipped there: call :func:`check_loss_mask` on the host batch instead.
+        padding or right after padding). Checked by the value-check convention of
+        :mod:`jaxpref._checks`: host masks at once (the message names the first offending row
+        and column), JAX masks in the graph or asynchronously (the message names the rule and
+        counts the offending entries); :func:`check_loss_mask` checks a host batch alone.
       chunk_size: positions per chunk (default :func:`default_chunk_size`: 16 MiB of float32
         logits per chunk); a length it does not divide is padded internally, exactly.
       segment_ids: (B, L) packed rows (see ``Decoder.hidden_states``); the first token of each
@@ -132,8 +137,12 @@ def check_logps_args(input_ids, attention_mask, loss_mask, chunk_size) -> None:
         raise ValueError(f"input_ids: expected shape (B, L), got {shape}")
     if chunk_size is not None and (int(chunk_size) != chunk_size or chunk_size < 1):
         raise ValueError(f"chunk_size: must be an integer ≥ 1, got {chunk_size!r}")
-    if is_concrete(attention_mask) and is_concrete(loss_mask):
+    xp = array_namespace(attention_mask, loss_mask)
+    if xp is np:  # host masks: at once, naming the first offending row and column
         check_loss_mask(attention_mask, loss_mask)
+        return
+    for bad, what, _ in _loss_mask_problems(xp, attention_mask, loss_mask):
+        check_condition("loss_mask", bad, what)  # in the graph, or asynchronously when eager
 
 
 def response_logps(model, hidden_BxLxE, input_ids, attention_mask, loss_mask, chunk_size=None):

@@ -24,10 +24,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from jaxpref._checks import is_concrete
+from jaxpref._checks import array_namespace, check_condition
 from jaxpref.llm.config import DecoderConfig, GenerationConfig
 from jaxpref.llm.layers import (
     ATTENTION_IMPLS,
@@ -397,27 +396,27 @@ class Decoder(nnx.Module):
         return x, rope_cos_sin(inv, positions, x.dtype, rope_attention_factor(c.rope))
 
     def _check(self, input_ids, mask, positions, cache):
-        """Token ids in range and learned positions within the table (both when concrete; a
-        traced call without a cache checks the length instead, and ``generate`` checks real
-        lengths on the host)."""
+        """Token ids in range and learned positions within the table, by the value-check
+        convention of :mod:`jaxpref._checks` (at once for host arrays, in the graph under
+        ``jit``, asynchronously for eager device arrays; ``generate`` checks real lengths on the
+        host before it sizes its cache)."""
         c = self.config
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids: expected shape (B, L), got {input_ids.shape}")
-        if is_concrete(input_ids) and input_ids.size:
-            ids = np.asarray(input_ids)
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= c.vocab_size:
-                raise ValueError(
-                    f"input_ids: token ids must be in [0, {c.vocab_size}), "
-                    f"got range [{low}, {high}]"
-                )
-        if self.pos_embed is None:
+        if not input_ids.size:
             return
-        top = _last_position(input_ids, mask, positions, cache)
-        if top is not None and top > c.max_position_embeddings:
-            raise ValueError(
-                f"input_ids: {top} positions exceed the learned position table "
-                f"(max_position_embeddings={c.max_position_embeddings})"
+        xp = array_namespace(input_ids)
+        check_condition(
+            "input_ids",
+            (xp.asarray(input_ids) < 0) | (xp.asarray(input_ids) >= c.vocab_size),
+            f"token ids must be in [0, {c.vocab_size})",
+        )
+        if self.pos_embed is not None:
+            check_condition(
+                "input_ids",
+                _last_position(mask, positions, cache) > c.max_position_embeddings,
+                "positions exceed the learned position table "
+                f"(max_position_embeddings={c.max_position_embeddings})",
             )
 
     def head(self, x_BxLxE):
@@ -454,17 +453,16 @@ class Decoder(nnx.Module):
         return masks, index, valid
 
 
-def _last_position(input_ids, mask, positions, cache) -> int | None:
-    """One more than the largest position the call uses, where it can be known."""
+def _last_position(mask, positions, cache):
+    """One more than the largest position the call uses (a scalar where its operands live)."""
     if positions is not None:
-        return int(np.max(np.asarray(positions))) + 1 if is_concrete(positions) else None
+        xp = array_namespace(positions)
+        return xp.max(xp.asarray(positions)) + 1
     if cache is not None:
-        if is_concrete(cache.valid) and is_concrete(mask):
-            return int((np.asarray(cache.valid).sum(-1) + np.asarray(mask).sum(-1)).max())
-        return None
-    if is_concrete(mask):
-        return int(np.asarray(mask).sum(-1).max(initial=0))
-    return input_ids.shape[1]
+        xp = array_namespace(cache.valid, mask)
+        return xp.max(xp.asarray(cache.valid).sum(-1) + xp.asarray(mask).sum(-1))
+    xp = array_namespace(mask)
+    return xp.max(xp.asarray(mask).sum(-1))
 
 
 def _default_mask(input_ids, attention_mask):

@@ -217,14 +217,17 @@ def confidence_init(capacity: int, d: int, lam, dtype=jnp.float32) -> Confidence
 def confidence_update(state: ConfidenceState, delta_phi, label, num_newton: int = 3):
     """Add one labelled pair: Σ_{k+1} = Σ_k + ΔφΔφᵀ, θ̂_{k+1} by warm-started Newton.
 
-    Jittable and scannable (``num_newton`` static). A full buffer raises ``ValueError`` when
-    called eagerly; under ``jit``/``scan`` (count traced) the pair is not stored and Σ, θ̂ and
-    the count are left unchanged, so Σ always agrees with the stored data.
+    Jittable and scannable (``num_newton`` static). A full buffer is refused by the value-check
+    convention of :mod:`jaxpref._checks` (at once for a host count, in the graph under
+    ``jit``/``scan``); the returned state then keeps the old Σ, θ̂ and count (also with the
+    checks off), so Σ always agrees with the stored data.
     """
     k = state.count
     capacity = state.delta_phi.shape[0]
-    if _checks.is_concrete(k) and int(k) >= capacity:
-        raise ValueError(f"state: the buffer is full (capacity {capacity}); nothing was added")
+    full = _checks.array_namespace(k).asarray(k) >= capacity
+    _checks.check_condition(
+        "state", full, f"the buffer is full (capacity {capacity}); nothing was added"
+    )
     dp = jnp.asarray(delta_phi, state.gram.dtype)
     X = state.delta_phi.at[k].set(dp)
     o = state.labels.at[k].set(jnp.asarray(label, state.labels.dtype))
