@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+# Its module fixture is paid once: every test of this file runs on one xdist worker.
+pytestmark = pytest.mark.xdist_group("train_multihost")
+
 TESTS = pathlib.Path(__file__).resolve().parent
 WORKER = TESTS / "multihost_worker.py"
 TIMEOUT_S = 900  # per launch (generous: a loaded 2-core machine); the processes are killed then
@@ -39,7 +42,9 @@ def _env(local_devices: int) -> dict:
     root = str(TESTS.parent)
     env["PYTHONPATH"] = os.pathsep.join([root, str(TESTS)])
     env["JAX_PLATFORMS"] = "cpu"
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={local_devices}"
+    count = "--xla_force_host_platform_device_count"  # the suite's other flags (conftest) kept
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(count)]
+    env["XLA_FLAGS"] = " ".join([f"{count}={local_devices}", *kept])
     return env
 
 
