@@ -51,3 +51,37 @@ def library_checks_only():
         yield
     finally:
         jaxtyping.config.update("jaxtyping_disable", False)
+
+
+# Modules whose module-scoped fixture costs tens of seconds (an experiment run, two training
+# processes, a notebook): pytest-xdist's default scheduling spreads their tests over both
+# workers, so each worker paid the fixture (the multihost one, ~150 s, twice). Each of these
+# modules is one unit of work; every other test is scheduled alone, as with ``--dist load``.
+# (``--dist loadgroup`` would do this with marks, but pytest-xdist 3.8 renames node ids through
+# an attribute pytest 9 no longer reads, so its groups are silently ignored.)
+ONE_WORKER_MODULES = frozenset(
+    f"tests/test_{name}.py"
+    for name in (
+        "train_multihost",
+        "pm_rlhf_llm_experiment",
+        "robust_experiment",
+        "pbpo_experiment",
+        "adpo_llm_experiment",
+        "logit_error_experiment",
+        "notebook_01",
+        "pbpo_notebook",
+    )
+)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return ModuleFixtureScheduling(config, log)

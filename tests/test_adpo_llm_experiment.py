@@ -14,9 +14,6 @@ from jaxpref.data import encode_preferences, load_tokenizer, pairs_from_rows, sh
 from jaxpref.experiments import adpo_llm
 from jaxpref.metrics.preference_fit import pair_fit_metrics
 
-# Its module fixture is paid once: every test of this file runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("adpo_llm_experiment")
-
 CFG = adpo_llm.config("test")
 BAD_ROWS = [
     {"prompt": "\n\nHuman: hi\n\nAssistant:", "chosen": " yes", "rejected": " yes"},

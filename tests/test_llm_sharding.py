@@ -201,5 +201,6 @@ def test_scan_layers_model_on_the_mesh(mesh):
     with jax.set_mesh(mesh):
         out = nnx.jit(lambda m, i, a: m(i, a))(loaded, ids, mask)
         value, _ = nnx.jit(nnx.value_and_grad(loss_fn))(loaded, ids, mask, loss)
-    np.testing.assert_allclose(out, reference(*batch()[:2]), atol=1e-5)
+    # float32 round-off of the sharded contractions (another summation order), logits up to ~3
+    np.testing.assert_allclose(out, reference(*batch()[:2]), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(value, loss_fn(reference, *batch()), rtol=1e-5)

@@ -8,9 +8,6 @@ import pytest
 from jaxpref import cli
 from jaxpref.experiments import logit_error
 
-# Its module fixture is paid once: every test of this file runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("logit_error_experiment")
-
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-# Its module fixture is paid once: every test of this file runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("notebook_01")
-
 NOTEBOOK = "01_loglinear_dpo_and_doptimal_design.ipynb"
 _FLOAT = r"([-+]?\d+\.\d+(?:e[-+]?\d+)?)"
 

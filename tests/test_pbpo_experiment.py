@@ -10,9 +10,6 @@ import pytest
 
 from jaxpref.experiments import pbpo
 
-# Its module fixture is paid once: every test of this file runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("pbpo_experiment")
-
 
 @pytest.fixture(scope="module")
 def results():

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 
-# Its module fixture is paid once: every test of this file runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("pbpo_notebook")
-
 
 @pytest.fixture(scope="module")
 def stdout():

@@ -5,9 +5,6 @@ import pytest
 from jaxpref.cli import run_experiment
 from jaxpref.experiments.pm_rlhf_llm import COLUMNS
 
-# Its module fixture is paid once: every test of this file runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("pm_rlhf_llm_experiment")
-
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):

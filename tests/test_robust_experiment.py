@@ -6,9 +6,6 @@ import pytest
 from jaxpref import robust
 from jaxpref.experiments import robust_sail
 
-# Its module fixture is paid once: every test of this file runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("robust_experiment")
-
 
 @pytest.fixture(scope="module")
 def results():

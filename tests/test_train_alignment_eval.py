@@ -1,16 +1,20 @@
-"""``train.alignment_eval.greedy_comparison``: two tiny Llamas (the golden checkpoints) answer
-the same prompts greedily and a reward model judges them; each row of a batch must get the
-answer and scores its prompt gets in a batch of its own, and a policy ties with itself."""
+"""``train.alignment_eval``: two tiny Llamas (the golden checkpoints) answer the same prompts
+greedily and a reward model judges them; each row of a batch must get the answer and scores its
+prompt gets in a batch of its own, and a policy ties with itself. The human-response perplexity
+equals exp of the mean completion-token NLL computed row by row from the full logits."""
 
 import pathlib
 import types
 
+import jax
 import numpy as np
 import pytest
 
 from jaxpref import llm
+from jaxpref.data.tokenize import EncodedCompletion
 from jaxpref.metrics.alignment import win_rate
-from jaxpref.train.alignment_eval import greedy_comparison
+from jaxpref.train.alignment_eval import greedy_comparison, human_perplexity
+from jaxpref.train.mesh import make_mesh
 from jaxpref.train.rollout import EncodedPrompt
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
@@ -59,3 +63,28 @@ def test_a_policy_ties_with_itself(setup):
     assert float(same.win.rate) == 0.5 and float(same.win.se) == 0.0
     with pytest.raises(ValueError, match="prompts"):
         _compare(policy, policy, judge, [])
+
+
+def test_human_perplexity_is_the_exp_mean_completion_nll(setup):
+    """Row by row from the full logits (float64 NumPy log-softmax): a batch whose rows were
+    padded, shifted or masked wrongly, or a mean over the wrong tokens, fails this; so does a
+    result that depends on how the rows are batched (the last batch is partly empty)."""
+    policy = setup[0]
+    human = [
+        EncodedCompletion([1, 5, 17], [33, 8, 41]),
+        EncodedCompletion([1, 12], [70, 3, 9, 60, 14]),
+        EncodedCompletion([1, 88, 14, 25, 51], [7]),
+    ]
+    nll, count = 0.0, 0
+    for row in human:
+        ids = np.array([row.prompt + row.completion])
+        logits = np.asarray(policy(ids), np.float64)[0]
+        logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+        for t in range(len(row.prompt), ids.shape[1]):  # token t given tokens < t
+            nll -= logp[t - 1, ids[0, t]]
+            count += 1
+    want = np.exp(nll / count)
+    mesh = make_mesh(devices=jax.devices()[:1])
+    for batch_rows in (1, 2, 4):
+        got = human_perplexity(policy, human, TOKENS, mesh, batch_rows)
+        np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -19,9 +19,6 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-# Its module fixture is paid once: every test of this file runs on one xdist worker.
-pytestmark = pytest.mark.xdist_group("train_multihost")
-
 TESTS = pathlib.Path(__file__).resolve().parent
 WORKER = TESTS / "multihost_worker.py"
 TIMEOUT_S = 900  # per launch (generous: a loaded 2-core machine); the processes are killed then
