@@ -216,6 +216,13 @@ def test_greedy_bad_input(library_checks_only):
     state = design.doptimal_init(jnp.asarray(V))
     with pytest.raises(ValueError, match="batch_size"):
         design.greedy_doptimal_batch(state, jnp.asarray(V), 6)
+    state, _ = design.greedy_doptimal_batch(state, jnp.asarray(V), 3)  # 2 rows left
+    with pytest.raises(ValueError, match="batch_size: 3 picks exceed the unselected rows"):
+        design.greedy_doptimal_batch(state, jnp.asarray(V), 3)
+    batch = jax.jit(design.greedy_doptimal_batch, static_argnums=2)  # in the graph
+    with pytest.raises(jax.errors.JaxRuntimeError, match="exceed the unselected rows"):
+        jax.block_until_ready(batch(state, jnp.asarray(V), 3))
+    assert batch(state, jnp.asarray(V), 2)[1].indices.shape == (2,)
 
 
 # ------------------------------------------------------------------ active rules

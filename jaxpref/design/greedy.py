@@ -124,9 +124,11 @@ def greedy_doptimal_batch(
     N = features.shape[0]
     if state.scores.shape != (N,):
         raise ValueError(f"state: scores have shape {state.scores.shape}, features have {N} rows")
-    if _checks.is_concrete(state.selected):
-        free = int(N - jnp.sum(state.selected))
-        _checks.check_int_in("batch_size", batch_size, 1, free)
+    _checks.check_int_in("batch_size", batch_size, 1, N)
+    free = N - _checks.array_namespace(state.selected).sum(state.selected)
+    _checks.check_condition(
+        "batch_size", batch_size > free, f"{batch_size} picks exceed the unselected rows"
+    )
     return _select(state, jnp.asarray(features), batch_size)
 
 
