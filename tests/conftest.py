@@ -8,10 +8,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # asynchronous default and the in-graph checks are tested in tests/test_value_checks.py.
 os.environ.setdefault("JAXPREF_VALUE_CHECKS", "wait")
 # The suite's programs are tiny and compiled once each, so compiling is most of its time: skip
-# LLVM's optimisation passes (measured on 2 cores: a DPO training test 24-28 s -> 19-21 s). The
-# results move only by float32 round-off (no fast-math; one tolerance at the edge was
-# widened); run times do, so no test times anything against these flags. Subprocesses
-# inherit them. JAXPREF_TEST_XLA_OPT=1 keeps XLA's defaults.
+# LLVM's optimisation passes (measured on a 2-core AMD EPYC, 2026-12-01: a DPO training test
+# 24-28 s -> 19-21 s). Results move only by float32 round-off (no fast-math; one tolerance at
+# the edge was widened); run times do, so no test times anything against these flags.
+# Subprocesses inherit them. JAXPREF_TEST_XLA_OPT=1 keeps XLA's defaults.
 FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if os.environ.get("JAXPREF_TEST_XLA_OPT", "0") != "1":
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()

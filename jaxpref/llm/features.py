@@ -44,12 +44,13 @@ def _check(input_ids, attention_mask, pooling, segment_ids):
         return
     xp = array_namespace(attention_mask)
     empty = ~xp.asarray(attention_mask).astype(bool).any(-1)
-    if xp is np and empty.any():  # host mask: name the row
+    if xp is not np:  # JAX mask: in the graph, or asynchronously when eager
+        check_condition("attention_mask", empty, "a row has no real token")
+    elif empty.any():  # host mask: at once, naming the row
         raise ValueError(
             f"attention_mask: row {int(np.argmax(empty))} has no real token "
             f"({int(empty.sum())} such row(s))"
         )
-    check_condition("attention_mask", empty, "a row has no real token")  # JAX: in the graph
 
 
 def _num_segments(segment_ids, num_segments):
