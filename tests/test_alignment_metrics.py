@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from jaxpref.metrics.alignment import (
+    PairPreferences,
     alignment_metrics_from_samples,
     exact_alignment_metrics,
+    preference_collapse,
     preference_collapse_fraction,
     reference_pair_preferences,
     reference_perplexity,
@@ -197,6 +199,29 @@ def test_collapse_fraction_counts_like_a_loop_and_matches_enumeration():
         sampled = float(preference_collapse_fraction(np.asarray(getattr(pairs, field))[distinct]))
         assert abs(sampled - exact) < 5 * np.sqrt(exact * (1 - exact) / distinct.sum()) + 1e-9
     assert 0.0 == float(preference_collapse_fraction(np.asarray(pairs.reward)[distinct]))
+
+
+def test_preference_collapse_keeps_distinct_pairs_in_order_and_counts_like_a_loop():
+    """A hand-built draw: the pairs with y₁ = y₂ dropped (order kept) and the two fractions
+    counted by a loop over what is left, for two margins; a draw of only ties is refused."""
+    pairs = PairPreferences(
+        first=np.array([0, 1, 2, 2, 3, 0]),
+        second=np.array([1, 1, 0, 2, 1, 3]),
+        reference=np.array([0.99, 0.5, 0.02, 0.5, 0.7, 0.96]),
+        reward=np.array([0.55, 0.5, 0.45, 0.5, 0.04, 0.6]),
+    )
+    keep = [0, 2, 4, 5]  # pairs 1 and 3 are ties (y₁ = y₂)
+    for margin in (0.05, 0.3):
+        got = preference_collapse(pairs, margin=margin)
+        np.testing.assert_array_equal(got.reference, pairs.reference[keep])
+        np.testing.assert_array_equal(got.reward, pairs.reward[keep])
+        for field, frac in (("reference", got.reference_fraction), ("reward", got.reward_fraction)):
+            values = getattr(pairs, field)[keep]
+            loop = sum(1 for q in values if q < margin or q > 1 - margin) / len(keep)
+            assert float(frac) == pytest.approx(loop), (field, margin)
+    ties = pairs._replace(second=pairs.first)
+    with pytest.raises(ValueError, match="pairs"):
+        preference_collapse(ties)
 
 
 @pytest.mark.parametrize(

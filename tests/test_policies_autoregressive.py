@@ -206,3 +206,39 @@ def test_optimise_table_refuses_bad_arguments(library_checks_only):
             A.optimise_table(shaped, table0, lang, opt, **args)
     with pytest.raises(ValueError, match="table_logits"):
         A.optimise_table(jnp.zeros((2, 7)), table0[:2], lang, opt, num_steps=3, key=key)
+
+
+def test_rlhf_shaped_rewards_match_a_per_sequence_loop():
+    """Each method's r̃ rebuilt from π_ref's table by walking every sequence's prefixes in
+    float64 NumPy (sequence gate on the product of the token probabilities, token gate per
+    token); the token gate at α = 1 is KL RLHF's r̃; each Gibbs optimum softmax(r̃) maximises
+    E_π[r̃ − log π] against random tables."""
+    prob = A.toy_problem(2, 3, seed=4, ref_temperature=0.5)
+    beta, seq_a, tok_a = 0.5, (0.01, 0.05), (0.1, 0.3, 1.0)
+    got = A.rlhf_shaped_rewards(prob, beta, seq_alphas=seq_a, token_alphas=tok_a)
+    want_keys = ["KL RLHF", "PM RLHF", "cPM seq α=0.01", "cPM seq α=0.05"]
+    assert list(got) == want_keys + ["cPM token α=0.1", "cPM token α=0.3", "cPM token α=1"]
+    table = np.asarray(prob.ref_table, np.float64)
+    probs = np.exp(table - table.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    rows = {p: i for i, p in enumerate(_prefixes(2, 3))}
+    r = np.asarray(prob.reward, np.float64) / beta
+    for k, seq in enumerate(prob.lang.sequences):
+        path = [(seq[:i], seq[i]) for i in range(len(seq))]
+        path += [(seq, 2)] if len(seq) < 3 else []  # the end token unless forced
+        tok = [probs[rows[p], t] for p, t in path]
+        ref_y = np.prod(tok)
+        want = {"KL RLHF": r[k] + np.log(ref_y), "PM RLHF": r[k]}
+        for a in seq_a:
+            want[f"cPM seq α={a:g}"] = r[k] + (np.log(ref_y) if ref_y < a else 0.0)
+        for a in tok_a:
+            want[f"cPM token α={a:g}"] = r[k] + sum(np.log(q) for q in tok if q <= a)
+        for name, value in want.items():
+            np.testing.assert_allclose(got[name][k], value, rtol=1e-10, atol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(got["cPM token α=1"], got["KL RLHF"])
+    others = [A.sequence_logps(_table(prob.lang, seed), prob.lang) for seed in range(3)]
+    for shaped in got.values():
+        value = lambda logp, s=shaped: float(jnp.sum(jnp.exp(logp) * (s - logp)))  # noqa: E731
+        assert all(value(R.gibbs_policy(shaped)) > value(o) for o in others)
+    with pytest.raises(ValueError, match="beta"):
+        A.rlhf_shaped_rewards(prob, 0.0)

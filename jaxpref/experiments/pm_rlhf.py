@@ -23,19 +23,19 @@ from jaxpref.experiments import _report
 from jaxpref.experiments.registry import scale_configs
 from jaxpref.metrics.alignment import (
     exact_alignment_metrics,
-    preference_collapse_fraction,
+    preference_collapse,
     reference_pair_preferences,
     reference_perplexity,
     sampled_alignment_metrics,
 )
-from jaxpref.policies.autoregressive import ToyProblem, optimise_table, sequence_logps, toy_problem
-from jaxpref.regularizers import (
-    conditional_pm_shaped_reward,
-    gibbs_policy,
-    kl_rlhf_pairwise_preference,
-    tempered_preference,
-    token_conditional_pm_shaped_reward,
+from jaxpref.policies.autoregressive import (
+    ToyProblem,
+    optimise_table,
+    rlhf_shaped_rewards,
+    sequence_logps,
+    toy_problem,
 )
+from jaxpref.regularizers import gibbs_policy, kl_rlhf_pairwise_preference, tempered_preference
 
 COLUMNS = ("pm_divergence", "length", "perplexity", "entropy", "kl")
 
@@ -71,17 +71,6 @@ def num_units(cfg: Config) -> int:
 
 
 # ---------------------------------------------------------------- problem and methods
-def _shaped_rewards(prob: ToyProblem, cfg: Config, beta: float) -> dict:
-    """name → (S,) shaped reward r̃ with objective E_π[r̃ − log π] (r = r_θ/β)."""
-    r, ref, tok = prob.reward / beta, prob.ref_logps, prob.ref_token_logps
-    out = {"KL RLHF": r + ref, "PM RLHF": r}  # Prop. 5.1 / eq. (3.10)
-    for a in cfg.seq_alphas:
-        out[f"cPM seq α={a:g}"] = conditional_pm_shaped_reward(r, ref, a)  # Def. 4.1
-    for a in cfg.token_alphas:
-        out[f"cPM token α={a:g}"] = token_conditional_pm_shaped_reward(r, tok, a, prob.lang.mask)
-    return out
-
-
 def _optimise(shaped, prob: ToyProblem, cfg: Config, key):
     """Adam from π_ref's table: exact, or REINFORCE-LOO from 64 sequences with a cosine decay."""
     sampled = cfg.estimator == "reinforce"
@@ -103,14 +92,15 @@ def _floats(metrics) -> dict:
 
 
 def _run_beta(prob, cfg: Config, beta: float, key) -> list[dict]:
-    shaped = _shaped_rewards(prob, cfg, beta)
-    names = list(shaped)
-    stacked = jnp.stack([shaped[n] for n in names])
+    shaped = rlhf_shaped_rewards(
+        prob, beta, seq_alphas=cfg.seq_alphas, token_alphas=cfg.token_alphas
+    )
+    stacked = jnp.stack(list(shaped.values()))
     tables = _optimise(stacked, prob, cfg, jax.random.fold_in(key, 10**6))
     ref_logps, lengths = prob.ref_logps, jnp.asarray(prob.lang.lengths)
     extra = (ref_logps, prob.reward / beta, lengths)
     rows = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(shaped):
         closed = gibbs_policy(stacked[i])
         logp = sequence_logps(tables[i], prob.lang)
         exact = _floats(exact_alignment_metrics(logp, *extra))
@@ -140,14 +130,12 @@ def _figures(cfg: Config) -> dict:
 
 def _collapse(prob, key, n=20000) -> dict:
     """Pairwise preferences of pairs drawn from π_ref: reference vs reward (Figures 3–4)."""
-    pairs = reference_pair_preferences(key, prob.ref_logps, prob.reward, n)
-    distinct = pairs.first != pairs.second
-    p_ref, p_rm = pairs.reference[distinct], pairs.reward[distinct]
+    c = preference_collapse(reference_pair_preferences(key, prob.ref_logps, prob.reward, n))
     return dict(
-        p_ref=np.asarray(p_ref[:2000]),
-        p_reward=np.asarray(p_rm[:2000]),
-        frac_extreme_ref=float(preference_collapse_fraction(p_ref)),
-        frac_extreme_reward=float(preference_collapse_fraction(p_rm)),
+        p_ref=np.asarray(c.reference[:2000]),
+        p_reward=np.asarray(c.reward[:2000]),
+        frac_extreme_ref=float(c.reference_fraction),
+        frac_extreme_reward=float(c.reward_fraction),
     )
 
 
@@ -199,13 +187,13 @@ def plot(results: dict, out_dir) -> list[Path]:
     figs = results["figures"]
     p = np.asarray(figs["p_reward"], float)
     fig, (axes,) = _report.figure(1, 3, (15, 4.5))
-    for key_, ax, label in (("figure2", axes[0], "p_ref="), ("figure9", axes[1], "β=")):
+    for key_, ax, label, title in (
+        ("figure2", axes[0], "p_ref=", "Fig. 2: β = 1, varying p_ref"),
+        ("figure9", axes[1], "β=", "Fig. 9: p_ref = ½, varying β"),
+    ):
         for k, v in figs[key_].items():
             ax.plot(p, v, label=label + k)
         ax.plot(p, p, "r--", lw=2, label="preference matching")
-        title = (
-            "Fig. 2: β = 1, varying p_ref" if key_ == "figure2" else "Fig. 9: p_ref = ½, varying β"
-        )
         ax.set(xlabel="reward preference p_reward(y₁)", ylabel="KL-RLHF preference p_rlhf(y₁)")
         ax.set_title(title)
     col, bins = results["toy"]["collapse"], np.linspace(0, 1, 21)

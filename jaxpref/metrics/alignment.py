@@ -241,6 +241,39 @@ def preference_collapse_fraction(preferences, *, margin=0.05) -> Float[Array, ""
     return jnp.mean((p < margin) | (p > 1 - margin))
 
 
+class PreferenceCollapse(NamedTuple):
+    reference: Array  # (m,) p_ref(y₁) on the m pairs with y₁ ≠ y₂, in draw order
+    reward: Array  # (m,) p_reward(y₁) on the same pairs
+    reference_fraction: Array  # () preference_collapse_fraction(reference)
+    reward_fraction: Array  # () preference_collapse_fraction(reward)
+
+
+def preference_collapse(pairs: PairPreferences, *, margin=0.05) -> PreferenceCollapse:
+    """Figures 3–4's comparison on the pairs of :func:`reference_pair_preferences`: the pairs
+    with two distinct responses (y₁ = y₂ has both preferences ½ and says nothing), and the
+    fraction of the reference's and of the reward's preferences outside [margin, 1 − margin]
+    (:func:`preference_collapse_fraction`). A reference far more extreme than the reward is what
+    KL-RLHF then inherits (Section 5.2).
+
+    Args:
+      pairs: the drawn pairs and their preferences. margin: in [0, ½).
+    Returns:
+      :class:`PreferenceCollapse`; eager (its length depends on the draw), not for ``jit``.
+
+    References: Xiao et al., arXiv 2405.16455, Section 5.2 and Figures 3–4.
+    """
+    distinct = jnp.asarray(pairs.first) != jnp.asarray(pairs.second)
+    if not bool(jnp.any(distinct)):
+        raise ValueError("pairs: every pair has y1 = y2; no distinct pair to compare")
+    p_ref, p_rm = jnp.asarray(pairs.reference)[distinct], jnp.asarray(pairs.reward)[distinct]
+    return PreferenceCollapse(
+        p_ref,
+        p_rm,
+        preference_collapse_fraction(p_ref, margin=margin),
+        preference_collapse_fraction(p_rm, margin=margin),
+    )
+
+
 def reference_perplexity(
     policy_logps: Float[ArrayLike, " S"],
     ref_logps: Float[ArrayLike, " S"],

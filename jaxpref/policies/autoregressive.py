@@ -25,7 +25,12 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from jaxpref import _checks
-from jaxpref.regularizers import parametric_ascent, pm_regularizer
+from jaxpref.regularizers import (
+    conditional_pm_shaped_reward,
+    parametric_ascent,
+    pm_regularizer,
+    token_conditional_pm_shaped_reward,
+)
 
 MAX_SEQUENCES = 2**20
 """Largest toy language ``toy_language`` enumerates (sequences; the path arrays are S × (L+1))."""
@@ -212,6 +217,57 @@ def toy_problem(
     return ToyProblem(
         lang, jnp.asarray(ref_table), jnp.asarray(reward), jnp.sum(ref_tok, -1), ref_tok
     )
+
+
+def rlhf_shaped_rewards(
+    prob: ToyProblem,
+    beta: float,
+    *,
+    seq_alphas: tuple[float, ...] = (),
+    token_alphas: tuple[float, ...] = (),
+) -> dict[str, Array]:
+    r"""The shaped reward r̃ of each RLHF objective of Table 2 on the toy problem, as one
+    objective form :math:`\max_\pi E_\pi[\tilde r - \log\pi]` (optimum softmax(r̃)).
+
+    With r = r_θ/β (``prob.reward / beta``), the keys and their r̃ (all (S,)):
+
+    - ``"KL RLHF"``: r + log π_ref(y) (E[r − log(π/π_ref)], Prop. 5.1);
+    - ``"PM RLHF"``: r (the PM-regularised objective, eq. (3.10));
+    - ``"cPM seq α=<a>"`` for each a in ``seq_alphas``: r + log π_ref(y)·1(π_ref(y) < a), the
+      paper's sequence-gated conditional PM (Definition 4.1,
+      ``regularizers.conditional_pm_shaped_reward``);
+    - ``"cPM token α=<a>"`` for each a in ``token_alphas``: r + Σ_i log π_ref(T_i | T_<i)·
+      1(π_ref(T_i | T_<i) ≤ a), the official code's token gate
+      (``regularizers.token_conditional_pm_shaped_reward``); α = 1 gives KL RLHF's r̃.
+
+    Keys are in this order (``f"{a:g}"`` formats α), so ``jnp.stack(list(out.values()))`` is the
+    (M, S) input of :func:`optimise_table`.
+
+    Args:
+      prob: the toy problem (reward r_θ, π_ref's sequence and token log-probs).
+      beta: β > 0. seq_alphas, token_alphas: gates α ∈ (0, 1].
+    Returns:
+      dict from method name to (S,) r̃.
+
+    Example:
+      >>> prob = toy_problem(2, 2, seed=0)
+      >>> list(rlhf_shaped_rewards(prob, 0.5, seq_alphas=(0.1,), token_alphas=(0.3,)))
+      ['KL RLHF', 'PM RLHF', 'cPM seq α=0.1', 'cPM token α=0.3']
+
+    References: Xiao et al., arXiv 2405.16455, Proposition 5.1, eq. (3.10), Definition 4.1,
+      Table 2; official code (github.com/JiancongXiao/PM_RLHF, ppo_trainer.py) for the token
+      gate.
+    """
+    _checks.check_positive("beta", beta)
+    r, ref = prob.reward / beta, prob.ref_logps
+    out = {"KL RLHF": r + ref, "PM RLHF": r}  # Prop. 5.1 / eq. (3.10)
+    for a in seq_alphas:
+        out[f"cPM seq α={a:g}"] = conditional_pm_shaped_reward(r, ref, a)  # Def. 4.1
+    for a in token_alphas:
+        out[f"cPM token α={a:g}"] = token_conditional_pm_shaped_reward(
+            r, prob.ref_token_logps, a, prob.lang.mask
+        )
+    return out
 
 
 def optimise_table(
