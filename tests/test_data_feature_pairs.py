@@ -133,3 +133,18 @@ def test_gaussian_projection_preserves_squared_norms_on_average():
     assert abs(ratio.mean() - 1.0) < 0.03  # E‖xP‖² = ‖x‖²; sd of the mean ≈ 0.0045 here
     with pytest.raises(ValueError, match="dim"):
         fp.gaussian_projection(4, 0)
+
+
+def test_feature_projection_checks_or_draws_p():
+    P = np.ones((4, 3))
+    assert fp.feature_projection(4, P) is P and fp.feature_projection(4) is None
+    assert fp.feature_projection(4, P, proj_dim=3) is P
+    np.testing.assert_array_equal(
+        fp.feature_projection(4, proj_dim=6, seed=2), fp.gaussian_projection(4, 6, seed=2)
+    )
+    with pytest.raises(ValueError, match=r"projection: expected shape \(5, d\).*got \(4, 3\)"):
+        fp.feature_projection(5, P)
+    with pytest.raises(ValueError, match="projection: has 3 columns but proj_dim is 2"):
+        fp.feature_projection(4, P, proj_dim=2)
+    with pytest.raises(ValueError, match="width"):
+        fp.feature_projection(0)

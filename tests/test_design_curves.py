@@ -81,3 +81,53 @@ def test_bad_theta_star_is_refused_before_any_fit(library_checks_only):
         design.budget_curve(order, [2], phi, s, b, np.array([0.0, np.nan, 1.0]))
     with pytest.raises(ValueError, match="budgets: each must be in"):
         design.budget_curve(order, [11], phi, s, b, star)
+
+
+def test_compare_methods_equals_select_and_budget_curve_per_key():
+    """Every (rule, key) of the comparison is ``select`` then ``budget_curve`` run on their own;
+    the deterministic rules' one run stands for each key because a run with another key gives
+    the same picks; the random rule differs between keys. (ADPO and certainty, the two slow
+    compiles, are left out: they go through the same ``select`` call as these three.)"""
+    phi, s, b, star, _ = _pool(3, N=12)
+    budgets, keys = [3, 6], [jax.random.key(0), jax.random.key(1)]
+    kw = dict(beta=BETA, gamma=GAMMA, alpha=2.0, num_candidates=4)
+    with jax.enable_x64(True):
+        methods = ("ADPO+", "APO", "uniform")
+        out = design.compare_methods(keys, phi, s, b, budgets, star, methods=methods, **kw)
+        assert tuple(out) == methods
+        for method, runs in out.items():
+            assert runs.indices.shape == (2, 6) and runs.curve.errors.max.shape == (2, 2)
+            for i, key in enumerate(keys):
+                res = design.select(method, key, phi, s, b, 6, **kw)
+                c = design.budget_curve(
+                    res.indices, budgets, phi, s, b, star, beta=BETA, gamma=GAMMA
+                )
+                np.testing.assert_array_equal(runs.indices[i], res.indices, err_msg=method)
+                for got, want in zip(jax.tree.leaves(runs.curve), jax.tree.leaves(c)):
+                    np.testing.assert_allclose(got[i], want, rtol=1e-12, err_msg=method)
+            if method in design.DETERMINISTIC:
+                assert (runs.kappa is None) == (method != "ADPO+")
+            else:
+                assert not np.array_equal(runs.indices[0], runs.indices[1]), method
+    assert out["ADPO+"].kappa.shape == (2,) and out["uniform"].kappa is None
+
+
+def test_compare_methods_refuses_bad_arguments(library_checks_only):
+    phi, s, b, star, _ = _pool()
+    keys = [jax.random.key(0)]
+    for args, match in [
+        (dict(methods=["ADPO", "greedy"]), "methods: need names from"),
+        (dict(keys=[]), "keys: need at least one"),
+        (dict(budgets=[]), r"budgets: need a non-empty 1-D grid, got shape \(0,\)"),
+    ]:
+        kw = dict(keys=keys, budgets=[2]) | args
+        with pytest.raises(ValueError, match=match):
+            design.compare_methods(
+                kw.pop("keys"),
+                phi,
+                s,
+                b,
+                kw.pop("budgets"),
+                star,
+                methods=kw.get("methods", ["APO"]),
+            )

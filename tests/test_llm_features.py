@@ -188,3 +188,42 @@ def test_pair_features_are_each_sides_own_unpadded_pass():
             want_f, want_lp = llm.features_and_logps(model, ids, jnp.ones_like(ids), loss)
             np.testing.assert_allclose(f, np.asarray(want_f[0]), rtol=1e-6, atol=1e-6)
             np.testing.assert_allclose(lp, float(want_lp[0]), rtol=1e-10)
+
+
+def test_llm_pair_pool_is_one_pass_then_phi_and_b():
+    """data.feature_pairs.llm_pair_pool: the raw arrays are the pair pass's; φ and b recomputed
+    here in NumPy from them (difference, projection, max-norm and max-|b| rescaling); bad options
+    are refused before the model is touched (a stand-in that cannot run proves it)."""
+    from types import SimpleNamespace
+
+    from jaxpref.data import EncodedPair
+    from jaxpref.data import feature_pairs as fp
+
+    model = llm.create_model(CONFIG, seed=3, dtype=jnp.float64)
+    rng = np.random.default_rng(8)
+    pairs = [
+        EncodedPair(*(list(rng.integers(1, 90, n)) for n in lengths))
+        for lengths in ((3, 2, 4), (6, 1, 1), (2, 5, 3))
+    ]
+    P = rng.normal(size=(CONFIG.embed_width, 2))
+    kw = dict(pad_id=0, batch_size=4, bucket=4)
+    pool = fp.llm_pair_pool(model, pairs, projection=P, offset_scale="max", **kw)
+    raw = llm.pair_features_and_logps(model, pairs, **kw)
+    for got, want in zip(pool[2:], raw):
+        np.testing.assert_array_equal(got, want)
+    fw, fl, lw, ll = (np.asarray(x, np.float64) for x in raw)
+    diff = (fw - fl) @ P
+    np.testing.assert_allclose(pool.phi, diff / np.sqrt((diff**2).sum(1)).max(), rtol=1e-12)
+    np.testing.assert_allclose(pool.ref_logratio, (lw - ll) / np.abs(lw - ll).max(), rtol=1e-12)
+    assert pool.phi.dtype == pool.ref_logratio.dtype == np.float64
+
+    stand_in = SimpleNamespace(config=CONFIG)  # not callable: any forward pass would fail
+    for change, message in [
+        (dict(offset_scale="sum"), "offset_scale: unknown 'sum'"),
+        (dict(projection=P[:-1]), r"projection: expected shape \(\d+, d\)"),
+        (dict(pooling="max"), "pooling: unknown 'max'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            fp.llm_pair_pool(stand_in, pairs, **kw | change)
+    with pytest.raises(ValueError, match="pairs: need at least one"):
+        fp.llm_pair_pool(stand_in, [], **kw)

@@ -77,9 +77,14 @@ from jaxpref.design.greedy import GREEDY_METHODS  # noqa: E402
 from jaxpref.design.lazy import LazyStats, lazy_greedy_doptimal  # noqa: E402
 
 __all__ += ["GREEDY_METHODS", "LazyStats", "lazy_greedy_doptimal"]
-from jaxpref.design.curves import BudgetCurve, budget_curve  # noqa: E402
+from jaxpref.design.curves import (  # noqa: E402
+    BudgetCurve,
+    MethodCurves,
+    budget_curve,
+    compare_methods,
+)
 
-__all__ += ["BudgetCurve", "budget_curve"]
+__all__ += ["BudgetCurve", "MethodCurves", "budget_curve", "compare_methods"]
 from jaxpref.design.reference import brute_force_greedy_logdet  # noqa: E402
 
 __all__ += ["brute_force_greedy_logdet"]

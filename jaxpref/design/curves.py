@@ -4,19 +4,22 @@ Kveton et al. (arXiv 2503.01076, §6) compare selection rules by what the DPO ML
 first n picks achieves, for every n of a budget grid: the maximum logit error against θ* (§6.1,
 Eq. 8) and the accuracy, margin and negative log-likelihood over all N pairs (§6.2). Every rule
 of ``jaxpref.design`` is sequential, so one run at the largest budget (``select``) and one call of
-``budget_curve`` on its indices give the whole curve.
+``budget_curve`` on its indices give the whole curve; ``compare_methods`` does both for every rule
+and seed of such a comparison.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, ArrayLike, Float, Int
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jaxpref import _checks
-from jaxpref.design.active import _MLE_ITERS, prefix_fits
+from jaxpref.design.active import _MLE_ITERS, DETERMINISTIC, METHODS, prefix_fits, select
 from jaxpref.metrics.logit_error import LogitErrors, logit_errors
 from jaxpref.metrics.preference_fit import PairFitMetrics, pair_fit_metrics
 
@@ -99,4 +102,82 @@ def budget_curve(
     return BudgetCurve(thetas, errors, fit)
 
 
-__all__ = ["BudgetCurve", "budget_curve"]
+class MethodCurves(NamedTuple):
+    indices: Array  # (S, n)  each run's picks in selection order, one row per key
+    kappa: Array | None  # (S,)  ADPO+'s empirical κ of each run (None for the other rules)
+    curve: BudgetCurve  # fields (S, G, ...)  each run's ``budget_curve``
+
+
+def compare_methods(
+    keys: Sequence[PRNGKeyArray],
+    phi_diff: Float[ArrayLike, "N d"],
+    labels: Float[ArrayLike, " N"],
+    ref_logratio: Float[ArrayLike, " N"],
+    budgets,
+    theta_star: Float[ArrayLike, " d"],
+    *,
+    methods: Sequence[str] = METHODS,
+    beta=1.0,
+    gamma=1.0,
+    alpha=0.0,
+    num_candidates: int | None = None,
+    max_iters: int = _MLE_ITERS,
+) -> dict[str, MethodCurves]:
+    r"""ADPO §6's comparison on one pool: every rule of ``methods`` once per key, each run's picks
+    at the largest budget (``select``) and its curve over ``budgets`` (``budget_curve``).
+
+    The rules of ``DETERMINISTIC`` (ADPO+, APO, certainty) ignore the key, so on a fixed pool
+    they run once and that run stands for every key (the picks and curves a rerun would give);
+    ADPO and uniform run once per key. A protocol whose pool changes with the seed (§6.1 draws
+    labels and θ* per seed) calls this once per pool with that seed's key.
+
+    Args:
+      keys: (S,) PRNG keys, one per run (e.g. ``[jax.random.key(s) for s in range(S)]``).
+      phi_diff, labels, ref_logratio: (N, d), (N,), (N,) the pool (see ``select``).
+      budgets: (G,) the budget grid; every rule selects max(budgets) pairs.
+      theta_star: (d,) the target of the logit errors (see ``budget_curve``).
+      methods: names from ``METHODS``.
+      beta, gamma, alpha, num_candidates: as in ``select`` (γ is also every fit's ridge).
+      max_iters: Newton iteration cap per fit.
+
+    Returns: ``{method: MethodCurves}``, each field stacked over the S keys in key order.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> rng = np.random.default_rng(0)
+      >>> phi, b = rng.normal(size=(8, 2)), np.zeros(8)
+      >>> keys = [jax.random.key(0), jax.random.key(1)]
+      >>> out = compare_methods(keys, phi, np.ones(8), b, [2, 4], np.zeros(2), methods=["APO"])
+      >>> out["APO"].indices.shape, out["APO"].curve.errors.max.shape
+      ((2, 4), (2, 2))
+
+    References: Kveton et al., "Active Learning for Direct Preference Optimization",
+      arXiv 2503.01076, §6.1 and §6.2 (every method and seed, metrics against n).
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not len(methods):
+        raise ValueError(f"methods: need names from {METHODS}, got {list(methods)}")
+    if not len(keys):
+        raise ValueError("keys: need at least one PRNG key")
+    grid = np.asarray(budgets)
+    if grid.ndim != 1 or grid.size == 0:
+        raise ValueError(f"budgets: need a non-empty 1-D grid, got shape {grid.shape}")
+    n, kw = int(grid.max()), dict(beta=beta, gamma=gamma)
+    rule, fit = dict(alpha=alpha, num_candidates=num_candidates), kw | dict(max_iters=max_iters)
+    out = {}
+    for method in methods:
+        runs = []
+        for key in keys:
+            if runs and method in DETERMINISTIC:
+                runs.append(runs[0])
+                continue
+            res = select(method, key, phi_diff, labels, ref_logratio, n, **kw, **rule)
+            c = budget_curve(
+                res.indices, budgets, phi_diff, labels, ref_logratio, theta_star, **fit
+            )
+            runs.append(MethodCurves(res.indices, res.kappa, c))
+        out[method] = jax.tree.map(lambda *xs: jnp.stack(xs), *runs)
+    return out
+
+
+__all__ = ["BudgetCurve", "MethodCurves", "budget_curve", "compare_methods"]

@@ -4,16 +4,17 @@ Protocol (Kveton et al., arXiv 2503.01076, §6.2), on the shipped Anthropic HH-R
 split (2,312 rows; the 9 malformed ones are reported and dropped, as are pairs that truncation
 leaves empty or identical):
 
-1. Features, once per pool: every (prompt, chosen) and (prompt, rejected) row goes through the
-   model in one jitted, length-bucketed pass (:func:`jaxpref.llm.bucketed_features_and_logps`),
-   which returns the final-normed hidden state at the last real token and the summed response
-   log-probs. φ_i = φ(x_i, y_w) − φ(x_i, y_l) (optionally through a random projection to
-   ``proj_dim``; then rescaled so max ‖φ_i‖ = 1, Assumption 2), b_i = log π₀(y_w|x_i) −
-   log π₀(y_l|x_i), and the label of every pair is s_i = 1 (the winner comes first).
+1. Features, once per pool (:func:`jaxpref.data.feature_pairs.llm_pair_pool`): every (prompt,
+   chosen) and (prompt, rejected) row goes through the model in one jitted, length-bucketed
+   pass (:func:`jaxpref.llm.bucketed_features_and_logps`), which returns the final-normed hidden
+   state at the last real token and the summed response log-probs. φ_i = φ(x_i, y_w) −
+   φ(x_i, y_l) (optionally through a random projection to ``proj_dim``; then rescaled so
+   max ‖φ_i‖ = 1, Assumption 2), b_i = log π₀(y_w|x_i) − log π₀(y_l|x_i), and the label of
+   every pair is s_i = 1 (the winner comes first).
 2. θ* = the DPO MLE on all N labels; each method (ADPO, ADPO+, APO, certainty, uniform) selects
    n_max pairs in order on the cached matrix; for each n of the grid θ̂_n is the DPO MLE on the
    first n, scored over all N pairs by accuracy, margin and NLL and by the max logit error
-   against θ* (:func:`jaxpref.design.budget_curve`).
+   against θ* (:func:`jaxpref.design.compare_methods`: ``select``, then ``budget_curve``).
 
 The model is a randomly initialised small Llama with the shipped tokenizer (``sft_steps > 0``
 first fine-tunes it on the pool's chosen responses, ``experiments._stages.sft_on_rows``), or any
@@ -24,7 +25,6 @@ and ADPO's candidate subsets); ADPO+, APO and certainty are deterministic on a f
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import tempfile
 from pathlib import Path
@@ -47,7 +47,7 @@ from jaxpref.experiments.registry import scale_configs
 from jaxpref.losses.mle import fit_dpo_mle
 from jaxpref.metrics.preference_fit import pair_fit_metrics
 
-METHODS, DETERMINISTIC = design.METHODS, design.DETERMINISTIC
+METHODS = design.METHODS
 FIELDS = ("accuracy", "margin", "nll", "max_logit_error")
 
 
@@ -73,7 +73,6 @@ class Config:
     gamma: float = 1.0  # ridge of every fit, and H_0 = γI
     alpha: float = 3.0  # ADPO / ADPO+ UCB stabiliser (App. B; 3 in §6)
     num_candidates: int | None = 256  # ADPO's random candidate subset (paper: 256)
-    timing_dims: tuple[int, ...] = ()  # extra widths d whose selection stage is timed
     seed: int = 0
 
     @property
@@ -98,8 +97,8 @@ def num_units(cfg: Config) -> int:
 
 
 # ---------------------------------------------------------------- pool and model
-def _check(cfg: Config, num_pairs: int, width: int, projection) -> None:
-    """Everything that can be refused before the forward pass."""
+def _check(cfg: Config, num_pairs: int, width: int, projection):
+    """Everything that can be refused before the model is loaded; returns φ's projection."""
     if cfg.pooling not in llm.POOLINGS:
         raise ValueError(f"pooling: unknown {cfg.pooling!r}; choices: {llm.POOLINGS}")
     if cfg.offset_scale not in fp.OFFSET_SCALES:
@@ -110,15 +109,7 @@ def _check(cfg: Config, num_pairs: int, width: int, projection) -> None:
         raise ValueError(
             f"log2_n: the largest budget n = {cfg.grid[-1]} exceeds the pool's {num_pairs} pairs"
         )
-    if projection is not None:
-        shape = np.shape(projection)
-        if len(shape) != 2 or shape[0] != width:
-            raise ValueError(
-                f"projection: expected shape ({width}, d) to match the model's feature width "
-                f"{width}, got {shape}"
-            )
-        if cfg.proj_dim is not None and shape[1] != cfg.proj_dim:
-            raise ValueError(f"projection: has {shape[1]} columns but proj_dim is {cfg.proj_dim}")
+    return fp.feature_projection(width, projection, cfg.proj_dim, cfg.seed)
 
 
 def _width(cfg: Config, model) -> int:
@@ -144,83 +135,29 @@ def _load_model(cfg: Config, root: Path, tok, rows):
 
 
 # ---------------------------------------------------------------- selection and scores
-def picks(phi, b, cfg: Config, seed: int, method: str, cache: dict | None = None) -> np.ndarray:
-    """The ``method``'s first n_max picks on the cached matrix (all labels 1: winner first)."""
-    if cache is not None and method in DETERMINISTIC and method in cache:
-        return cache[method]
-    labels, kw = np.ones(phi.shape[0]), dict(beta=cfg.beta, gamma=cfg.gamma, alpha=cfg.alpha)
-    res = design.select(
-        method, jax.random.key(seed), phi, labels, b, int(cfg.grid[-1]), **kw,
-        num_candidates=cfg.num_candidates,
-    )  # fmt: skip
-    order = np.asarray(res.indices)
-    if cache is not None and method in DETERMINISTIC:
-        cache[method] = order
-    return order
-
-
 def analyse(phi, b, cfg: Config, progress=None) -> dict:
-    """Picks and curves of every method and seed on a cached (φ, b), in float64."""
-    tick, times = progress or (lambda _: None), {}
-    all_picks, curves = {m: [] for m in METHODS}, {m: {f: [] for f in FIELDS} for m in METHODS}
+    """θ* on all labels, then every method's picks and curves over the seeds, in float64."""
+    tick, times, out = progress or (lambda _: None), {}, {"picks": {}, "methods": {}}
+    keys = [jax.random.key(seed) for seed in range(cfg.seeds)]
+    kw = dict(beta=cfg.beta, gamma=cfg.gamma)
+    rule = dict(alpha=cfg.alpha, num_candidates=cfg.num_candidates)
     with jax.enable_x64(True):
         phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
-        ones, kw = jnp.ones(phi.shape[0]), dict(beta=cfg.beta, gamma=cfg.gamma)
+        ones = jnp.ones(phi.shape[0])
         with stopwatch(times, "fit_all_labels_s"):
             theta_star = fit_dpo_mle(phi, ones, ref_logratio=b, **kw).theta
-        full, cache = pair_fit_metrics(theta_star, phi, b, beta=cfg.beta), {}
-        for seed in range(cfg.seeds):
-            for method in METHODS:
-                with stopwatch(times, f"select_{method}_s", add=True):
-                    order = picks(phi, b, cfg, seed, method, cache)
-                with stopwatch(times, "fits_and_metrics_s", add=True):
-                    c = design.budget_curve(order, cfg.grid, phi, ones, b, theta_star, **kw)
-                    values = (c.fit.accuracy, c.fit.margin, c.fit.nll, c.errors.max)
-                    for f, v in zip(FIELDS, values):
-                        curves[method][f].append([float(x) for x in v])
-                all_picks[method].append(np.asarray(order).tolist())
-                tick(1)
-    return {
-        "picks": all_picks,
-        "methods": {
-            m: {f: seed_stats(r, keep_runs=True) for f, r in c.items()} for m, c in curves.items()
-        },
-        "all_labels": {f: float(getattr(full, f)) for f in ("accuracy", "margin", "nll")},
-        "times": times,
-    }
-
-
-def time_selection(phi, b, cfg: Config, *, methods=METHODS, log=None) -> dict:
-    """Seconds of each method's n_max picks and of one MLE fit on them, at phi's width (each
-    first call, so compile time included, as a run pays it)."""
-    out = {"d": int(phi.shape[1]), "N": int(phi.shape[0]), "n": int(cfg.grid[-1])}
-    with jax.enable_x64(True):
-        phi, b = jnp.asarray(phi, jnp.float64), jnp.asarray(b, jnp.float64)
-        for method in methods:
-            with stopwatch(out, f"select_{method}_s"):
-                order = picks(phi, b, cfg, 0, method)
-            if log is not None:
-                log(f"d={out['d']}: {method} picks {out['n']} in {out[f'select_{method}_s']:.1f} s")
-        w = np.zeros(phi.shape[0])
-        w[np.asarray(order)] = 1.0
-        with stopwatch(out, "one_fit_s"):
-            kw = dict(beta=cfg.beta, gamma=cfg.gamma, ref_logratio=b, weights=jnp.asarray(w))
-            jax.block_until_ready(fit_dpo_mle(phi, jnp.ones(phi.shape[0]), **kw).theta)
-    return out
-
-
-def time_at_width(run_dir, dim: int, *, methods=METHODS, log=print) -> dict:
-    """:func:`time_selection` on a finished run's cached features through a random projection
-    to ``dim`` (the paper's d = 4096 from a narrower model), with that run's config."""
-    run_dir, out = Path(run_dir), {}
-    cfg_dict = json.loads((run_dir / "results.json").read_text())["config"]
-    cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()})
-    cached = np.load(run_dir / "features.npz")
-    with stopwatch(out, "project_s"):
-        fw, fl = cached["features_w"], cached["features_l"]
-        phi = fp.pair_design_matrix(fw, fl, fp.gaussian_projection(fw.shape[1], dim, cfg.seed))
-    b = fp.scaled_offsets(cached["logps_w"], cached["logps_l"], cfg.offset_scale)
-    return out | time_selection(phi, b, cfg, methods=methods, log=log)
+        full = pair_fit_metrics(theta_star, phi, b, beta=cfg.beta)
+        for m in METHODS:
+            with stopwatch(times, f"select_and_fits_{m}_s"):
+                r = design.compare_methods(
+                    keys, phi, ones, b, cfg.grid, theta_star, methods=(m,), **kw, **rule
+                )[m]
+            values = (r.curve.fit.accuracy, r.curve.fit.margin, r.curve.fit.nll, r.curve.errors.max)
+            out["picks"][m] = np.asarray(r.indices).tolist()
+            out["methods"][m] = {f: seed_stats(v, keep_runs=True) for f, v in zip(FIELDS, values)}
+            tick(cfg.seeds)
+    out["all_labels"] = {f: float(getattr(full, f)) for f in ("accuracy", "margin", "nll")}
+    return out | {"times": times}
 
 
 # ---------------------------------------------------------------- run
@@ -239,33 +176,25 @@ def run(
         kw = dict(num_pairs=cfg.num_pairs, seed=cfg.seed)
         encoded, report = encode_preference_rows(tok, rows, **lengths, **kw)
         width = _width(cfg, model)
-        _check(cfg, len(encoded), width, projection)
+        projection = _check(cfg, len(encoded), width, projection)
     tick(1)
     with stopwatch(times, "model_s"):
         model, mesh = (model, None) if model is not None else _load_model(cfg, root, tok, rows)
     with stopwatch(times, "features_s"):
         kw = dict(pooling=cfg.pooling, batch_size=cfg.batch_size, bucket=cfg.bucket, mesh=mesh)
-        fw, fl, lw, ll = llm.pair_features_and_logps(model, encoded, pad_id=pad_id(tok), **kw)
-    if projection is None and cfg.proj_dim is not None:
-        projection = fp.gaussian_projection(width, cfg.proj_dim, cfg.seed)
-    phi, b = fp.pair_design_matrix(fw, fl, projection), fp.scaled_offsets(lw, ll, cfg.offset_scale)
-    arrays = dict(features_w=fw, features_l=fl, logps_w=lw, logps_l=ll)
-    np.savez(root / "features.npz", phi=phi, ref_logratio=b, **arrays)
+        kw |= dict(projection=projection, offset_scale=cfg.offset_scale)
+        pool = fp.llm_pair_pool(model, encoded, pad_id=pad_id(tok), **kw)
+    np.savez(root / "features.npz", **pool._asdict())
     tick(1)
-    result = analyse(phi, b, cfg, tick)
-    project = lambda d: fp.gaussian_projection(width, d, cfg.seed)  # noqa: E731
-    timing = [
-        time_selection(fp.pair_design_matrix(fw, fl, project(d)), b, cfg) for d in cfg.timing_dims
-    ]
-    raw = np.abs(lw - ll)
-    report |= dict(N=int(phi.shape[0]), d=int(phi.shape[1]), feature_width=int(width))
+    result = analyse(pool.phi, pool.ref_logratio, cfg, tick)
+    raw = np.abs(pool.logps_w - pool.logps_l)
+    report |= dict(N=int(pool.phi.shape[0]), d=int(pool.phi.shape[1]), feature_width=int(width))
     report["abs_ref_logratio_raw"] = {"max": float(raw.max()), "mean": float(raw.mean())}
     return {
         "config": dataclasses.asdict(cfg),
         "n": cfg.grid.tolist(),
         "pool": report,
         "stage_times_s": times | result.pop("times"),
-        "timing_at_other_d": timing,
         "features_file": str(root / "features.npz"),
         **result,
     }

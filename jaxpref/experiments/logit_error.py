@@ -3,11 +3,11 @@
 Protocol (Kveton et al., arXiv 2503.01076, §6.1; ``theory/adpo.md`` §6), for each feature source
 (``jaxpref.data.fp.SOURCES``) and seed: N difference vectors rescaled to max norm 1
 (``difference_vectors``); labels, reference log-ratios and θ* by ``logged_feedback_pool``; each
-method of ``jaxpref.design.METHODS`` selects n_max pairs in order (``design.select``), and for
-every n on the grid θ̂_n, the DPO MLE on the first n, is scored by max / mean logit error and
-error rate against θ* over all N pairs (``design.budget_curve``). The plotted bound (Theorems
-3 × 4) uses the empirical κ of ADPO+'s greedy run (``ActiveResult.kappa``), the largest over
-seeds.
+method of ``jaxpref.design.METHODS`` selects n_max pairs in order, and for every n on the grid
+θ̂_n, the DPO MLE on the first n, is scored by max / mean logit error and error rate against θ*
+over all N pairs (``design.compare_methods``: ``select``, then ``budget_curve``). The plotted
+bound (Theorems 3 × 4) uses the empirical κ of ADPO+'s greedy run (``ActiveResult.kappa``), the
+largest over seeds.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def run(cfg: Config, *, progress=None) -> dict:
         raise ValueError(f"log2_n: largest budget {grid[-1]} exceeds num_pairs {cfg.num_pairs}")
     tick = progress or (lambda _: None)
     kw = dict(beta=cfg.beta, gamma=cfg.gamma)
+    rule = dict(alpha=cfg.alpha, num_candidates=cfg.num_candidates)
     out = {"config": dataclasses.asdict(cfg), "n": grid.tolist(), "sources": {}}
     with jax.enable_x64(True):
         for source in cfg.sources:
@@ -81,16 +82,14 @@ def run(cfg: Config, *, progress=None) -> dict:
                 pool = fp.logged_feedback_pool(phi, np.random.default_rng(1000 + seed), **kw)
                 s, b = pool.labels, pool.ref_logratio
                 diag.append([np.linalg.norm(pool.theta_star), np.abs(b).max()])
-                for method in METHODS:
-                    res = design.select(
-                        method, jax.random.key(seed), phi, s, b, int(grid[-1]), **kw,
-                        alpha=cfg.alpha, num_candidates=cfg.num_candidates,
-                    )  # fmt: skip
-                    curve = design.budget_curve(res.indices, grid, phi, s, b, pool.theta_star, **kw)
+                runs = design.compare_methods(
+                    [jax.random.key(seed)], phi, s, b, grid, pool.theta_star, **kw, **rule
+                )
+                for method, r in runs.items():
                     for k in FIELDS:
-                        curves[method][k].append(np.asarray(getattr(curve.errors, k)))
-                    kappas += [float(res.kappa)] if method == "ADPO+" else []
-                    tick(1)
+                        curves[method][k].append(np.asarray(getattr(r.curve.errors, k)[0]))
+                kappas.append(float(runs["ADPO+"].kappa[0]))
+                tick(len(METHODS))
             out["sources"][source] = _summarise(curves, grid, cfg, max(kappas), np.array(diag))
     return out
 
