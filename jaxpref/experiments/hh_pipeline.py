@@ -135,7 +135,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
             log=lambda _: None,
             mesh=mesh,
         )
-        stages[name], models[name] = _stage(result), result.model
+        stages[name], models[name] = result.summary(), result.model
         tick(1)
     generation = _generation(cfg, data, tok, models)
     tick(1)
@@ -148,24 +148,16 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     }
 
 
-def _stage(result) -> dict:
-    return {
-        "history": result.history,
-        "final_eval": result.final_eval,
-        "first_eval": next((r for r in result.history if r["step"] == 0), None),
-        "data_report": result.data_report,
-    }
-
-
 def _generation(cfg, data, tok, models) -> dict:
     """Greedy answers of the SFT and DPO policies to held-out prompts (their last
-    ``max_prompt_length`` tokens), scored by the reward model: DPO's win-rate over SFT."""
+    ``max_prompt_length`` tokens), scored by the reward model: DPO's win-rate over SFT (a tie
+    counts one half; its standard error is NaN, null in JSON, from a single prompt)."""
     from jaxpref.train.alignment_eval import greedy_comparison
     from jaxpref.train.rollout import encode_prompts
 
     rows = load_splits(data)["test"]
     prompts, _ = encode_prompts(rows, tok, max_prompt_length=cfg.max_prompt_length)
-    c = greedy_comparison(
+    return greedy_comparison(
         models["dpo"],
         models["sft"],
         models["reward"],
@@ -173,15 +165,7 @@ def _generation(cfg, data, tok, models) -> dict:
         tokenizer=tok,
         max_new_tokens=cfg.gen_tokens,
         seed=cfg.seed,
-    )
-    return {
-        "num_prompts": len(c.scores),
-        "mean_reward": {"sft": float(c.baseline_scores.mean()), "dpo": float(c.scores.mean())},
-        "mean_length": {"sft": float(c.baseline_lengths.mean()), "dpo": float(c.lengths.mean())},
-        "identical_answers": float(c.identical.mean()),
-        "dpo_win_rate": float(c.win.rate),  # a tie counts one half
-        "win_rate_se": float(c.win.se),  # NaN (null in JSON) from a single prompt
-    }
+    ).summary("dpo", "sft")
 
 
 def table(results: dict) -> str:

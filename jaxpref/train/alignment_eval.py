@@ -131,6 +131,25 @@ class GreedyComparison(NamedTuple):
     identical: np.ndarray  # (n,) bool: both answers are the same tokens
     win: WinRate  # the policy's win-rate over the baseline (ties ½) and its standard error
 
+    def summary(self, policy: str = "policy", baseline: str = "baseline") -> dict:
+        """JSON-ready means under the names ``policy`` and ``baseline``: ``num_prompts``,
+        ``mean_reward`` and ``mean_length`` of each side, the fraction of ``identical_answers``,
+        ``<policy>_win_rate`` (a tie counts ½) and ``win_rate_se`` (NaN from one prompt)."""
+        return {
+            "num_prompts": len(self.scores),
+            "mean_reward": {
+                baseline: float(self.baseline_scores.mean()),
+                policy: float(self.scores.mean()),
+            },
+            "mean_length": {
+                baseline: float(self.baseline_lengths.mean()),
+                policy: float(self.lengths.mean()),
+            },
+            "identical_answers": float(self.identical.mean()),
+            f"{policy}_win_rate": float(self.win.rate),
+            "win_rate_se": float(self.win.se),
+        }
+
 
 def greedy_comparison(
     policy, baseline, reward_model, prompts, *, tokenizer, max_new_tokens: int, seed: int = 0

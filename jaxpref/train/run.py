@@ -90,6 +90,22 @@ class TrainResult:
     def history(self) -> list[dict]:
         return self.fit.history
 
+    @property
+    def first_eval(self) -> dict | None:
+        """The row logged at step 0 (the eval before any update, with ``eval_on_start``), or
+        None when there is none."""
+        return next((r for r in self.history if r["step"] == 0), None)
+
+    def summary(self) -> dict:
+        """The JSON-ready record of the run: ``history``, ``final_eval``, ``first_eval`` and
+        ``data_report`` (the model and the optimizer state left out)."""
+        return {
+            "history": self.history,
+            "final_eval": self.final_eval,
+            "first_eval": self.first_eval,
+            "data_report": self.data_report,
+        }
+
 
 def recipe_name(config: TrainConfig) -> str:
     for name, cls in (
