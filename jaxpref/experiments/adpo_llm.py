@@ -25,7 +25,6 @@ and ADPO's candidate subsets); ADPO+, APO and certainty are deterministic on a f
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 import tempfile
 from pathlib import Path
 
@@ -168,7 +167,7 @@ def run(
     ``projection``: an (E, d) matrix applied to φ (default: a random one when ``proj_dim`` is
     set); ``model``: a :class:`~jaxpref.llm.Decoder` to use instead of loading one."""
     tick, times = progress or (lambda _: None), {}
-    root = pathlib.Path(work_dir) if work_dir else pathlib.Path(tempfile.mkdtemp("adpo_llm"))
+    root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp("adpo_llm"))
     with stopwatch(times, "pool_s"):
         rows = shipped_hh_rows() if rows is None else list(rows)
         tok = load_tokenizer(cfg.model_name_or_path or TOKENIZER_DIR)
