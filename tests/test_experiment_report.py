@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxpref.experiments._report import rate_shape, seed_stats, stopwatch
+from jaxpref.experiments._report import rate_shape, seed_stats, stopwatch, text_table
 
 
 def test_stopwatch_sets_or_adds_the_blocks_seconds():
@@ -36,3 +36,21 @@ def test_seed_stats_over_the_leading_axis():
     np.testing.assert_array_equal(out["runs"], runs)
     with pytest.raises(ValueError, match="runs: need at least one run"):
         seed_stats(np.zeros((0, 2)))
+
+
+def test_text_table_pads_names_to_the_specs_width():
+    """Names left-aligned above string columns, right-aligned above numbers, each value written
+    with its column's spec (the table of robust_sail, written out by hand)."""
+    cols = [("shift", "12s"), ("rho", "5.2f"), ("acc", "6.3f")]
+    lines = text_table(cols, [("adversarial", 0.2, 0.95612), ("verbosity", 0.05, 1.0)])
+    assert lines == [
+        "shift          rho    acc",
+        "adversarial   0.20  0.956",
+        "verbosity     0.05  1.000",
+    ]
+    assert text_table([("K=1", "8.2f"), ("m", "s")], [(3.14159, "ab")], sep="  ") == [
+        "     K=1  m",
+        "    3.14  ab",
+    ]
+    with pytest.raises(ValueError, match="rows: each row needs 3 values"):
+        text_table(cols, [("a", 1.0)])

@@ -248,3 +248,64 @@ def test_moreau_gradient_norms_of_stacked_paths_equal_each_path(problem):
         for t in range(3):
             g = robust.moreau_envelope(paths[s, t], **kw).gradient
             np.testing.assert_allclose(stacked[s, t], float(g @ g), rtol=1e-10)
+
+
+def test_fit_robust_sail_is_the_suffix_average_of_the_updates(problem):
+    """θ̄ = the mean of θ_{⌊T/2⌋+1..T}, the iterates of the update called step by step (odd T:
+    the last ⌈T/2⌉ of them), inside Θ."""
+    key, radius, eta, rho, num_steps = jax.random.key(5), 1.5, 0.8, 0.2, 7
+    state = robust.projected_subgradient_init(jnp.zeros(2), key, radius)
+    iterates = []
+    for _ in range(num_steps):
+        state = robust.projected_subgradient_update(state, problem, rho, radius, eta, 4)
+        iterates.append(np.asarray(state.theta))
+    want = np.mean(iterates[num_steps // 2 :], axis=0)  # the last ⌈T/2⌉ iterates
+    assert len(iterates[num_steps // 2 :]) == -(-num_steps // 2)
+    got = robust.fit_robust_sail(key, problem, rho, radius, num_steps, eta, num_samples=4)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert float(jnp.linalg.norm(got)) <= radius + 1e-12
+
+
+def test_subgradient_stationarity_against_envelopes_and_fits_by_hand(problem):
+    """Each field from the primitives by hand: per-key paths, ‖∇M_λ‖² of their iterates
+    (`moreau_gradient_norms`, tested against `moreau_envelope` above), NumPy running minima /
+    prefix means, `np.polyfit` on the logs; the default horizons are the powers of two from 8
+    up to T."""
+    keys = jax.random.split(jax.random.key(2), 2)
+    rho, radius, eta, steps = 0.2, 2.0, 0.5, 16
+    pts = robust.ball_points(jax.random.key(7), 8, 2, radius, problem.phi.dtype)
+    got = robust.subgradient_stationarity(
+        keys, problem, rho, radius, eta, steps, 2, points=pts, tol=1e-8
+    )
+    lam, tau = robust.moreau_parameter(problem, rho, pts)
+    assert (got.lam, got.tau) == (lam, tau)
+    np.testing.assert_array_equal(got.horizons, [8, 16])
+    paths = [
+        robust.projected_subgradient_path(k, problem, rho, radius, eta, steps, 2) for k in keys
+    ]
+    sq = np.asarray(
+        robust.moreau_gradient_norms(jnp.stack(paths), problem, rho, lam, radius, tol=1e-8)
+    )
+    want_min = [np.mean([sq[s, :t].min() for s in range(2)]) for t in (8, 16)]
+    want_mean = [sq[:, :t].mean() for t in (8, 16)]
+    np.testing.assert_allclose(got.min_curve, want_min, rtol=1e-8)
+    np.testing.assert_allclose(got.mean_curve, want_mean, rtol=1e-8)
+    slope, intercept = np.polyfit(np.log([8.0, 16.0]), np.log(want_min), 1)
+    assert got.min_slope == pytest.approx(slope, rel=1e-6)
+    assert got.min_intercept == pytest.approx(intercept, rel=1e-6)
+    mean_slope = np.log(want_mean[1] / want_mean[0]) / np.log(2.0)  # two points: exact
+    assert got.mean_slope == pytest.approx(mean_slope, rel=1e-6)
+    few = robust.subgradient_stationarity(
+        keys,
+        problem,
+        rho,
+        radius,
+        eta,
+        steps,
+        2,
+        points=pts,
+        horizons=np.array([2, 5, 16]),
+        tol=1e-8,
+    )
+    np.testing.assert_array_equal(few.horizons, [2, 5, 16])
+    np.testing.assert_allclose(few.min_curve[-1], want_min[-1], rtol=1e-8)

@@ -153,13 +153,10 @@ def test_true_oracle_metrics_against_loops():
     assert abs(float(opt["regret"])) < 1e-12 and float(opt["max_logit_error"]) < 1e-12
 
 
-def test_weak_convexity_estimate_matches_finite_differences():
-    prob = _problem(5)
-    rho = 0.1
-    pts = jnp.asarray(np.random.default_rng(6).normal(size=(4, 3)))
-    tau = float(robust.weak_convexity_estimate(prob, rho, pts))
+def _fd_hessians(prob, rho, pts, eps=1e-4):
+    """Central finite-difference Hessians of the robust objective F at each point (d = 3)."""
     f = lambda t: float(robust.expectation(jnp.asarray(t), prob, rho))  # noqa: E731
-    eps, lows = 1e-4, []
+    out = []
     for x in np.asarray(pts):
         hess = np.empty((3, 3))
         for a, b in itertools.product(range(3), repeat=2):
@@ -167,10 +164,37 @@ def test_weak_convexity_estimate_matches_finite_differences():
             hess[a, b] = (f(x + ea + eb) - f(x + ea - eb) - f(x - ea + eb) + f(x - ea - eb)) / (
                 4 * eps**2
             )
-        lows.append(np.linalg.eigvalsh((hess + hess.T) / 2)[0])
+        out.append((hess + hess.T) / 2)
+    return out
+
+
+def test_weak_convexity_estimate_matches_finite_differences():
+    prob = _problem(5)
+    rho = 0.1
+    pts = jnp.asarray(np.random.default_rng(6).normal(size=(4, 3)))
+    tau = float(robust.weak_convexity_estimate(prob, rho, pts))
+    lows = [np.linalg.eigvalsh(h)[0] for h in _fd_hessians(prob, rho, pts)]
     assert tau == pytest.approx(max(0.0, -min(lows)), abs=1e-5)
     with pytest.raises(ValueError, match="points"):
         robust.weak_convexity_estimate(prob, rho, pts[:, :2])
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_moreau_parameter_makes_every_prox_subproblem_strongly_convex(scale):
+    """Guards λ < 1/τ̂: at each point the finite-difference Hessian of F(u) + ‖u − θ‖²/(2λ)
+    has eigenvalues ≥ max(τ̂, 1) > 0, where F itself curves down (τ̂ > 0 here: seen 0.25 and
+    0.81 for the two feature scales), so a λ ≥ 1/τ̂ could lose the strong convexity."""
+    prob = _problem(5)
+    prob = prob._replace(phi=scale * prob.phi)
+    rho = 0.1
+    pts = jnp.asarray(np.random.default_rng(6).normal(size=(4, 3)))
+    lam, tau = robust.moreau_parameter(prob, rho, pts)
+    hessians = _fd_hessians(prob, rho, pts)
+    tau_fd = max(0.0, -min(np.linalg.eigvalsh(h)[0] for h in hessians))
+    assert tau == pytest.approx(tau_fd, abs=1e-4) and tau > 0.1
+    assert lam <= 0.5 and lam * tau < 1.0
+    for h in hessians:
+        assert np.linalg.eigvalsh(h + np.eye(3) / lam)[0] >= max(tau, 1.0) - 1e-3
 
 
 def _ks(u, v):

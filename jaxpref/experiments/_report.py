@@ -4,6 +4,7 @@ figures."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from pathlib import Path
 
@@ -71,3 +72,19 @@ def budget_curves(ax, n, methods: dict, field: str, *, band: bool = True, seeds=
     ax.set_xscale("log", base=2)
     ax.set_xlabel("budget n")
     ax.grid(alpha=0.3, which="both")
+
+
+def text_table(columns, rows, *, sep: str = " ") -> list[str]:
+    """Fixed-width text lines: a header of the column names, then one line per row of values.
+
+    ``columns`` holds ``(name, spec)`` pairs, ``spec`` a format spec such as ``"12s"`` or
+    ``"5.2f"``; each value is written ``f"{value:{spec}}"`` and each name is padded to the
+    spec's width, left-aligned above string columns (a spec ending in ``s``) and right-aligned
+    above numbers. Columns are joined by ``sep``."""
+    if any(len(r) != len(columns) for r in rows):
+        raise ValueError(f"rows: each row needs {len(columns)} values, one per column")
+    head = []
+    for name, spec in columns:
+        width = re.match(r"[<>^]?0?(\d*)", spec).group(1)
+        head.append(f"{name:{'<' if spec.endswith('s') else '>'}{width}s}")
+    return [sep.join(head)] + [sep.join(f"{v:{s}}" for v, (_, s) in zip(r, columns)) for r in rows]

@@ -21,15 +21,10 @@ import numpy as np
 
 from jaxpref import robust
 from jaxpref.experiments import _report
+from jaxpref.experiments._io import to_jsonable
 from jaxpref.experiments.registry import scale_configs
-from jaxpref.metrics.fits import loglog_slope
 
-SHIFTS = robust.SHIFTS
-
-
-def _x64():
-    """Run the protocol in float64 (tight prox tolerances)."""
-    return jax.enable_x64(True)
+_x64 = functools.partial(jax.enable_x64, True)  # the protocol runs in float64 (tight prox tols)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +58,7 @@ config = scale_configs(
 
 
 def num_units(cfg: Config) -> int:
-    return len(SHIFTS) * len(cfg.rhos) + 1
+    return len(robust.SHIFTS) * len(cfg.rhos) + 1
 
 
 def make_world(cfg: Config) -> robust.VerbosityTestbed:
@@ -73,34 +68,21 @@ def make_world(cfg: Config) -> robust.VerbosityTestbed:
     return robust.verbosity_testbed(key, n, m, k, d, reward_scale=cfg.reward_scale)
 
 
-def train_sail(key, problem, rho, cfg: Config, *, keep_path=False, steps=None, step_size=None):
-    """Projected stochastic subgradient on robust SAIL (ρ = 0: nominal); returns the path or
-    the tail average of the iterates (second half)."""
-    steps = steps or cfg.num_steps
-    eta = step_size or cfg.step_size
-    path = robust.projected_subgradient_path(
-        key, problem, rho, cfg.radius, eta, steps, cfg.num_samples
-    )
-    return path if keep_path else jnp.mean(path[steps // 2 :], axis=0)
-
-
-_KEYS = ("accuracy", "max_logit_error", "regret", "true_sail_loss", "robust_objective")
-
-
-def _compare(world, rho, shift, cfg: Config):
-    """Robust SAIL, nominal SAIL (mean over seeds) and offline DPO, by `robust.testbed_metrics`."""
+def _compare(world, rho, shift, cfg: Config, tick):
+    """Robust SAIL, nominal SAIL (mean over seeds) and offline DPO, by `robust.testbed_metrics`
+    (one progress unit)."""
     pref = robust.shifted_preferences(world.phi_train, world.theta_star, rho, shift)
     problem = robust.testbed_problem(world, pref)
     keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.num_seeds)
-
-    def mean(thetas):  # (S, d) -> each metric's mean over the seeds
-        per_seed = jax.vmap(lambda th: robust.testbed_metrics(th, world, problem, rho))(thetas)
-        return {k: float(jnp.mean(per_seed[k])) for k in _KEYS}
-
-    out = {}
-    for name, rho_alg in (("robust_sail", rho), ("nominal_sail", 0.0)):
-        out[name] = mean(jax.vmap(lambda k, r=rho_alg: train_sail(k, problem, r, cfg))(keys))
-    out["offline_dpo"] = mean(robust.fit_offline_dpo(problem, cfg.radius, cfg.dpo_steps)[None])
+    args = (cfg.radius, cfg.num_steps, cfg.step_size, cfg.num_samples)
+    fits = {  # (S, d): a θ per seed (offline DPO is deterministic: S = 1)
+        name: jax.vmap(lambda k, r=rho_alg: robust.fit_robust_sail(k, problem, r, *args))(keys)
+        for name, rho_alg in (("robust_sail", rho), ("nominal_sail", 0.0))
+    }
+    fits["offline_dpo"] = robust.fit_offline_dpo(problem, cfg.radius, cfg.dpo_steps)[None]
+    metrics = jax.vmap(lambda th: robust.testbed_metrics(th, world, problem, rho))
+    out = {m: {k: float(jnp.mean(v)) for k, v in metrics(th).items()} for m, th in fits.items()}
+    tick(1)
     return out
 
 
@@ -109,21 +91,12 @@ def _convergence(world, cfg: Config):
     pref = robust.shifted_preferences(world.phi_train, world.theta_star, rho, "adversarial")
     problem = robust.testbed_problem(world, pref)
     pts = robust.ball_points(jax.random.key(7), 32, cfg.dim, cfg.radius, problem.phi.dtype)
-    tau = float(robust.weak_convexity_estimate(problem, rho, pts))
-    lam = 1.0 / (2.0 * max(tau, 1.0))  # λ < 1/τ̂: a strongly convex prox subproblem
     keys = jax.random.split(jax.random.key(cfg.seed + 2), cfg.conv_seeds)
-    sail = functools.partial(train_sail, problem=problem, rho=rho, cfg=cfg)
-    paths = jax.vmap(
-        lambda k: sail(k, keep_path=True, steps=cfg.conv_steps, step_size=cfg.conv_step_size)
-    )(keys)
-    sq = robust.moreau_gradient_norms(paths, problem, rho, lam, cfg.radius, tol=1e-7)
-    horizons = 2 ** np.arange(3, int(np.log2(cfg.conv_steps)) + 1)
-    min_curve, avg_curve = robust.stationarity_curves(np.asarray(sq), horizons)
-    slope, intercept = loglog_slope(horizons, min_curve)
-    avg_slope, _ = loglog_slope(horizons, avg_curve)
-    out = dict(T=horizons, min_grad_moreau_sq=min_curve, avg_grad_moreau_sq=avg_curve)
-    out.update(slope=slope, intercept=intercept, avg_slope=avg_slope, rate_slope=-0.5, lam=lam)
-    return {**out, "tau_estimate": tau, "rho": rho}
+    args = (cfg.radius, cfg.conv_step_size, cfg.conv_steps, cfg.num_samples)
+    r = robust.subgradient_stationarity(keys, problem, rho, *args, points=pts, tol=1e-7)
+    out = dict(T=r.horizons, min_grad_moreau_sq=r.min_curve, avg_grad_moreau_sq=r.mean_curve)
+    out.update(slope=r.min_slope, intercept=r.min_intercept, avg_slope=r.mean_slope)
+    return {**out, "rate_slope": -0.5, "lam": r.lam, "tau_estimate": r.tau, "rho": rho}
 
 
 def run(cfg: Config, *, progress=None) -> dict:
@@ -131,20 +104,13 @@ def run(cfg: Config, *, progress=None) -> dict:
     tick = progress or (lambda n: None)
     with _x64():
         world = make_world(cfg)
-        comparison = {}
-        for shift in SHIFTS:
-            comparison[shift] = {}
-            for rho in cfg.rhos:
-                comparison[shift][str(rho)] = _compare(world, rho, shift, cfg)
-                tick(1)
+        comparison = {
+            s: {str(r): _compare(world, r, s, cfg, tick) for r in cfg.rhos} for s in robust.SHIFTS
+        }
         convergence = _convergence(world, cfg)
         tick(1)
     return dict(
-        config=dataclasses.asdict(cfg),
-        comparison=comparison,
-        convergence={
-            k: np.asarray(v).tolist() if np.ndim(v) else v for k, v in convergence.items()
-        },
+        config=dataclasses.asdict(cfg), comparison=comparison, convergence=to_jsonable(convergence)
     )
 
 
@@ -152,33 +118,27 @@ def run(cfg: Config, *, progress=None) -> dict:
 
 METHODS = ("robust_sail", "nominal_sail", "offline_dpo")
 METRICS = ("true_sail_loss", "accuracy", "max_logit_error", "regret")
+COLUMNS = [("shift", "12s"), ("rho", "5.2f"), ("method", "13s"), ("L_true", "7.4f")]
+COLUMNS += [("acc", "6.3f"), ("maxlogit", "9.3f"), ("regret", "8.4f")]  # the METRICS
 
 
 def table(results: dict) -> str:
-    lines = [
-        f"{'shift':12s} {'rho':>5s} {'method':13s} {'L_true':>7s} {'acc':>6s} "
-        f"{'maxlogit':>9s} {'regret':>8s}"
+    rows = [
+        (shift, float(rho), m, *(by_method[m][k] for k in METRICS))
+        for shift, by_rho in results["comparison"].items()
+        for rho, by_method in by_rho.items()
+        for m in METHODS
     ]
-    for shift, by_rho in results["comparison"].items():
-        for rho, by_method in by_rho.items():
-            for m in METHODS:
-                v = by_method[m]
-                lines.append(
-                    f"{shift:12s} {float(rho):5.2f} {m:13s} {v['true_sail_loss']:7.4f} "
-                    f"{v['accuracy']:6.3f} "
-                    f"{v['max_logit_error']:9.3f} {v['regret']:8.4f}"
-                )
     c = results["convergence"]
-    lines.append(
-        f"convergence: slope of min_k<=T ||grad M_lam||^2 vs T = {c['slope']:.3f} "
+    return "\n".join(_report.text_table(COLUMNS, rows)) + (
+        f"\nconvergence: slope of min_k<=T ||grad M_lam||^2 vs T = {c['slope']:.3f} "
         f"(rate -0.5: O~(eps^-2) with eps = ||grad M||^2); lam = {c['lam']:.3g}"
     )
-    return "\n".join(lines)
 
 
 def plot(results: dict, out_dir) -> list[Path]:
-    fig, axes = _report.figure(len(SHIFTS), len(METRICS), (15, 6.5))
-    for i, shift in enumerate(SHIFTS):
+    fig, axes = _report.figure(len(robust.SHIFTS), len(METRICS), (15, 6.5))
+    for i, shift in enumerate(robust.SHIFTS):
         by_rho = results["comparison"][shift]
         rhos = [float(r) for r in by_rho]
         for j, metric in enumerate(METRICS):

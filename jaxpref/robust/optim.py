@@ -25,6 +25,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from jaxpref import _checks
+from jaxpref.metrics.fits import loglog_slope
 from jaxpref.robust.estimator import estimate_gradient
 from jaxpref.robust.objective import (
     PreferenceProblem,
@@ -116,6 +117,43 @@ def projected_subgradient_path(
         return s, s.theta
 
     return jax.lax.scan(step, state, None, length=num_steps)[1]
+
+
+def fit_robust_sail(
+    key,
+    problem: PreferenceProblem,
+    rho,
+    radius,
+    num_steps: int,
+    step_size=2.0,
+    num_samples: int = 1,
+    theta0=None,
+) -> Float[Array, " d"]:
+    r"""Robust SAIL fitted by projected stochastic subgradient steps (ρ = 0: nominal SAIL): the
+    average of the last half of the iterates of `projected_subgradient_path`,
+
+    .. math:: \bar\theta = \frac{1}{T - \lfloor T/2 \rfloor}
+              \sum_{k=\lfloor T/2 \rfloor + 1}^{T} \theta_k ,
+
+    (½-suffix averaging: it drops the early iterates, far from any solution, that a full average
+    carries; for strongly convex objectives it attains the optimal O(1/T) rate, Rakhlin et al.;
+    here F is only weakly convex and no rate is claimed for θ̄). An average of points of the
+    ball Θ = {‖θ‖ ≤ B} stays in Θ.
+
+    Args:
+      key: PRNG key of the sample batches. problem: `PreferenceProblem`. rho: ρ ≥ 0.
+      radius: B > 0. num_steps: T ≥ 1. step_size: η₀ (η_k = η₀/√(k+1)).
+      num_samples: M triples per step. theta0: start (default 0).
+    Returns: (d,) the suffix average θ̄.
+
+    References: Li, Gaur & Aggarwal, arXiv 2602.20457 (projected stochastic updates);
+      Rakhlin, Shamir & Sridharan, "Making gradient descent optimal for strongly convex
+      stochastic optimization", arXiv 1109.5647 (α-suffix averaging) [theory Eq. (R8)].
+    """
+    path = projected_subgradient_path(
+        key, problem, rho, radius, step_size, num_steps, num_samples, theta0
+    )
+    return jnp.mean(path[num_steps // 2 :], axis=0)
 
 
 # ----------------------------------------------------------------------------- prox subproblem
@@ -367,3 +405,82 @@ def weak_convexity_estimate(
     _checks.check_nonnegative("rho", rho)
     hess = jax.vmap(jax.hessian(expectation), in_axes=(0, None, None))(points, problem, rho)
     return jnp.maximum(0.0, -jnp.min(jnp.linalg.eigvalsh(hess)))
+
+
+def moreau_parameter(
+    problem: PreferenceProblem, rho, points: Float[ArrayLike, "M d"]
+) -> tuple[float, float]:
+    r"""``(λ, τ̂)``: the weak-convexity estimate τ̂ = `weak_convexity_estimate` at ``points`` and
+    the Moreau parameter λ = 1/(2 max(τ̂, 1)) it licenses (λ < 1/τ̂ and λ ≤ ½). Where F + τ̂‖u‖²/2
+    is convex, the prox subproblem F(u) + ‖u − θ‖²/(2λ) is strongly convex with modulus
+    1/λ − τ̂ ≥ max(τ̂, 1), so prox_{λφ} is unique and ∇M_λ(θ) = (θ − prox_{λφ}(θ))/λ is the
+    stationarity measure of `moreau_gradient_norms`.
+
+    Returns: ``(lam, tau_hat)`` as Python floats (host values).
+
+    References: Davis & Drusvyatskiy, arXiv 1803.06523 (Moreau envelope of a τ-weakly convex
+      function for λ < 1/τ); ``theory/robust_sail.md`` §§7, 9.
+    """
+    tau = float(weak_convexity_estimate(problem, rho, points))
+    return 1.0 / (2.0 * max(tau, 1.0)), tau
+
+
+class StationarityRate(NamedTuple):
+    """What `subgradient_stationarity` measures (host NumPy arrays and Python floats)."""
+
+    horizons: np.ndarray  # (H,)  the horizons T
+    min_curve: np.ndarray  # (H,)  mean_s min_{k<T} ‖∇M_λ(θ_{s,k})‖²
+    mean_curve: np.ndarray  # (H,)  mean_{s, k<T} ‖∇M_λ(θ_{s,k})‖²
+    min_slope: float  # least-squares slope of log min_curve in log T
+    min_intercept: float  # its intercept
+    mean_slope: float  # the slope of log mean_curve in log T
+    lam: float  # λ of `moreau_parameter`
+    tau: float  # τ̂ of `weak_convexity_estimate`
+
+
+def subgradient_stationarity(
+    keys,
+    problem: PreferenceProblem,
+    rho,
+    radius,
+    step_size,
+    num_steps: int,
+    num_samples: int = 1,
+    *,
+    points,
+    horizons=None,
+    tol=1e-6,
+) -> StationarityRate:
+    r"""The stationarity rate of projected stochastic subgradient on robust SAIL, measured.
+
+    One `projected_subgradient_path` of T_max = ``num_steps`` steps per key; ‖∇M_λ(θ_k)‖² at
+    every iterate (`moreau_gradient_norms`, with λ and τ̂ of `moreau_parameter` at ``points``);
+    the `stationarity_curves` at each horizon T; and the least-squares slopes of their logs in
+    log T. The stated rate (Õ(ε⁻²) iterations for E‖∇M_λ‖² ≤ ε) is a slope of −½ up to logs.
+
+    Args:
+      keys: (S,) PRNG keys, one run each. problem, rho, radius, step_size, num_samples: as
+        `projected_subgradient_update`. num_steps: T_max. points: (M, d) points of Θ for τ̂
+        (e.g. `ball_points`). horizons: integers in [1, T_max] (default 8, 16, …, the powers
+        of two up to T_max). tol: tolerance of the inner prox solver.
+    Returns: a `StationarityRate`.
+
+    References: Li, Gaur & Aggarwal, arXiv 2602.20457 (Õ(ε⁻²)); Davis & Drusvyatskiy,
+      arXiv 1803.06523 (the Moreau envelope as stationarity measure); ``theory/robust_sail.md``
+      §9.
+    """
+    if horizons is None:
+        horizons = 2 ** np.arange(3, int(np.log2(num_steps)) + 1)
+    lam, tau = moreau_parameter(problem, rho, points)
+    paths = jax.vmap(
+        lambda k: projected_subgradient_path(
+            k, problem, rho, radius, step_size, num_steps, num_samples
+        )
+    )(keys)
+    sq = moreau_gradient_norms(paths, problem, rho, lam, radius, tol=tol)
+    min_curve, mean_curve = stationarity_curves(np.asarray(sq), horizons)
+    min_slope, min_intercept = loglog_slope(horizons, min_curve)
+    mean_slope, _ = loglog_slope(horizons, mean_curve)
+    return StationarityRate(
+        np.asarray(horizons), min_curve, mean_curve, min_slope, min_intercept, mean_slope, lam, tau
+    )
