@@ -277,3 +277,49 @@ def test_env_batch_stacks_one_environment_per_split_key():
             np.testing.assert_allclose(got[i], want, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="num"):
         envs.env_batch(envs.dueling_bandit, key, 0, **kw)
+
+
+@pytest.mark.parametrize("base", [None, 4.0, 1.0])
+def test_radius_scale_gives_the_named_radius_in_the_compiled_loop(base):
+    """β of a loop compiled with κ = ``base`` (None: certified) times `radius_scale` equals
+    `ellipsoid_radius` with the named radius's κ, at several k and L (β is linear in κ)."""
+    cfg = loop.LoopConfig(kappa=base)
+    for name in C.RADII:
+        for bound_delta_phi in (2.0, 6.0):
+            scale = loop.radius_scale(name, cfg, bound_delta_phi)
+            prm = loop.loop_params(dim=3, bound_delta_phi=bound_delta_phi, radius_scale=scale)
+            kappa = C.radius_kappa(name, cfg.bound_theta, bound_delta_phi)
+            for k in (0, 7, 100):
+                want = C.ellipsoid_radius(
+                    cfg.delta,
+                    d=3,
+                    k=k,
+                    lam=cfg.lam,
+                    bound_theta=cfg.bound_theta,
+                    bound_delta_phi=bound_delta_phi,
+                    kappa=kappa,
+                )
+                np.testing.assert_allclose(loop._beta(cfg, prm, k), want, rtol=1e-6)
+    with pytest.raises(ValueError, match="radius"):
+        loop.radius_scale("tight", cfg)
+
+
+def test_run_study_keeps_the_nesting_of_run_settings():
+    """Each (section, label) of the study holds its row of one `run_settings` call."""
+    cfg = loop.LoopConfig(num_episodes=8, kappa=1.0)
+    keys = jax.random.split(jax.random.PRNGKey(5), 2)
+    batch = envs.env_batch(
+        envs.dueling_bandit, jax.random.PRNGKey(6), 2, num_contexts=3, num_arms=4, d=2
+    )
+    study = {
+        "K": {m: (batch, loop.loop_params(m, dim=2)) for m in ("pbpo", "greedy")},
+        "empty": {},
+        "scale": {0.5: (batch, loop.loop_params(dim=2, radius_scale=0.5))},
+    }
+    got = loop.run_study(keys, study, cfg)
+    flat = [s for group in study.values() for s in group.values()]
+    want = loop.run_settings(keys, [e for e, _ in flat], [p for _, p in flat], cfg)
+    assert list(got) == ["K", "empty", "scale"] and got["empty"] == {}
+    assert list(got["K"]) == ["pbpo", "greedy"] and list(got["scale"]) == [0.5]
+    for r, w in zip([*got["K"].values(), got["scale"][0.5]], want):
+        np.testing.assert_array_equal(r, w)

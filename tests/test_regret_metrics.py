@@ -1,4 +1,5 @@
-"""jaxpref.metrics.cumulative_regret_curve against loops and an exact power law."""
+"""jaxpref.metrics.cumulative_regret_curve, regret_scaling and mean_total_regret against loops
+and exact power laws."""
 
 import math
 import statistics
@@ -6,7 +7,7 @@ import statistics
 import numpy as np
 import pytest
 
-from jaxpref.metrics import cumulative_regret_curve
+from jaxpref.metrics import cumulative_regret_curve, mean_total_regret, regret_scaling
 
 
 def test_hand_case_by_loops():
@@ -52,3 +53,24 @@ def test_sqrt_k_regret_has_slope_one_half():
 def test_bad_arguments_are_named(regrets, checkpoints, match):
     with pytest.raises(ValueError, match=match):
         cumulative_regret_curve(regrets, checkpoints)
+
+
+def test_regret_scaling_of_an_exact_power_law_and_by_loops():
+    """Totals c·d^1.5 spread over K episodes and S runs (a different S per size): the means by
+    loops, slope 1.5 exactly; `mean_total_regret` is the mean of the row sums."""
+    sizes = [2, 4, 8]
+    rng = np.random.default_rng(0)
+    regrets = []
+    for g, d in enumerate(sizes):
+        runs = rng.uniform(0.5, 1.5, size=(g + 2, 6))  # S_g = g + 2 runs
+        runs *= 3.0 * d**1.5 / runs.sum(1, keepdims=True)  # each run's total is 3 d^1.5
+        regrets.append(runs)
+    out = regret_scaling(sizes, regrets)
+    np.testing.assert_allclose(out["regret"], [3.0 * d**1.5 for d in sizes], rtol=1e-12)
+    assert out["slope"] == pytest.approx(1.5, abs=1e-12)
+    hand = [[1.0, 2.0], [0.0, 3.0], [4.0, 4.0]]
+    assert mean_total_regret(hand) == pytest.approx((3.0 + 3.0 + 8.0) / 3, rel=1e-15)
+    with pytest.raises(ValueError, match="regrets: need one array per size"):
+        regret_scaling(sizes, regrets[:2])
+    with pytest.raises(ValueError, match="regrets: expected shape"):
+        mean_total_regret(np.ones(4))

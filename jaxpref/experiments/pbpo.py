@@ -24,9 +24,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxpref.experiments._report import figure, rate_shape, save
+from jaxpref.experiments._report import figure, rate_shape, save, text_table
 from jaxpref.experiments.registry import scale_configs
-from jaxpref.metrics import cumulative_regret_curve, loglog_slope
+from jaxpref.metrics import cumulative_regret_curve, mean_total_regret, regret_scaling
 from jaxpref.pbpo import RADII, envs, loop, radius_kappa
 
 BASELINES = ("pbpo", "greedy", "uniform", "onpolicy", "optimism")
@@ -78,71 +78,57 @@ def num_units(cfg: Config) -> int:
     return 3
 
 
-def _methods(cfg: Config) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(cfg.methods + cfg.ablation))
+def _settings(cfg: Config, lcfg: loop.LoopConfig) -> dict:
+    """The study ``{section: {label: (environment batch, loop params)}}``, seeds batched inside."""
+    d, scale = cfg.dim, cfg.radius_scale
 
-
-def _settings(cfg: Config):
-    """(section, label, environment batch, loop params) of every run, seeds batched inside."""
-    d, scale, X = cfg.dim, cfg.radius_scale, cfg.num_contexts
-
-    def bandit(d, salt=1):  # seeds' environments from keys derived from (salt, seed)
+    def seeds(make, salt, **kw):  # seeds' environments from keys derived from (salt, seed)
         key = jax.random.fold_in(jax.random.PRNGKey(0), salt)
-        make = envs.dueling_bandit
-        return envs.env_batch(make, key, cfg.seeds, num_contexts=X, num_arms=cfg.num_arms, d=d)
+        return envs.env_batch(make, key, cfg.seeds, num_contexts=cfg.num_contexts, **kw)
+
+    def bandit(d, salt=1):
+        return seeds(envs.dueling_bandit, salt, num_arms=cfg.num_arms, d=d)
 
     def token(h):
-        key = jax.random.fold_in(jax.random.PRNGKey(0), 3)
-        make = envs.token_mdp
-        return envs.env_batch(make, key, cfg.seeds, num_contexts=X, vocab=cfg.vocab, horizon=h, d=d)
+        return seeds(envs.token_mdp, 3, vocab=cfg.vocab, horizon=h, d=d)
 
     prm = functools.partial(loop.loop_params, "pbpo", dim=d, radius_scale=scale)
-    base = radius_kappa(cfg.radius, 1.0, 2.0)  # κ of the loop (LoopConfig: B = 1, bandit L = 2)
-    kappa = {r: float(radius_kappa(r, 1.0, 2.0)) for r in cfg.radii}
-    out = [
-        ("K", m, bandit(d), loop.loop_params(m, dim=d, radius_scale=scale)) for m in _methods(cfg)
-    ]
-    out += [("d", k, bandit(k, salt=2), prm(dim=k)) for k in cfg.d_grid]
-    out += [("H", h, token(h), prm(bound_delta_phi=2.0 * h)) for h in cfg.h_grid]
+    methods = dict.fromkeys(cfg.methods + cfg.ablation)
     rs = [r for r in cfg.radii if r != cfg.radius]  # cfg.radius is section 1's PbPO run
-    return out + [
-        ("radius", r, bandit(d), prm(radius_scale=scale * kappa[r] / float(base))) for r in rs
-    ]
+    return {
+        "K": {m: (bandit(d), loop.loop_params(m, dim=d, radius_scale=scale)) for m in methods},
+        "d": {k: (bandit(k, salt=2), prm(dim=k)) for k in cfg.d_grid},
+        "H": {h: (token(h), prm(bound_delta_phi=2.0 * h)) for h in cfg.h_grid},
+        "radius": {
+            r: (bandit(d), prm(radius_scale=scale * loop.radius_scale(r, lcfg))) for r in rs
+        },
+    }
 
 
 def run(cfg: Config, *, progress=None) -> dict:
     """All four sections in one compiled map (regret at K = max(k_grid) in sections 2-4)."""
     tick = progress or (lambda _: None)
-    settings = _settings(cfg)
+    lcfg = loop.LoopConfig(num_episodes=cfg.k_max, delta=cfg.delta, kappa=RADII[cfg.radius])
+    study = _settings(cfg, lcfg)
     tick(1)
     keys = jax.random.split(jax.random.PRNGKey(1), cfg.seeds)  # the same loop keys per setting
-    lcfg = loop.LoopConfig(num_episodes=cfg.k_max, delta=cfg.delta, kappa=RADII[cfg.radius])
-    env_list, prm_list = [e for *_, e, _ in settings], [p for *_, p in settings]
-    regrets = np.asarray(loop.run_settings(keys, env_list, prm_list, lcfg), np.float64)
+    by = loop.run_study(keys, study, lcfg)  # {section: {label: (S, K) regrets}}
     tick(1)
-    by = {}
-    for (section, label, _, _), r in zip(settings, regrets):
-        by.setdefault(section, {})[label] = r
-    final = {sec: {lab: float(r.sum(1).mean()) for lab, r in v.items()} for sec, v in by.items()}
-    vs_d, vs_h = list(final["d"].values()), list(final["H"].values())
-    slope = lambda x, y: loglog_slope(x, y)[0]  # noqa: E731
+    curve = functools.partial(cumulative_regret_curve, checkpoints=cfg.k_grid)
     tick(1)
     return {
         "config": dataclasses.asdict(cfg),
         "regret_vs_K": {
             "K": list(cfg.k_grid),
-            "methods": {m: cumulative_regret_curve(by["K"][m], cfg.k_grid) for m in cfg.methods},
+            "methods": {m: curve(by["K"][m]) for m in cfg.methods},
         },
-        "regret_vs_d": {"d": list(cfg.d_grid), "regret": vs_d, "slope": slope(cfg.d_grid, vs_d)},
-        "regret_vs_H": {"H": list(cfg.h_grid), "regret": vs_h, "slope": slope(cfg.h_grid, vs_h)},
-        "ablation": {m: final["K"][m] for m in cfg.ablation},
+        "regret_vs_d": {"d": list(cfg.d_grid)} | regret_scaling(cfg.d_grid, [*by["d"].values()]),
+        "regret_vs_H": {"H": list(cfg.h_grid)} | regret_scaling(cfg.h_grid, [*by["H"].values()]),
+        "ablation": {m: mean_total_regret(by["K"][m]) for m in cfg.ablation},
         "regret_vs_radius": {
             "K": list(cfg.k_grid),
             "kappa": {r: float(radius_kappa(r, 1.0, 2.0)) for r in cfg.radii},
-            "methods": {
-                r: cumulative_regret_curve(by.get("radius", {}).get(r, by["K"]["pbpo"]), cfg.k_grid)
-                for r in cfg.radii
-            },
+            "methods": {r: curve(by["radius"].get(r, by["K"]["pbpo"])) for r in cfg.radii},
         },
         "rates": {"upper": "O~(kappa d H^1.5 sqrt(K))", "lower": "Omega(d H sqrt(K))"},
     }
@@ -159,37 +145,37 @@ def _plot_k(ax, res, radii):
     ax.set(xlabel="episodes K", ylabel="cumulative regret", title="regret vs K (dueling bandit)")
 
 
-def _plot_grid(ax, res, name, powers):
-    xs, ys = res[name], res["regret"]
-    ax.plot(xs, ys, "o-", label=f"PbPO (slope {res['slope']:.2f})")
-    for p, lab in powers:
-        ax.plot(xs, rate_shape(xs, ys[0], p), "--", label=lab)
-    ax.set(xlabel=name, ylabel="cumulative regret at K_max", title=f"regret vs {name}")
+RATES = {  # the stated rates' shapes in d and in H (unknown constants)
+    "d": [(1.0, "d (upper & lower)")],
+    "H": [(1.0, "H (lower Ω(dH√K))"), (1.5, "H^1.5 (upper Õ(κdH^1.5√K))")],
+}
 
 
 def plot(results: dict, out_dir) -> list[Path]:
-    fig, axes = figure(1, 4, (20, 4.5))
-    axes = axes[0]
-    _plot_k(axes[0], results["regret_vs_K"], results["regret_vs_radius"])
-    _plot_grid(axes[1], results["regret_vs_d"], "d", [(1.0, "d (upper & lower)")])
-    h_rates = [(1.0, "H (lower Ω(dH√K))"), (1.5, "H^1.5 (upper Õ(κdH^1.5√K))")]
-    _plot_grid(axes[2], results["regret_vs_H"], "H", h_rates)
+    fig, ((ax_k, ax_d, ax_h, ax_a),) = figure(1, 4, (20, 4.5))
+    _plot_k(ax_k, results["regret_vs_K"], results["regret_vs_radius"])
+    for ax, name in ((ax_d, "d"), (ax_h, "H")):
+        res = results[f"regret_vs_{name}"]
+        xs, ys = res[name], res["regret"]
+        ax.plot(xs, ys, "o-", label=f"PbPO (slope {res['slope']:.2f})")
+        for p, lab in RATES[name]:
+            ax.plot(xs, rate_shape(xs, ys[0], p), "--", label=lab)
+        ax.set(xlabel=name, ylabel="cumulative regret at K_max", title=f"regret vs {name}")
     abl = results["ablation"]
-    axes[3].bar(list(abl), list(abl.values()))
-    axes[3].set(ylabel="cumulative regret at K_max", title="exploration ablation")
-    for ax in axes[:3]:
+    ax_a.bar(list(abl), list(abl.values()))
+    ax_a.set(ylabel="cumulative regret at K_max", title="exploration ablation")
+    for ax in (ax_k, ax_d, ax_h):
         ax.set(xscale="log", yscale="log")
         ax.legend(fontsize=7)
     return [save(fig, out_dir, "pbpo_regret.png")]
 
 
 def table(results: dict) -> str:
-    res = results["regret_vs_K"]
-    lines = ["method          " + "  ".join(f"K={k:<6d}" for k in res["K"]) + "  slope"]
-    for m, s in res["methods"].items():
-        lines.append(
-            f"{m:15s} " + "  ".join(f"{v:8.2f}" for v in s["mean"]) + f"  {s['slope']:.3f}"
-        )
+    res, rr = results["regret_vs_K"], results["regret_vs_radius"]
+    cols = [("method", "14s"), *((f"K={k}", "8.2f") for k in res["K"]), ("slope", ".3f")]
+    lines = text_table(
+        cols, [(m, *s["mean"], s["slope"]) for m, s in res["methods"].items()], sep="  "
+    )
     for x, bounds in (("d", "1"), ("H", "1 to 1.5")):
         r = results[f"regret_vs_{x}"]
         lines.append(
@@ -197,11 +183,7 @@ def table(results: dict) -> str:
             f"(slope {r['slope']:.2f}; bounds: {bounds})"
         )
     lines.append("ablation: " + ", ".join(f"{m}={v:.2f}" for m, v in results["ablation"].items()))
-    rr = results["regret_vs_radius"]
     for r, s in rr["methods"].items():
-        lines.append(
-            f"PbPO, {r} radius (κ={rr['kappa'][r]:.2f}): "
-            + "  ".join(f"{v:8.2f}" for v in s["mean"])
-            + f"  slope {s['slope']:.3f}"
-        )
+        values = "  ".join(f"{v:8.2f}" for v in s["mean"])
+        lines.append(f"PbPO, {r} radius (κ={rr['kappa'][r]:.2f}): {values}  slope {s['slope']:.3f}")
     return "\n".join(lines)

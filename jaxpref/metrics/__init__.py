@@ -9,7 +9,7 @@ from jaxpref.metrics.logit_error import (
     logit_error_bound,
     logit_errors,
 )
-from jaxpref.metrics.regret import cumulative_regret_curve
+from jaxpref.metrics.regret import cumulative_regret_curve, mean_total_regret, regret_scaling
 
 __all__ = [
     "LogitErrors",
@@ -19,4 +19,6 @@ __all__ = [
     "logit_error_bound",
     "logit_errors",
     "loglog_slope",
+    "mean_total_regret",
+    "regret_scaling",
 ]

@@ -40,3 +40,36 @@ def cumulative_regret_curve(regrets, checkpoints) -> dict:
     mean = cum.mean(0)
     se = cum.std(0, ddof=1) / np.sqrt(len(cum))
     return {"mean": mean, "se": se, "slope": loglog_slope(k, mean)[0]}
+
+
+def regret_scaling(sizes, regrets) -> dict:
+    r"""How the total regret at a fixed K grows with a size of the problem (d, H, …): at each
+    size g the mean over its S_g runs of R_s(K) = Σ_{k ≤ K} r_{s,k}, and the least-squares
+    slope s of log mean = a + s log size, to compare with a bound's exponent (e.g. 1 in d for
+    PbPO's upper and lower bounds, between 1 and 3/2 in H).
+
+    Args:
+      sizes: (G,) positive sizes, G ≥ 2.
+      regrets: G arrays (S_g, K) of instantaneous regrets r_{s,k}, one per size.
+    Returns:
+      ``{"regret": G floats, "slope": float}`` (float64 sums; a host-side summary).
+
+    References: Jia, arXiv 2511.12867, Õ(κ d H^{3/2} √K) and Ω(d H √K) (Remark 2) [summary].
+    """
+    if len(regrets) != len(sizes):
+        raise ValueError(f"regrets: need one array per size, got {len(regrets)} for {len(sizes)}")
+    totals = [mean_total_regret(r) for r in regrets]
+    return {"regret": totals, "slope": loglog_slope(sizes, totals)[0]}
+
+
+def mean_total_regret(regrets) -> float:
+    r"""(1/S) Σ_s Σ_{k ≤ K} r_{s,k}: the mean over S runs of the cumulative regret at the last
+    episode, of (S, K) instantaneous regrets (summed in float64).
+
+    References: Jia, arXiv 2511.12867, regret Σ_k [J(π*) − J(π_k)] (Theorems 1-4) [summary].
+    """
+    r = np.asarray(regrets, dtype=np.float64)
+    if r.ndim != 2 or r.size == 0:
+        raise ValueError(f"regrets: expected shape (S >= 1, K >= 1), got {r.shape}")
+    _checks.check_finite("regrets", r)
+    return float(r.sum(1).mean())

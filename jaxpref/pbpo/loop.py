@@ -190,6 +190,38 @@ def run_settings(
     return run_loops(all_keys, env_b, prm_b, cfg).reshape(len(params), s, -1)
 
 
+def radius_scale(radius: str, cfg: LoopConfig, bound_delta_phi=2.0) -> float:
+    """The ``LoopParams.radius_scale`` that makes a loop of ``cfg`` (compiled with its κ) use
+    the κ of the named radius of ``confidence.RADII`` instead: β_k(δ) is linear in κ, so the
+    scale is κ_radius / κ_cfg, both at B = ``cfg.bound_theta`` and L = ``bound_delta_phi``
+    (κ_cfg = ``cfg.kappa``, or `kappa_btl(B, L)` when it is None). Lets runs under several
+    radii share one compiled `run_settings`.
+
+    References: Jia, arXiv 2511.12867 (β_k(δ), as reconstructed in ``theory/pbpo.md``).
+    """
+    wanted = float(confidence.radius_kappa(radius, cfg.bound_theta, bound_delta_phi))
+    base = (
+        confidence.kappa_btl(cfg.bound_theta, bound_delta_phi) if cfg.kappa is None else cfg.kappa
+    )
+    return wanted / float(base)
+
+
+def run_study(keys, study: dict, cfg: LoopConfig) -> dict:
+    """`run_settings` over a labelled study ``{section: {label: (env batch, LoopParams)}}``
+    (each env batch (S,)-stacked, one per key), every setting in one compiled map; returns the
+    (S, K) instantaneous regrets in the same nesting (seed s shares its loop key across
+    settings).
+
+    References: Jia, arXiv 2511.12867, Alg. 1 (as reconstructed in ``theory/pbpo.md``).
+    """
+    flat = [(sec, lab, *s) for sec, group in study.items() for lab, s in group.items()]
+    regrets = run_settings(keys, [f[2] for f in flat], [f[3] for f in flat], cfg)
+    out = {sec: {} for sec in study}
+    for (sec, lab, _, _), r in zip(flat, regrets):
+        out[sec][lab] = r
+    return out
+
+
 __all__ = [
     "METHODS",
     "LoopConfig",
@@ -198,7 +230,9 @@ __all__ = [
     "loop_params",
     "pbpo_init",
     "pbpo_update",
+    "radius_scale",
     "run_loop",
     "run_loops",
     "run_settings",
+    "run_study",
 ]
