@@ -26,6 +26,7 @@ from jaxpref.experiments import _llm_oracle, _report
 from jaxpref.experiments.registry import scale_configs
 
 COLUMNS = ("pm_divergence", "pm_squared_gap", "length", "perplexity", "entropy", "kl")
+LABELS = {"kl": "KL-RLHF", "pm": "PM", "cond_pm_token": "cPM-token", "cond_pm_sequence": "cPM-seq"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +106,7 @@ def num_units(cfg: Config) -> int:
 
 
 def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
-    from jaxpref.train import RLHFConfig, train
+    from jaxpref.train import RLHFConfig
     from jaxpref.train.alignment_eval import alignment_columns
 
     tick = progress or (lambda n: None)
@@ -122,7 +123,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
     results = []
     for spec in runs(cfg):
         name = f"{spec['method']}_a{spec['alpha']}_b{spec['beta']}_s{spec['seed']}"
-        rl = train(
+        rl = pipe.train(
             RLHFConfig(
                 model_name_or_path=str(root / "sft"),
                 reward_model_path=str(root / "rm"),
@@ -136,9 +137,7 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
                 max_new_tokens=cfg.max_new_tokens,
                 dataset_test_split="none",
                 **pipe.common | {"logging_steps": max(1, cfg.rl_steps // 10), "seed": spec["seed"]},
-            ),
-            log=lambda _: None,
-            mesh=pipe.mesh,
+            )
         )
         cols = alignment_columns(
             rl.model,
@@ -165,12 +164,8 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
 
 
 def _label(r: dict) -> str:
-    if r["method"] == "kl":
-        return "KL-RLHF"
-    if r["method"] == "pm":
-        return "PM"
-    gate = "token" if r["method"] == "cond_pm_token" else "seq"
-    return f"cPM-{gate} α={r['alpha']}"
+    gated = "" if r["alpha"] is None else f" α={r['alpha']}"
+    return LABELS[r["method"]] + gated
 
 
 def table(results: dict) -> str:
