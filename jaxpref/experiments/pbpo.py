@@ -171,11 +171,15 @@ def plot(results: dict, out_dir) -> list[Path]:
 
 
 def table(results: dict) -> str:
+    """One row per method and per radius of PbPO (cumulative regret at each K, slope), then the
+    d and H slopes and the ablation."""
     res, rr = results["regret_vs_K"], results["regret_vs_radius"]
-    cols = [("method", "14s"), *((f"K={k}", "8.2f") for k in res["K"]), ("slope", ".3f")]
-    lines = text_table(
-        cols, [(m, *s["mean"], s["slope"]) for m, s in res["methods"].items()], sep="  "
-    )
+    rows = [(m, *s["mean"], s["slope"]) for m, s in res["methods"].items()]
+    for r, s in rr["methods"].items():
+        rows.append((f"PbPO, {r} radius (κ={rr['kappa'][r]:.2f})", *s["mean"], s["slope"]))
+    width = max(14, *(len(row[0]) for row in rows))
+    cols = [("method", f"{width}s"), *((f"K={k}", "8.2f") for k in res["K"]), ("slope", "5.3f")]
+    lines = text_table(cols, rows, sep="  ")
     for x, bounds in (("d", "1"), ("H", "1 to 1.5")):
         r = results[f"regret_vs_{x}"]
         lines.append(
@@ -183,7 +187,4 @@ def table(results: dict) -> str:
             f"(slope {r['slope']:.2f}; bounds: {bounds})"
         )
     lines.append("ablation: " + ", ".join(f"{m}={v:.2f}" for m, v in results["ablation"].items()))
-    for r, s in rr["methods"].items():
-        values = "  ".join(f"{v:8.2f}" for v in s["mean"])
-        lines.append(f"PbPO, {r} radius (κ={rr['kappa'][r]:.2f}): {values}  slope {s['slope']:.3f}")
     return "\n".join(lines)

@@ -54,6 +54,11 @@ def regret_scaling(sizes, regrets) -> dict:
     Returns:
       ``{"regret": G floats, "slope": float}`` (float64 sums; a host-side summary).
 
+    Example (totals 2d, i.e. linear in d):
+      >>> out = regret_scaling([2, 8], [np.ones((3, 4)), np.full((2, 4), 4.0)])
+      >>> out["regret"], round(out["slope"], 6)
+      ([4.0, 16.0], 1.0)
+
     References: Jia, arXiv 2511.12867, Õ(κ d H^{3/2} √K) and Ω(d H √K) (Remark 2) [summary].
     """
     if len(regrets) != len(sizes):
@@ -65,6 +70,9 @@ def regret_scaling(sizes, regrets) -> dict:
 def mean_total_regret(regrets) -> float:
     r"""(1/S) Σ_s Σ_{k ≤ K} r_{s,k}: the mean over S runs of the cumulative regret at the last
     episode, of (S, K) instantaneous regrets (summed in float64).
+
+      >>> mean_total_regret([[1.0, 2.0], [0.0, 1.0]])
+      2.0
 
     References: Jia, arXiv 2511.12867, regret Σ_k [J(π*) − J(π_k)] (Theorems 1-4) [summary].
     """
