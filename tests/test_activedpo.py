@@ -11,7 +11,11 @@ import pytest
 from flax import nnx
 
 from jaxpref import design, llm
-from jaxpref.llm.grad_features import lora_reward_grads, per_example_grads
+from jaxpref.llm.grad_features import (
+    lora_projection_error,
+    lora_reward_grads,
+    per_example_grads,
+)
 from jaxpref.policies import loglinear
 
 BETA = 0.5
@@ -103,6 +107,26 @@ def test_projected_features_equal_the_materialised_matrix(model, rows, loop_grad
     R = design.projection_matrix(grads, key, 12, chunk_size=40)
     assert R.shape == (12, expected.shape[1])
     np.testing.assert_allclose(got, expected @ np.asarray(R).T, rtol=1e-9, atol=1e-12)
+
+
+def test_projection_error_against_the_loop_gradients(model, rows, loop_grads):
+    """lora_projection_error (the experiment's check on a real model) reports what the loop of
+    single-row gradients gives: P, max|G Rᵀ|, round-off for the blockwise features and a large
+    error for features projected with another key."""
+    _, expected = loop_grads
+    key, opts = jax.random.key(11), dict(beta=BETA, block_size=2, chunk_size=40)  # compiled above
+    raw = lora_reward_grads(model, *rows, beta=BETA, block_size=2)
+    dense = expected @ np.asarray(design.projection_matrix(raw, key, 12, chunk_size=40)).T
+    good = lora_reward_grads(model, *rows, dim=12, key=key, **opts)
+    out = lora_projection_error(model, *rows, good, key=key, **opts)
+    assert out["lora_parameters"] == expected.shape[1]
+    assert out["projection_scale"] == pytest.approx(np.max(np.abs(dense)), rel=1e-12)
+    assert out["projection_max_abs_error"] <= 1e-12 * out["projection_scale"]
+    other = lora_reward_grads(model, *rows, dim=12, key=jax.random.key(12), **opts)
+    wrong = lora_projection_error(model, *rows, other, key=key, **opts)
+    assert wrong["projection_max_abs_error"] > 0.1 * wrong["projection_scale"]
+    with pytest.raises(ValueError, match=r"projected: expected shape \(5, k\)"):
+        lora_projection_error(model, *rows, good[:4], key=key, **opts)
 
 
 @pytest.mark.parametrize("kind", design.sketch.KINDS)

@@ -85,6 +85,10 @@ from jaxpref.design.curves import (  # noqa: E402
 )
 
 __all__ += ["BudgetCurve", "MethodCurves", "budget_curve", "compare_methods"]
-from jaxpref.design.reference import brute_force_greedy_logdet  # noqa: E402
+from jaxpref.design.reference import (  # noqa: E402
+    brute_force_greedy_logdet,
+    direct_uncertainty_scores,
+    gradient_selection_check,
+)
 
-__all__ += ["brute_force_greedy_logdet"]
+__all__ += ["brute_force_greedy_logdet", "direct_uncertainty_scores", "gradient_selection_check"]

@@ -4,7 +4,9 @@ The selectors of ``jaxpref.design`` never form a log-determinant: they keep φ�
 rank-one (``greedy_doptimal``) or low-rank Woodbury (``gradient_uncertainty_batch``) updates.
 ``brute_force_greedy_logdet`` evaluates log det(V + φ_iφ_iᵀ) of every candidate with
 ``numpy.linalg.slogdet`` at every step instead: O(n N d³) in float64 NumPy, so an experiment
-can confirm on its own features, at small N and d, that the fast picks are the greedy ones.
+can confirm on its own features, at small N and d, that the fast picks are the greedy ones;
+``direct_uncertainty_scores`` forms V and solves with it, and ``gradient_selection_check`` sets
+ActiveDPO's low-rank selection against both.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxpref import _checks
+from jaxpref.design.gradient_uncertainty import gradient_design_init, gradient_uncertainty_batch
 
 
 def brute_force_greedy_logdet(
@@ -47,9 +50,7 @@ def brute_force_greedy_logdet(
     _checks.check_int_in("n", n, 1, N)
     _checks.check_positive("lam", lam)
     phi = np.asarray(phi, np.float64)
-    past = np.zeros((0, d)) if past is None else np.asarray(past, np.float64)
-    if past.ndim != 2 or past.shape[1] != d:
-        raise ValueError(f"past: expected shape (P, {d}) to match phi, got {past.shape}")
+    past = _past(past, d)
     V = lam * np.eye(d) + past.T @ past
     picks, logdets = [], []
     for _ in range(n):
@@ -63,4 +64,71 @@ def brute_force_greedy_logdet(
     return picks, logdets
 
 
-__all__ = ["brute_force_greedy_logdet"]
+def _past(past, d: int) -> np.ndarray:
+    past = np.zeros((0, d)) if past is None else np.asarray(past, np.float64)
+    if past.ndim != 2 or past.shape[1] != d:
+        raise ValueError(f"past: expected shape (P, {d}) to match phi, got {past.shape}")
+    return past
+
+
+def direct_uncertainty_scores(phi, *, lam: float, past=None) -> np.ndarray:
+    r"""φ_iᵀV⁻¹φ_i of every candidate with V formed (d × d) and solved (NumPy, float64).
+
+    .. math:: V = \lambda I + \sum_{p \in \mathrm{past}} \phi_p\phi_p^\top, \qquad
+              s_i = \phi_i^\top V^{-1} \phi_i
+
+    ActiveDPO's uncertainty (Eq. 3, squared) by its definition: O(d³ + N d²), for checking
+    the low-rank scores of ``gradient_design_init`` at small d.
+
+    Args:
+      phi: (N, d) candidate features.
+      lam: > 0, the ridge λ.
+      past: (P, d) rows already in V (None: none).
+
+    Returns: (N,) float64 scores.
+
+    Example:
+      >>> direct_uncertainty_scores([[1.0, 0.0], [1.0, 1.0]], lam=1.0, past=[[0.0, 1.0]])
+      array([1. , 1.5])
+
+    References: Lin et al., arXiv 2505.19241, Eq. (3).
+    """
+    _, d = _checks.check_ndim("phi", phi, 2)
+    _checks.check_positive("lam", lam)
+    phi = np.asarray(phi, np.float64)
+    past = _past(past, d)
+    V = lam * np.eye(d) + past.T @ past
+    return np.sum(phi * np.linalg.solve(V, phi.T).T, axis=1)  # φᵀV⁻¹φ, V formed (d × d)
+
+
+def gradient_selection_check(phi, n: int, *, lam: float, past=None) -> dict:
+    """ActiveDPO's low-rank selection on ``phi`` against its definitions: the n picks of
+    ``gradient_uncertainty_batch`` and of ``brute_force_greedy_logdet`` (both continued from
+    ``past``), and the largest relative gap between ``gradient_design_init``'s Woodbury scores
+    and :func:`direct_uncertainty_scores`.
+
+    Args: as :func:`brute_force_greedy_logdet` (phi (N, d), n in [1, N], lam > 0, past (P, d)).
+
+    Returns: ``{"picks", "brute_force_picks"}`` (lists of n indices, equal when the fast
+    selection is the greedy one) and ``"scores_max_rel_error"`` (max_i |s_i − s_i^direct| /
+    max(s_i^direct, 1e-12)).
+
+    References: Lin et al., arXiv 2505.19241, Eq. (3)–(4).
+    """
+    N, d = _checks.check_ndim("phi", phi, 2)
+    _checks.check_int_in("n", n, 1, N)
+    past = None if past is None else _past(past, d)
+    sel = gradient_uncertainty_batch(phi, n, lam=lam, past=past)
+    brute, _ = brute_force_greedy_logdet(phi, n, lam=lam, past=past)
+    direct = direct_uncertainty_scores(phi, lam=lam, past=past)
+    capacity = 0 if past is None else len(past)
+    state = gradient_design_init(phi, past, lam=lam, capacity=capacity)
+    gap = np.abs(np.asarray(state.scores) - direct) / np.maximum(direct, 1e-12)
+    return {
+        "picks": np.asarray(sel.indices).tolist(),
+        "brute_force_picks": brute,
+        "scores_max_rel_error": float(np.max(gap)),
+    }
+
+
+__all__ = ["brute_force_greedy_logdet", "direct_uncertainty_scores", "gradient_selection_check"]

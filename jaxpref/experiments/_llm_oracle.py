@@ -55,16 +55,24 @@ class Pipeline:
         return train(config, log=lambda _: None, mesh=self.mesh)
 
 
-def prepare(cfg, root: pathlib.Path, log=lambda _: None) -> Pipeline:
-    """Data folders, the base model, SFT and the reward model (``root/sft``, ``root/rm``)."""
+def prepare(
+    cfg, root: pathlib.Path, log=lambda _: None, *, parts=None, max_positions: int = 512
+) -> Pipeline:
+    """Data folders, the base model, SFT and the reward model (``root/sft``, ``root/rm``).
+
+    ``parts``: the split of the shipped rows (``stage_folders``), one ``root/data_<part>``
+    folder for each part but ``"test"``; by default ``cfg.num_eval`` rows held out, then 20 %
+    SFT, 40 % reward model and the rest RL. ``max_positions``: the base model's."""
     from jaxpref.train import RewardConfig, SFTConfig, train
 
     rows = shipped_hh_rows()
     rest = len(rows) - cfg.num_eval
-    parts = {"test": cfg.num_eval, "sft": round(0.2 * rest), "rm": round(0.4 * rest), "rl": -1}
-    sizes = stage_folders(rows, root, parts, ("sft", "rm", "rl"), seed=cfg.seed)
+    default = {"test": cfg.num_eval, "sft": round(0.2 * rest), "rm": round(0.4 * rest), "rl": -1}
+    parts = parts or default
+    stages = [p for p in parts if p != "test"]
+    sizes = stage_folders(rows, root, parts, stages, seed=cfg.seed)
     tok = load_tokenizer()
-    base_model(root, tok, cfg, max_positions=512, seed=cfg.seed)
+    base_model(root, tok, cfg, max_positions=max_positions, seed=cfg.seed)
     mesh, per_device = data_parallel_mesh(cfg.batch_size)
     common = dict(
         max_length=cfg.max_length,

@@ -88,3 +88,40 @@ def text_table(columns, rows, *, sep: str = " ") -> list[str]:
         width = re.match(r"[<>^]?0?(\d*)", spec).group(1)
         head.append(f"{name:{'<' if spec.endswith('s') else '>'}{width}s}")
     return [sep.join(head)] + [sep.join(f"{v:{s}}" for v, (_, s) in zip(r, columns)) for r in rows]
+
+
+def seed_curves(runs, group: str, points) -> dict:
+    """``{g: (xs, mean, std)}`` for each value g of ``run[group]`` over ``runs`` (in first-seen
+    order): ``points(run)`` is a run's list of (x, y); the runs of one group must share their
+    xs, and mean and std are ``seed_stats`` over those runs at each x."""
+    out = {}
+    for g in dict.fromkeys(r[group] for r in runs):
+        curves = [points(r) for r in runs if r[group] == g]
+        xs = [x for x, _ in curves[0]]
+        if any([x for x, _ in c] != xs for c in curves):
+            raise ValueError(f"runs: the runs of {group} {g!r} differ in their x values")
+        stats = seed_stats([[y for _, y in c] for c in curves])
+        out[g] = (xs, stats["mean"].tolist(), stats["std"].tolist())
+    return out
+
+
+def curve_lines(ax, curves: dict, *, ylabel: str, errorbars: bool = True) -> None:
+    """One marked line per label of ``curves`` (``{label: (xs, mean, std)}``, as from
+    ``seed_curves``) against the labelled pairs, with ±std error bars if ``errorbars``; a grid
+    and a legend."""
+    for label, (xs, ys, sd) in curves.items():
+        if errorbars:
+            ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=label)
+        else:
+            ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xlabel("labelled pairs")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def eval_points(history, key: str) -> list[tuple[int, float]]:
+    """``(step, row[key])`` of each row of a run's ``history`` that holds ``key``, in step
+    order; a step logged twice (a final evaluation at the last step) keeps its last row."""
+    by_step = {int(r["step"]): r[key] for r in history if key in r}
+    return sorted(by_step.items())

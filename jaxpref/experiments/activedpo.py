@@ -23,20 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxpref import design, llm
-from jaxpref.data import (
-    collate_preferences,
-    encode_preferences,
-    load_tokenizer,
-    pad_id,
-    pairs_from_rows,
-    shipped_hh_rows,
-)
-from jaxpref.experiments._report import figure, save, seed_stats
-from jaxpref.experiments._stages import base_model, stage_folders
+from jaxpref import data, design, llm
+from jaxpref.experiments import _llm_oracle, _report
 from jaxpref.experiments.registry import scale_configs
-from jaxpref.llm.grad_features import lora_reward_grads
-from jaxpref.train.mesh import data_parallel_mesh
+from jaxpref.llm.grad_features import lora_projection_error, lora_reward_grads
 
 SELECTORS = ("activedpo", "adpo_plus", "apo", "aplp", "uniform")
 
@@ -87,90 +77,60 @@ config = scale_configs(
 
 
 def num_units(cfg: Config) -> int:
-    return 3 + len(cfg.selectors) * len(cfg.seeds)
+    return 2 + len(cfg.selectors) * len(cfg.seeds)
 
 
 def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
-    from jaxpref.train import ActiveDPOConfig, RewardConfig, SFTConfig, train
+    from jaxpref.train import ActiveDPOConfig
+    from jaxpref.train.active_dpo import steps_per_round
 
     tick = progress or (lambda n: None)
     root = pathlib.Path(work_dir) if work_dir else pathlib.Path(tempfile.mkdtemp("activedpo"))
     parts = {"test": cfg.num_eval, "sft": cfg.num_sft, "rm": cfg.num_rm, "pool": -1}
-    sizes = stage_folders(shipped_hh_rows(), root, parts, ("sft", "rm", "pool"), seed=cfg.seed)
-    tok = load_tokenizer()
-    base_model(root, tok, cfg, max_positions=256, seed=cfg.seed)
-    mesh, per_device = data_parallel_mesh(cfg.batch_size)
-    common = dict(
-        max_length=cfg.max_length,
-        max_prompt_length=cfg.max_prompt_length,
-        per_device_train_batch_size=per_device,
-        save_steps=0,
-        disable_tqdm=True,
-        overwrite=True,
-        report_to="none",
-        seed=cfg.seed,
-    )
-    quiet = dict(log=lambda _: None, mesh=mesh)
-    stage = lambda name, **kw: dict(  # noqa: E731
-        dataset_name=str(root / f"data_{name}"), output_dir=str(root / name), **common, **kw
-    )
-    stages = {}
-    for name, cls, src, steps, lr in (
-        ("sft", SFTConfig, "base", cfg.sft_steps, cfg.sft_lr),
-        ("rm", RewardConfig, "sft", cfg.rm_steps, cfg.rm_lr),
-    ):
-        source = dict(model_name_or_path=str(root / src), max_steps=steps, learning_rate=lr)
-        stages[name] = train(cls(**source, **stage(name)), **quiet)
-        tick(1)
-    checks = machinery_checks(cfg, root / "sft", root / "data_all" / "test.jsonl", tok)
+    pipe = _llm_oracle.prepare(cfg, root, parts=parts, max_positions=256)
     tick(1)
-    from jaxpref.train.active_dpo import steps_per_round
-
+    checks = machinery_checks(cfg, root / "sft", root / "data_all", pipe.tokenizer)
+    tick(1)
+    same = ("rounds", "budget", "prompts_per_round", "epochs_per_round", "projection_dim")
+    same += ("lora_r", "beta", "max_new_tokens")
     curves = []
     for selector in cfg.selectors:
         for seed in cfg.seeds:
-            name = f"{selector}_s{seed}"
             active = ActiveDPOConfig(
                 model_name_or_path=str(root / "sft"),
                 reward_model_path=str(root / "rm"),
+                dataset_name=str(root / "data_pool"),
+                output_dir=str(root / "active" / f"{selector}_s{seed}"),
                 selector=selector,
-                rounds=cfg.rounds,
-                budget=cfg.budget,
-                prompts_per_round=cfg.prompts_per_round,
-                epochs_per_round=cfg.epochs_per_round,
-                projection_dim=cfg.projection_dim,
-                lora_r=cfg.lora_r,
                 lora_alpha=2.0 * cfg.lora_r,
-                beta=cfg.beta,
                 learning_rate=cfg.dpo_lr,
-                max_new_tokens=cfg.max_new_tokens,
                 eval_on_start=True,
                 logging_steps=1,
-                **{**stage("pool"), "output_dir": str(root / "active" / name), "seed": seed},
+                **{name: getattr(cfg, name) for name in same},
+                **{**pipe.common, "seed": seed},
             )
             per_round = steps_per_round(active, cfg.batch_size)
-            result = train(active.replace(eval_steps=per_round), **quiet)
-            points = [
-                (int(h["step"]) // per_round * cfg.budget, h["eval_score"])
-                for h in result.history
-                if "eval_score" in h
-            ]
+            result = pipe.train(active.replace(eval_steps=per_round))
+            evals = _report.eval_points(result.history, "eval_score")
+            points = [(step // per_round * cfg.budget, y) for step, y in evals]
             curves.append({"selector": selector, "seed": seed, "points": points})
             tick(1)
     return {
         "config": dataclasses.asdict(cfg),
-        "data": sizes,
-        "reward_model": stages["rm"].final_eval,
+        "data": pipe.sizes,
+        "reward_model": pipe.final_eval["rm"],
         "checks": checks,
         "curves": curves,
         "work_dir": str(root),
     }
 
 
-def machinery_checks(cfg: Config, sft_dir, pairs_file, tok) -> dict:
-    """The math-layer checks of ``tests/test_activedpo.py`` on the real SFT model's features."""
-    from jaxpref.data import load_splits
-
+def machinery_checks(cfg: Config, sft_dir, pairs_dir, tok) -> dict:
+    """The math-layer checks of ``tests/test_activedpo.py`` on the real SFT model's features
+    (LoRA on q/v, B ≠ 0, of the first ``check_pairs`` held-out pairs in ``pairs_dir``): the
+    blockwise projection against the materialised matrix (``lora_projection_error``), the
+    low-rank picks and scores against brute force and the direct V⁻¹
+    (``design.gradient_selection_check``, λ = 0.5, two of the pairs as past rows)."""
     model = llm.from_pretrained(sft_dir, dtype=jnp.float32)
     lora = llm.LoRAConfig(rank=cfg.lora_r, alpha=2.0 * cfg.lora_r, target=r"(q|v)_proj")
     llm.apply_lora(model, lora, rngs=nnx.Rngs(cfg.seed))
@@ -179,48 +139,23 @@ def machinery_checks(cfg: Config, sft_dir, pairs_file, tok) -> dict:
     nnx.update(
         model, jax.tree.map(lambda x: x + 0.05 * jax.random.normal(next(keys), x.shape), adapters)
     )
-    rows = load_splits(pathlib.Path(pairs_file).parent)["test"]
-    pairs = pairs_from_rows(rows).pairs[: cfg.check_pairs]
-    encoded, _ = encode_preferences(
+    pairs = data.pairs_from_rows(data.load_splits(pairs_dir)["test"]).pairs[: cfg.check_pairs]
+    encoded, _ = data.encode_preferences(
         tok, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length
     )
-    batch = collate_preferences(encoded, pad_id=pad_id(tok))
-    ids = np.concatenate([batch.chosen.input_ids, batch.rejected.input_ids])
-    mask = np.concatenate([batch.chosen.attention_mask, batch.rejected.attention_mask])
-    loss = np.concatenate([batch.chosen.loss_mask, batch.rejected.loss_mask])
-    key, k = jax.random.key(0), cfg.projection_dim
-    raw = lora_reward_grads(model, ids, mask, loss, beta=cfg.beta, block_size=4)
-    proj = lora_reward_grads(model, ids, mask, loss, beta=cfg.beta, block_size=4, dim=k, key=key)
-    flat = np.concatenate([np.asarray(x).reshape(len(ids), -1) for x in jax.tree.leaves(raw)], 1)
-    R = np.asarray(design.projection_matrix(raw, key, k))
+    batch = data.collate_preferences(encoded, pad_id=data.pad_id(tok))
+    rows = [np.concatenate(sides) for sides in zip(batch.chosen, batch.rejected)]  # y_w then y_l
+    opts = dict(beta=cfg.beta, block_size=4, key=jax.random.key(0))
+    proj = lora_reward_grads(model, *rows, dim=cfg.projection_dim, **opts)
     n = len(encoded)
     phi = np.asarray(design.pair_features(proj, np.arange(n), np.arange(n) + n), np.float64)
-    lam, picks_n = 0.5, max(1, n // 2)
-    sel = design.gradient_uncertainty_batch(phi, picks_n, lam=lam, past=phi[:2])
-    brute, _ = design.brute_force_greedy_logdet(phi, picks_n, lam=lam, past=phi[:2])
-    V = lam * np.eye(k) + phi[:2].T @ phi[:2]
-    direct = np.sum(phi * np.linalg.solve(V, phi.T).T, axis=1)  # φᵀV⁻¹φ, V formed (k × k)
-    state = design.gradient_design_init(phi, phi[:2], lam=lam, capacity=2)
-    return {
-        "lora_parameters": int(flat.shape[1]),
-        "projection_max_abs_error": float(np.max(np.abs(np.asarray(proj) - flat @ R.T))),
-        "projection_scale": float(np.max(np.abs(flat @ R.T))),
-        "picks": np.asarray(sel.indices).tolist(),
-        "brute_force_picks": brute,
-        "scores_max_rel_error": float(
-            np.max(np.abs(np.asarray(state.scores) - direct) / np.maximum(direct, 1e-12))
-        ),
-    }
+    checks = lora_projection_error(model, *rows, proj, **opts)
+    return checks | design.gradient_selection_check(phi, max(1, n // 2), lam=0.5, past=phi[:2])
 
 
 def _mean_curves(results: dict) -> dict:
     """selector -> (labelled pairs, mean reward, std over seeds) of the per-round evaluations."""
-    out = {}
-    for selector in results["config"]["selectors"]:
-        runs = [c["points"] for c in results["curves"] if c["selector"] == selector]
-        stats = seed_stats([[p[1] for p in r] for r in runs])
-        out[selector] = ([p[0] for p in runs[0]], stats["mean"].tolist(), stats["std"].tolist())
-    return out
+    return _report.seed_curves(results["curves"], "selector", lambda c: c["points"])
 
 
 def table(results: dict) -> str:
@@ -233,13 +168,7 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[pathlib.Path]:
-    fig, axes = figure(1, 1, (5.5, 3.8))
-    ax = axes[0, 0]
-    for s, (xs, ys, sd) in _mean_curves(results).items():
-        ax.errorbar(xs, ys, yerr=sd, marker="o", capsize=3, label=s)
-    ax.set_xlabel("labelled pairs")
-    ax.set_ylabel("mean oracle reward (held-out prompts)")
+    fig, ((ax,),) = _report.figure(1, 1, (5.5, 3.8))
+    _report.curve_lines(ax, _mean_curves(results), ylabel="mean oracle reward (held-out prompts)")
     ax.set_title(f"ActiveDPO vs rivals, {len(results['config']['seeds'])} seed(s)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return [save(fig, out_dir, "activedpo_reward_vs_labels.png", dpi=110)]
+    return [_report.save(fig, out_dir, "activedpo_reward_vs_labels.png", dpi=110)]

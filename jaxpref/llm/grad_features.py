@@ -18,10 +18,11 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxpref._checks import check_same_shape, shape_of
-from jaxpref.design.sketch import CHUNK_SIZE, KINDS, random_projection
+from jaxpref.design.sketch import CHUNK_SIZE, KINDS, projection_matrix, random_projection
 from jaxpref.llm.logps import check_loss_mask, sequence_logps
 from jaxpref.llm.lora import LoRAParam
 
@@ -147,3 +148,51 @@ def lora_reward_grads(
         kind,
         chunk_size,
     )
+
+
+def lora_projection_error(
+    model,
+    input_ids,
+    attention_mask,
+    loss_mask,
+    projected,
+    *,
+    beta=1.0,
+    block_size: int = 8,
+    key=None,
+    kind: str = "rademacher",
+    chunk_size: int = CHUNK_SIZE,
+) -> dict:
+    r"""How far ``projected`` is from G Rᵀ: G (N, P) the raw per-row LoRA gradients of the same
+    rows (:func:`lora_reward_grads` without ``dim``), R the k × P projection of ``key``, ``kind``
+    and ``chunk_size`` materialised (``design.projection_matrix``).
+
+    A check of the blockwise projection on a real model, for small P·k only (R is held whole):
+    ``projected = lora_reward_grads(..., dim=k, key=key)`` should give an error at the round-off
+    of the gradients' dtype. G Rᵀ is formed in NumPy in that dtype.
+
+    Args:
+      model, input_ids, attention_mask, loss_mask, beta, block_size: as for
+        :func:`lora_reward_grads`.
+      projected: (N, k) projected features of those rows.
+      key, kind, chunk_size: the projection's (``key`` defaults to ``jax.random.key(0)``).
+
+    Returns: ``{"lora_parameters": P, "projection_max_abs_error": max |projected − G Rᵀ|,
+    "projection_scale": max |G Rᵀ|}``.
+    """
+    n = shape_of("input_ids", input_ids)[0]
+    shape = shape_of("projected", projected)
+    if len(shape) != 2 or shape[0] != n:
+        raise ValueError(f"projected: expected shape ({n}, k) for {n} rows, got {shape}")
+    key = jax.random.key(0) if key is None else key
+    raw = lora_reward_grads(
+        model, input_ids, attention_mask, loss_mask, beta=beta, block_size=block_size
+    )
+    flat = np.concatenate([np.asarray(x).reshape(n, -1) for x in jax.tree.leaves(raw)], 1)
+    R = np.asarray(projection_matrix(raw, key, shape[1], kind=kind, chunk_size=chunk_size))
+    dense = flat @ R.T
+    return {
+        "lora_parameters": int(flat.shape[1]),
+        "projection_max_abs_error": float(np.max(np.abs(np.asarray(projected) - dense))),
+        "projection_scale": float(np.max(np.abs(dense))),
+    }
