@@ -111,13 +111,12 @@ def run(cfg: Config, *, progress=None, work_dir=None) -> dict:
 def _curve(cfg, arm, history) -> list[dict]:
     """The held-out oracle score after each evaluation against the labelled pairs so far:
     ``batch_size`` a step for online DPO, ``pairs_per_episode`` an episode for PbPO."""
-    key = "eval_score" if arm == "online_dpo" else "eval_oracle_score"
-    by_step = {r["step"]: r[key] for r in history if key in r}  # the last step may come twice
     if arm == "online_dpo":
-        pairs = lambda s: s * cfg.batch_size  # noqa: E731
+        key, steps, pairs = "eval_score", 1, cfg.batch_size
     else:
-        pairs = lambda s: s // cfg.episode_steps * cfg.pairs_per_episode  # noqa: E731
-    return [{"pairs": pairs(s), "oracle_score": v} for s, v in sorted(by_step.items())]
+        key, steps, pairs = "eval_oracle_score", cfg.episode_steps, cfg.pairs_per_episode
+    evals = _report.eval_points(history, key)  # the last step may come twice: kept once
+    return [{"pairs": s // steps * pairs, "oracle_score": v} for s, v in evals]
 
 
 def _arm_config(cfg, pipe, arm, seed, bound):
@@ -127,16 +126,9 @@ def _arm_config(cfg, pipe, arm, seed, bound):
     options["eval_steps"] = cfg.episode_steps
     if arm == "online_dpo":
         return OnlineDPOConfig(max_steps=cfg.num_episodes * cfg.episode_steps, **options)
-    return PbPOConfig(
-        num_episodes=cfg.num_episodes,
-        episode_steps=cfg.episode_steps,
-        pairs_per_episode=cfg.pairs_per_episode,
-        num_candidates=cfg.num_candidates,
-        rloo_k=cfg.rloo_k,
-        bound_theta=bound,
-        **ARMS[arm],
-        **options,
-    )
+    same = ("num_episodes", "episode_steps", "pairs_per_episode", "num_candidates", "rloo_k")
+    kept = {name: getattr(cfg, name) for name in same}  # the PbPO fields of cfg, as they are
+    return PbPOConfig(bound_theta=bound, **kept, **ARMS[arm], **options)
 
 
 def table(results: dict) -> str:
@@ -151,14 +143,9 @@ def table(results: dict) -> str:
 
 
 def plot(results: dict, out_dir) -> list[pathlib.Path]:
+    points = lambda r: [(p["pairs"], p["oracle_score"]) for p in r["curve"]]  # noqa: E731
+    curves = _report.seed_curves(results["runs"], "arm", points)  # mean over seeds
     fig, ((ax,),) = _report.figure(1, 1, (5.5, 3.8))
-    for arm in dict.fromkeys(r["arm"] for r in results["runs"]):
-        runs = [r for r in results["runs"] if r["arm"] == arm]
-        pairs = [p["pairs"] for p in runs[0]["curve"]]
-        score = np.mean([[p["oracle_score"] for p in r["curve"]] for r in runs], axis=0)
-        ax.plot(pairs, score, marker="o", label=arm)
-    ax.set_xlabel("labelled pairs")
-    ax.set_ylabel("oracle reward of the policy (held-out prompts)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    ylabel = "oracle reward of the policy (held-out prompts)"
+    _report.curve_lines(ax, curves, ylabel=ylabel, errorbars=False)
     return [_report.save(fig, out_dir, "pbpo_llm.png", dpi=110)]
