@@ -54,6 +54,36 @@ def test_targets_and_identity_at_init(base):
     np.testing.assert_array_equal(forward(model, IDS, MASK), forward(base, IDS, MASK))
 
 
+def test_perturb_adapters_moves_every_factor_and_only_the_adapters(base):
+    """After perturb_adapters ΔW ≠ 0 (the output moves off the base model's), ∇_A is no longer
+    zero, the base weights are untouched, the noise has the requested scale, and one key gives
+    one perturbation."""
+    model, _ = adapted()
+    _, before, base_before = nnx.split(model, lo.LoRAParam, ...)
+    before, base_before = jax.tree.map(np.array, (before, base_before))
+    lo.perturb_adapters(model, jax.random.key(3), scale=0.5)
+    _, after, base_after = nnx.split(model, lo.LoRAParam, ...)
+    jax.tree.map(np.testing.assert_array_equal, base_after, base_before)
+    noise = np.concatenate(
+        [np.ravel(a - b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before))]
+    )
+    assert np.all(noise != 0) and abs(np.std(noise) / 0.5 - 1) < 0.05  # 1,664 draws
+    assert abs(np.mean(noise)) < 0.05
+    assert not np.allclose(forward(model, IDS, MASK), forward(base, IDS, MASK))
+    graphdef, lora, rest = nnx.split(model, lo.LoRAParam, ...)
+
+    def total(lora):
+        return sequence_logps(nnx.merge(graphdef, lora, rest), IDS, MASK, LOSS)[0].sum()
+
+    grad_a = jax.grad(total)(lora)["layers"][0]["attn"]["q_proj"]["lora_a"][...]
+    assert np.max(np.abs(grad_a)) > 0  # zero while B = 0
+    again, _ = adapted()
+    lo.perturb_adapters(again, jax.random.key(3), scale=0.5)
+    jax.tree.map(np.testing.assert_array_equal, nnx.split(again, lo.LoRAParam, ...)[1], after)
+    with pytest.raises(ValueError, match="model: has no LoRA adapters"):
+        lo.perturb_adapters(base, jax.random.key(0), scale=0.1)
+
+
 def test_merge_unmerge_identity(base):
     model, _ = adapted()
     randomize_b(model)

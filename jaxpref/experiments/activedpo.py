@@ -134,11 +134,7 @@ def machinery_checks(cfg: Config, sft_dir, pairs_dir, tok) -> dict:
     model = llm.from_pretrained(sft_dir, dtype=jnp.float32)
     lora = llm.LoRAConfig(rank=cfg.lora_r, alpha=2.0 * cfg.lora_r, target=r"(q|v)_proj")
     llm.apply_lora(model, lora, rngs=nnx.Rngs(cfg.seed))
-    _, adapters, _ = nnx.split(model, llm.LoRAParam, ...)
-    keys = iter(jax.random.split(jax.random.key(cfg.seed), 64))  # B ≠ 0: every factor moves
-    nnx.update(
-        model, jax.tree.map(lambda x: x + 0.05 * jax.random.normal(next(keys), x.shape), adapters)
-    )
+    llm.perturb_adapters(model, jax.random.key(cfg.seed), scale=0.05)  # B ≠ 0: all factors move
     pairs = data.pairs_from_rows(data.load_splits(pairs_dir)["test"]).pairs[: cfg.check_pairs]
     encoded, _ = data.encode_preferences(
         tok, pairs, max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length

@@ -37,6 +37,7 @@ from jaxpref.llm.lora import (
     LoRAParam,
     apply_lora,
     merge_lora,
+    perturb_adapters,
     unmerge_lora,
     without_adapters,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "pair_features_and_logps",
     "pair_offsets",
     "param_map",
+    "perturb_adapters",
     "position_ids",
     "reward_model_from_pretrained",
     "sample_logits",

@@ -72,6 +72,21 @@ def apply_lora(model, config: LoRAConfig, *, rngs: nnx.Rngs) -> list[str]:
     return names
 
 
+def perturb_adapters(model, key, *, scale: float) -> None:
+    """Add ``scale`` · N(0, 1) noise in place to every adapter factor (A and B) of ``model``,
+    one key of ``jax.random.split(key, n)`` per factor in ``nnx.split`` order.
+
+    ``apply_lora`` starts from B = 0, where ΔW = 0 and the gradient with respect to A vanishes;
+    a check of LoRA gradients in which every factor moves needs B ≠ 0 first."""
+    _, adapters, _ = nnx.split(model, LoRAParam, ...)
+    leaves, treedef = jax.tree.flatten(adapters)
+    if not leaves:
+        raise ValueError("model: has no LoRA adapters to perturb (llm.apply_lora first)")
+    keys = jax.random.split(key, len(leaves))
+    noisy = [x + scale * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
+    nnx.update(model, jax.tree.unflatten(treedef, noisy))
+
+
 def _adapted(model):
     return [m for _, m in nnx.iter_modules(model) if isinstance(m, Linear) and m.lora_a is not None]
 
