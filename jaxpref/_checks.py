@@ -36,6 +36,10 @@ checks and 250–350 µs with them at B = 64; 2.0 ms and 3.4 ms at B = 262,144; 
 off, 27 µs (B = 64). At load ~13 the same B = 64 call took 44 µs before and 3.6–4.5 ms with (an
 earlier form of) the checks: the dispatch cost is Python and grows with the load. A step of
 tens of milliseconds does not notice; a loop of microsecond steps should turn the checks off.
+An eager check of a large array costs about one pass over it: ``check_finite`` of a
+50,000 × 128 float32 device array took 8.5 ms to dispatch and read back (4.6 ms for a bare
+jitted ``all(isfinite)``; 23 ms when the program also counted and located offenders on
+success) on the same machine, quiet, 2026-12-02.
 
 The callback sits behind ``lax.cond(bad, report, nothing)``: unconditional, it cost ~1.5–2.4
 ms per check per call at load ~2 (a Python call on a host thread each); behind the ``cond``,
@@ -208,11 +212,21 @@ def _flat_values(x):
     return jax.lax.stop_gradient(values)
 
 
-def _reduce(x, mask):
-    """(any failure, how many, the first offender's value) of the element-wise ``mask``."""
-    flat = jnp.ravel(mask)
-    example = _flat_values(x)[jnp.argmax(flat)]
-    return jnp.any(flat), jnp.sum(flat, dtype=jnp.int32), example
+def _reduce(x, bad_mask: Callable):
+    """(any failure, how many, the first offender's value) of the element-wise ``bad_mask(x)``.
+    The hot path is the one reduction ``any``; counting and finding an offender (an ``argmax``,
+    the costlier pass) run only on failure (zeros otherwise), with the mask computed again inside
+    the branch, so that no mask array is written out for it."""
+
+    def detail(x):
+        flat = jnp.ravel(bad_mask(x))
+        return jnp.sum(flat, dtype=jnp.int32), _flat_values(x)[jnp.argmax(flat)]
+
+    def nothing(x):
+        return jnp.zeros((), jnp.int32), jnp.zeros((), _flat_values(x).dtype)
+
+    bad = jnp.any(bad_mask(x))
+    return (bad, *jax.lax.cond(bad, detail, nothing, x))
 
 
 def _bad_mask(xp, kind: str, v, lo=None, hi=None, closed=None):
@@ -238,7 +252,7 @@ def _bad_mask(xp, kind: str, v, lo=None, hi=None, closed=None):
 @functools.cache
 def _eager_program(kind: str, lo, hi, closed) -> Callable:
     """The check of a concrete array as one jitted program (no effect, so jit's fast path)."""
-    return jax.jit(lambda x: _reduce(x, _bad_mask(jnp, kind, x, lo, hi, closed)))
+    return jax.jit(lambda x: _reduce(x, lambda v: _bad_mask(jnp, kind, v, lo, hi, closed)))
 
 
 def _template(name: str, problem: str, size: int) -> str:

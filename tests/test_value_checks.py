@@ -237,6 +237,12 @@ def test_wait_mode_checks_eager_device_arrays_at_the_call():
     with jaxpref.value_checks(True, wait=True):
         with pytest.raises(ValueError, match="policy_chosen_logps: contains 1 non-finite"):
             _dpo(_f64([-1.0, NAN, -1.0]))
+        # the count and the first offender, computed by the eager program only on failure
+        with pytest.raises(
+            ValueError, match=r"lengths: .* 2 of 4 value\(s\) are not \(e.g. -3.0\)"
+        ):
+            _lengths(jnp.asarray([1.0, -3.0, 2.0, 0.0]))
+        _lengths(jnp.asarray([1.0, 3.0, 2.0, 5.0]))
 
 
 def test_the_switch_turns_array_value_checks_off_but_not_static_checks(
