@@ -16,10 +16,11 @@ Timings (best of --repeats, after a warm-up/compile):
 - one GEMM: a single N×d×n product (the flops of refreshing every score after every pick,
   at BLAS-3 speed), the lower bound of any exact method that touches every score per pick.
 
-Seen on the 2-core AMD EPYC machine, 2026-12-01, quiet (1-min load 1.1–1.6), two runs: lazy
-134.4 / 137.6 ms with 390 candidates re-scored per pick and 13 refreshes, NumPy recipe 6.54 /
-6.52 s (48.6× / 47.4×: the ≥ 50× target narrowly missed), ``sgemv`` 323 / 202 ms (0.42× /
-0.68×), one GEMM 32 / 36 ms (BLAS); the README's performance table has the loaded runs too.
+Seen on the 2-core AMD EPYC machine, 2026-12-02, quiet (1-min load 1.0–1.6), three runs: lazy
+127.5 / 132.8 / 132.3 ms with 390 candidates re-scored per pick and 13 refreshes, NumPy recipe
+6.48 / 7.14 / 6.52 s (50.8× / 53.8× / 49.3×: the ≥ 50× target met in two of three), ``sgemv``
+424 / 548 / 433 ms (0.30× / 0.24× / 0.31×), one GEMM 39 / 47 / 40 ms (BLAS); the README's
+performance table has the earlier runs too.
 
 The NumPy timings run in a separate process that never imports JAX (the two thread pools
 compete otherwise), with ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE`` removed from its
