@@ -7,6 +7,7 @@ so J(π) = Σ_x d₀(x) Σ_y π(y|x) ⟨θ*, Φ(x, y)⟩ is exact by enumeration
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import NamedTuple
 
@@ -135,7 +136,13 @@ def env_batch(make_env, key, num: int, **kwargs) -> PreferenceEnv:
     per key ``k`` of ``jax.random.split(key, num)``, stacked along a leading axis by one
     compiled vmap (a batch for `loop.run_loops` / `loop.run_settings`)."""
     _checks.check_int_in("num", num, 1, 10**9)
-    return jax.jit(jax.vmap(lambda k: make_env(k, **kwargs)))(jax.random.split(key, num))
+    return _env_batch(make_env, jax.random.split(key, num), tuple(sorted(kwargs.items())))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _env_batch(make_env, keys, kwargs: tuple):
+    """One compile per (maker, sizes, number of keys): the sizes are static."""
+    return jax.vmap(lambda k: make_env(k, **dict(kwargs)))(keys)
 
 
 def pad_env(env: PreferenceEnv, num_responses: int, dim: int) -> PreferenceEnv:
