@@ -1,6 +1,7 @@
 """What the runners share from jaxpref.experiments._report: seed statistics, stage timings and
 rate shapes, against direct computations."""
 
+import re
 import time
 
 import numpy as np
@@ -63,6 +64,9 @@ def test_text_table_pads_names_to_the_specs_width():
     ]
     with pytest.raises(ValueError, match="rows: each row needs 3 values"):
         text_table(cols, [("a", 1.0)])
+    for spec in ("*^10s", "+8.3f", ",d"):  # a fill, a sign, grouping: the width would be misread
+        with pytest.raises(ValueError, match=f"columns: spec '{re.escape(spec)}' of 'x'"):
+            text_table([("x", spec)], [(1,)])
 
 
 def test_seed_curves_mean_and_std_per_group_in_first_seen_order():

@@ -191,13 +191,13 @@ def test_pair_features_are_each_sides_own_unpadded_pass():
 
 
 def test_llm_pair_pool_is_one_pass_then_phi_and_b():
-    """data.feature_pairs.llm_pair_pool: the raw arrays are the pair pass's; φ and b recomputed
+    """train.feature_pool.llm_pair_pool: the raw arrays are the pair pass's; φ and b recomputed
     here in NumPy from them (difference, projection, max-norm and max-|b| rescaling); bad options
     are refused before the model is touched (a stand-in that cannot run proves it)."""
     from types import SimpleNamespace
 
     from jaxpref.data import EncodedPair
-    from jaxpref.data import feature_pairs as fp
+    from jaxpref.train.feature_pool import llm_pair_pool
 
     model = llm.create_model(CONFIG, seed=3, dtype=jnp.float64)
     rng = np.random.default_rng(8)
@@ -207,7 +207,7 @@ def test_llm_pair_pool_is_one_pass_then_phi_and_b():
     ]
     P = rng.normal(size=(CONFIG.embed_width, 2))
     kw = dict(pad_id=0, batch_size=4, bucket=4)
-    pool = fp.llm_pair_pool(model, pairs, projection=P, offset_scale="max", **kw)
+    pool = llm_pair_pool(model, pairs, projection=P, offset_scale="max", **kw)
     raw = llm.pair_features_and_logps(model, pairs, **kw)
     for got, want in zip(pool[2:], raw):
         np.testing.assert_array_equal(got, want)
@@ -224,6 +224,6 @@ def test_llm_pair_pool_is_one_pass_then_phi_and_b():
         (dict(pooling="max"), "pooling: unknown 'max'"),
     ]:
         with pytest.raises(ValueError, match=message):
-            fp.llm_pair_pool(stand_in, pairs, **kw | change)
+            llm_pair_pool(stand_in, pairs, **kw | change)
     with pytest.raises(ValueError, match="pairs: need at least one"):
-        fp.llm_pair_pool(stand_in, [], **kw)
+        llm_pair_pool(stand_in, [], **kw)

@@ -277,6 +277,8 @@ def test_env_batch_stacks_one_environment_per_split_key():
             np.testing.assert_allclose(got[i], want, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="num"):
         envs.env_batch(envs.dueling_bandit, key, 0, **kw)
+    with pytest.raises(ValueError, match="bound_theta: .* hashable"):  # static in the compile
+        envs.env_batch(envs.dueling_bandit, key, 3, **kw, bound_theta=jnp.asarray(2.0))
 
 
 @pytest.mark.parametrize("base", [None, 4.0, 1.0])

@@ -29,7 +29,7 @@ def _by_beta(results):
     return out
 
 
-def test_conditional_pm_beats_kl_onpm_divergence_unchecked(results):
+def test_conditional_pm_beats_kl_on_pm_divergence(results):
     """Table 2: conditional PM RLHF has a smaller PM divergence than KL RLHF (every β, α)."""
     for beta, rows in _by_beta(results).items():
         kl = rows["KL RLHF"]["exact"]["pm_divergence"]

@@ -261,7 +261,7 @@ def test_fit_robust_sail_is_the_suffix_average_of_the_updates(problem):
         iterates.append(np.asarray(state.theta))
     want = np.mean(iterates[num_steps // 2 :], axis=0)  # the last ⌈T/2⌉ iterates
     assert len(iterates[num_steps // 2 :]) == -(-num_steps // 2)
-    got = robust.fit_robust_sail(key, problem, rho, radius, num_steps, eta, num_samples=4)
+    got = robust.fit_robust_sail(key, problem, rho, radius, eta, num_steps, num_samples=4)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
     assert float(jnp.linalg.norm(got)) <= radius + 1e-12
 

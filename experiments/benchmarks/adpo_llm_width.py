@@ -7,11 +7,12 @@ features through a random projection (the paper's d = 4096 from a narrower model
 
 ``RUN_DIR`` holds ``results.json`` and ``features.npz`` of ``jaxpref run adpo_llm --out RUN_DIR``
 (or ``experiments/adpo_llm/main.py``); its config is reused. φ = the cached winner − loser
-features through ``feature_pairs.gaussian_projection(E, dim, seed)`` (rank E), or without
-``--dim`` the run's own φ; b = the cached offsets; float64 as in the experiment. Timed: the
-projection, each method's n_max picks (``design.select``, seed 0) and one DPO MLE fit on the
-last method's picks, each a first call, so compile time is included, as a run pays it. Prints
-one JSON object; the numbers seen are in ``experiments/adpo_llm/README.md`` (stage timings).
+features through ``feature_pairs.feature_projection(E, None, dim, seed)`` (a Gaussian P of
+rank E), or without ``--dim`` the run's own φ; b = the cached offsets; float64 as in the
+experiment. Timed: the projection, each method's n_max picks (``design.select``, seed 0) and one
+DPO MLE fit on the last method's picks, each a first call, so compile time is included, as a
+run pays it. Prints one JSON object; the numbers seen are in ``experiments/adpo_llm/README.md``
+(stage timings).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from jaxpref.losses.mle import fit_dpo_mle
 def time_selection(phi, b, cfg: Config, *, methods=METHODS, log=None) -> dict:
     """Seconds of each method's n_max picks and of one MLE fit on them, at phi's width (each
     first call, so compile time included, as a run pays it)."""
+    if not methods:
+        raise ValueError(f"methods: need at least one of {METHODS}")
     out = {"d": int(phi.shape[1]), "N": int(phi.shape[0]), "n": int(cfg.grid[-1])}
     kw = dict(beta=cfg.beta, gamma=cfg.gamma)
     rule = dict(alpha=cfg.alpha, num_candidates=cfg.num_candidates)
@@ -69,7 +72,7 @@ def time_at_width(run_dir, dim: int | None, *, methods=METHODS, log=print) -> di
         return time_selection(cached["phi"], cached["ref_logratio"], cfg, methods=methods, log=log)
     with stopwatch(out, "project_s"):
         fw, fl = cached["features_w"], cached["features_l"]
-        phi = fp.pair_design_matrix(fw, fl, fp.gaussian_projection(fw.shape[1], dim, cfg.seed))
+        phi = fp.pair_design_matrix(fw, fl, fp.feature_projection(fw.shape[1], None, dim, cfg.seed))
     b = fp.scaled_offsets(cached["logps_w"], cached["logps_l"], cfg.offset_scale)
     return out | time_selection(phi, b, cfg, methods=methods, log=log)
 

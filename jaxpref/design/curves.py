@@ -126,9 +126,10 @@ def compare_methods(
     r"""ADPO §6's comparison on one pool: every rule of ``methods`` once per key, each run's picks
     at the largest budget (``select``) and its curve over ``budgets`` (``budget_curve``).
 
-    The rules of ``DETERMINISTIC`` (ADPO+, APO, certainty) ignore the key, so on a fixed pool
-    they run once and that run stands for every key (the picks and curves a rerun would give);
-    ADPO and uniform run once per key. A protocol whose pool changes with the seed (§6.1 draws
+    The rules of ``DETERMINISTIC`` (ADPO+, APO, certainty), and ADPO without candidate subsets
+    (``num_candidates=None``), ignore the key, so on a fixed pool they run once and that run
+    stands for every key (the picks and curves a rerun would give); ADPO with subsets and
+    uniform run once per key. A protocol whose pool changes with the seed (§6.1 draws
     labels and θ* per seed) calls this once per pool with that seed's key.
 
     Args:
@@ -168,7 +169,8 @@ def compare_methods(
     for method in methods:
         runs = []
         for key in keys:
-            if runs and method in DETERMINISTIC:
+            keyless = method in DETERMINISTIC or (method == "ADPO" and num_candidates is None)
+            if runs and keyless:
                 runs.append(runs[0])
                 continue
             res = select(method, key, phi_diff, labels, ref_logratio, n, **kw, **rule)

@@ -1,4 +1,5 @@
-"""What the oracle-based LLM experiments (robust_sail_llm, pbpo_llm, pm_rlhf_llm) share: the
+"""What the oracle-based LLM experiments (robust_sail_llm, pbpo_llm, pm_rlhf_llm; activedpo's
+SFT and reward-model stages through ``prepare``) share: the
 shipped HH-RLHF split cut into SFT / reward-model / RL data with a held-out test part, a small
 Llama fine-tuned on it, its reward model as the true oracle, and the evaluation of a policy
 against the SFT reference under that oracle (mean reward, win-rate, sampled KL)."""

@@ -80,12 +80,19 @@ def text_table(columns, rows, *, sep: str = " ") -> list[str]:
     ``columns`` holds ``(name, spec)`` pairs, ``spec`` a format spec such as ``"12s"`` or
     ``"5.2f"``; each value is written ``f"{value:{spec}}"`` and each name is padded to the
     spec's width, left-aligned above string columns (a spec ending in ``s``) and right-aligned
-    above numbers. Columns are joined by ``sep``."""
+    above numbers. Columns are joined by ``sep``. Specs are ``[align][0][width][.precision]
+    [type]``; one with a fill character, a sign or a grouping option is refused (its width
+    would be misread)."""
     if any(len(r) != len(columns) for r in rows):
         raise ValueError(f"rows: each row needs {len(columns)} values, one per column")
     head = []
     for name, spec in columns:
-        width = re.match(r"[<>^]?0?(\d*)", spec).group(1)
+        parsed = re.fullmatch(r"[<>^]?0?(\d*)(\.\d+)?[a-zA-Z%]?", spec)
+        if parsed is None:
+            raise ValueError(
+                f"columns: spec {spec!r} of {name!r} is not [align][0][width][.p][type]"
+            )
+        width = parsed.group(1)
         head.append(f"{name:{'<' if spec.endswith('s') else '>'}{width}s}")
     return [sep.join(head)] + [sep.join(f"{v:{s}}" for v, (_, s) in zip(r, columns)) for r in rows]
 

@@ -4,7 +4,7 @@ Protocol (Kveton et al., arXiv 2503.01076, §6.2), on the shipped Anthropic HH-R
 split (2,312 rows; the 9 malformed ones are reported and dropped, as are pairs that truncation
 leaves empty or identical):
 
-1. Features, once per pool (:func:`jaxpref.data.feature_pairs.llm_pair_pool`): every (prompt,
+1. Features, once per pool (:func:`jaxpref.train.feature_pool.llm_pair_pool`): every (prompt,
    chosen) and (prompt, rejected) row goes through the model in one jitted, length-bucketed
    pass (:func:`jaxpref.llm.bucketed_features_and_logps`), which returns the final-normed hidden
    state at the last real token and the summed response log-probs. φ_i = φ(x_i, y_w) −
@@ -166,6 +166,8 @@ def run(
     """The protocol end to end. ``rows``: dataset rows (default the shipped HH split);
     ``projection``: an (E, d) matrix applied to φ (default: a random one when ``proj_dim`` is
     set); ``model``: a :class:`~jaxpref.llm.Decoder` to use instead of loading one."""
+    from jaxpref.train.feature_pool import llm_pair_pool
+
     tick, times = progress or (lambda _: None), {}
     root = Path(work_dir) if work_dir else Path(tempfile.mkdtemp("adpo_llm"))
     with stopwatch(times, "pool_s"):
@@ -182,7 +184,7 @@ def run(
     with stopwatch(times, "features_s"):
         kw = dict(pooling=cfg.pooling, batch_size=cfg.batch_size, bucket=cfg.bucket, mesh=mesh)
         kw |= dict(projection=projection, offset_scale=cfg.offset_scale)
-        pool = fp.llm_pair_pool(model, encoded, pad_id=pad_id(tok), **kw)
+        pool = llm_pair_pool(model, encoded, pad_id=pad_id(tok), **kw)
     np.savez(root / "features.npz", **pool._asdict())
     tick(1)
     result = analyse(pool.phi, pool.ref_logratio, cfg, tick)

@@ -74,7 +74,7 @@ def _compare(world, rho, shift, cfg: Config, tick):
     pref = robust.shifted_preferences(world.phi_train, world.theta_star, rho, shift)
     problem = robust.testbed_problem(world, pref)
     keys = jax.random.split(jax.random.key(cfg.seed + 1), cfg.num_seeds)
-    args = (cfg.radius, cfg.num_steps, cfg.step_size, cfg.num_samples)
+    args = (cfg.radius, cfg.step_size, cfg.num_steps, cfg.num_samples)
     fits = {  # (S, d): a θ per seed (offline DPO is deterministic: S = 1)
         name: jax.vmap(lambda k, r=rho_alg: robust.fit_robust_sail(k, problem, r, *args))(keys)
         for name, rho_alg in (("robust_sail", rho), ("nominal_sail", 0.0))

@@ -134,8 +134,19 @@ def optimal_value(env: PreferenceEnv) -> Float[Array, ""]:
 def env_batch(make_env, key, num: int, **kwargs) -> PreferenceEnv:
     """``num`` environments ``make_env(k, **kwargs)`` (e.g. `dueling_bandit`, `token_mdp`), one
     per key ``k`` of ``jax.random.split(key, num)``, stacked along a leading axis by one
-    compiled vmap (a batch for `loop.run_loops` / `loop.run_settings`)."""
+    compiled vmap (a batch for `loop.run_loops` / `loop.run_settings`).
+
+    ``kwargs`` are the maker's sizes and options, static in the compile: each must be hashable
+    (Python numbers, strings, tuples), and each new value compiles once more."""
     _checks.check_int_in("num", num, 1, 10**9)
+    for name, value in kwargs.items():
+        try:
+            hash(value)
+        except TypeError:
+            raise ValueError(
+                f"{name}: env_batch passes the maker's options as static values; need a "
+                f"hashable one (a Python number, string or tuple), got {type(value).__name__}"
+            ) from None
     return _env_batch(make_env, jax.random.split(key, num), tuple(sorted(kwargs.items())))
 
 

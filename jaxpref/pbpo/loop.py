@@ -197,6 +197,11 @@ def radius_scale(radius: str, cfg: LoopConfig, bound_delta_phi=2.0) -> float:
     (κ_cfg = ``cfg.kappa``, or `kappa_btl(B, L)` when it is None). Lets runs under several
     radii share one compiled `run_settings`.
 
+    Args:
+      radius: a name of ``confidence.RADII``. cfg: the `LoopConfig` the loop is compiled with.
+      bound_delta_phi: L, the bound on ‖Φ(x, y) − Φ(x, y′)‖ (2 for unit features).
+    Returns: the scale, a Python float.
+
     References: Jia, arXiv 2511.12867 (β_k(δ), as reconstructed in ``theory/pbpo.md``).
     """
     wanted = float(confidence.radius_kappa(radius, cfg.bound_theta, bound_delta_phi))
@@ -211,6 +216,11 @@ def run_study(keys, study: dict, cfg: LoopConfig) -> dict:
     (each env batch (S,)-stacked, one per key), every setting in one compiled map; returns the
     (S, K) instantaneous regrets in the same nesting (seed s shares its loop key across
     settings).
+
+    Args:
+      keys: (S,) loop keys. study: ``{section: {label: (env batch, LoopParams)}}``, each env
+        batch stacking S environments (`envs.env_batch`). cfg: the shared `LoopConfig`.
+    Returns: ``{section: {label: (S, K) regrets}}``.
 
     References: Jia, arXiv 2511.12867, Alg. 1 (as reconstructed in ``theory/pbpo.md``).
     """

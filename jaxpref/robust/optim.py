@@ -124,8 +124,8 @@ def fit_robust_sail(
     problem: PreferenceProblem,
     rho,
     radius,
+    step_size,
     num_steps: int,
-    step_size=2.0,
     num_samples: int = 1,
     theta0=None,
 ) -> Float[Array, " d"]:
@@ -142,7 +142,8 @@ def fit_robust_sail(
 
     Args:
       key: PRNG key of the sample batches. problem: `PreferenceProblem`. rho: ρ ≥ 0.
-      radius: B > 0. num_steps: T ≥ 1. step_size: η₀ (η_k = η₀/√(k+1)).
+      radius: B > 0. step_size: η₀ (η_k = η₀/√(k+1)). num_steps: T ≥ 1 (the order of
+      `projected_subgradient_path` and `subgradient_stationarity`).
       num_samples: M triples per step. theta0: start (default 0).
     Returns: (d,) the suffix average θ̄.
 
@@ -416,6 +417,9 @@ def moreau_parameter(
     1/λ − τ̂ ≥ max(τ̂, 1), so prox_{λφ} is unique and ∇M_λ(θ) = (θ − prox_{λφ}(θ))/λ is the
     stationarity measure of `moreau_gradient_norms`.
 
+    Args:
+      problem: `PreferenceProblem`. rho: ρ ≥ 0. points: (M, d) points of Θ at which the
+        Hessians are taken (e.g. `ball_points`).
     Returns: ``(lam, tau_hat)`` as Python floats (host values).
 
     References: Davis & Drusvyatskiy, arXiv 1803.06523 (Moreau envelope of a τ-weakly convex
