@@ -427,6 +427,17 @@ def test_select_runs_each_named_rule(pool, library_checks_only):
         picks["uniform"], np.asarray(jax.random.permutation(key, len(s)))[:12]
     )
     assert set(design.DETERMINISTIC) < set(design.METHODS)
+    # uses_key against behaviour: another key changes the picks exactly when it says so (ADPO
+    # without subsets at the budget of test_adpo_only_reads_queried_labels, compiled there)
+    other = jax.random.key(4)
+    for m, n in budgets.items():
+        again = np.asarray(design.select(m, other, phi, s, b, n, **kw).indices)
+        assert design.uses_key(m, 16) == (not np.array_equal(again, picks[m])), m
+    no_subsets = [design.adpo(k, phi, s, b, 40).indices for k in (key, other)]
+    assert not design.uses_key("ADPO", None)
+    np.testing.assert_array_equal(*no_subsets)
+    with pytest.raises(ValueError, match="method: must be one of"):
+        design.uses_key("ADPO++")
     with pytest.raises(ValueError, match=r"method: unknown 'ADPO\+\+'; known"):
         design.select("ADPO++", key, phi, s, b, 5)
     with pytest.raises(ValueError, match="phi_diff"):

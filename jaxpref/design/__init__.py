@@ -31,6 +31,7 @@ from jaxpref.design.active import (  # noqa: E402
     prefix_fits,
     select,
     uniform,
+    uses_key,
 )
 
 __all__ += [
@@ -45,6 +46,7 @@ __all__ += [
     "prefix_fits",
     "select",
     "uniform",
+    "uses_key",
 ]
 from jaxpref.design.gradient_uncertainty import (  # noqa: E402
     NORMALIZATIONS,

@@ -280,6 +280,15 @@ DETERMINISTIC = ("ADPO+", "APO", "certainty")
 """The rules of ``METHODS`` that ignore ``select``'s key (the same picks on a fixed pool)."""
 
 
+def uses_key(method: str, num_candidates: int | None = None) -> bool:
+    """Whether ``select(method, key, ..., num_candidates=...)`` depends on ``key``: uniform
+    always; ADPO only through its candidate subsets (``num_candidates`` set); the rules of
+    ``DETERMINISTIC`` never."""
+    if method not in METHODS:
+        raise ValueError(f"method: must be one of {METHODS}, got {method!r}")
+    return method == "uniform" or (method == "ADPO" and num_candidates is not None)
+
+
 def select(
     method: str,
     key: PRNGKeyArray,

@@ -19,7 +19,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from jaxpref import _checks
-from jaxpref.design.active import _MLE_ITERS, DETERMINISTIC, METHODS, prefix_fits, select
+from jaxpref.design.active import _MLE_ITERS, METHODS, prefix_fits, select, uses_key
 from jaxpref.metrics.logit_error import LogitErrors, logit_errors
 from jaxpref.metrics.preference_fit import PairFitMetrics, pair_fit_metrics
 
@@ -126,11 +126,11 @@ def compare_methods(
     r"""ADPO §6's comparison on one pool: every rule of ``methods`` once per key, each run's picks
     at the largest budget (``select``) and its curve over ``budgets`` (``budget_curve``).
 
-    The rules of ``DETERMINISTIC`` (ADPO+, APO, certainty), and ADPO without candidate subsets
-    (``num_candidates=None``), ignore the key, so on a fixed pool they run once and that run
-    stands for every key (the picks and curves a rerun would give); ADPO with subsets and
-    uniform run once per key. A protocol whose pool changes with the seed (§6.1 draws
-    labels and θ* per seed) calls this once per pool with that seed's key.
+    The rules that ignore the key (``uses_key``: ADPO+, APO, certainty, and ADPO without
+    candidate subsets) run once on a fixed pool, and that run stands for every key (the picks
+    and curves a rerun would give); ADPO with subsets and uniform run once per key. A protocol
+    whose pool changes with the seed (§6.1 draws labels and θ* per seed) calls this once per
+    pool with that seed's key.
 
     Args:
       keys: (S,) PRNG keys, one per run (e.g. ``[jax.random.key(s) for s in range(S)]``).
@@ -169,8 +169,7 @@ def compare_methods(
     for method in methods:
         runs = []
         for key in keys:
-            keyless = method in DETERMINISTIC or (method == "ADPO" and num_candidates is None)
-            if runs and keyless:
+            if runs and not uses_key(method, num_candidates):
                 runs.append(runs[0])
                 continue
             res = select(method, key, phi_diff, labels, ref_logratio, n, **kw, **rule)
